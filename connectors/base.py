@@ -1,0 +1,211 @@
+"""The two contracts every connector implements: the ERP (source of truth) and a sales channel.
+
+The engine depends only on these classes. Implementations live in one package per system and
+carry no repeated docstrings: the contract is written here, once.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+# ---------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class StockRecord:
+    """On-hand units of one SKU as the ERP reports them (summed over the warehouses read)."""
+
+    sku: str
+    on_hand: int
+
+
+@dataclass(frozen=True)
+class StockPage:
+    """A batch of stock records and the cursor to pass next time to get only later changes."""
+
+    records: list[StockRecord]
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class Movement:
+    """A stock movement to record in the ERP. ``key`` makes it idempotent (``channel:order:line``).
+
+    ``delta`` is negative for a sale and positive for a compensation (a cancelled settled sale).
+    """
+
+    key: str
+    sku: str
+    delta: int
+    reason: str
+    reference: str = ""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One SKU as a channel lists it.
+
+    ``ref`` is the channel's own address of the stock-bearing item (opaque to the engine, stable),
+    ``quantity`` what the channel shows now (None when it does not track stock for it).
+    """
+
+    sku: str
+    ref: str
+    quantity: int | None
+    managed: bool = True
+
+
+@dataclass(frozen=True)
+class QuantityUpdate:
+    """Set ``sku`` (at ``ref``) to ``quantity``.
+
+    ``compare`` is the quantity syncd expects the channel to show now; connectors whose API has
+    compare-and-set use it and report a mismatch as stale. ``key`` is stable across retries of the
+    same push, for APIs with idempotency keys.
+    """
+
+    sku: str
+    ref: str
+    quantity: int
+    compare: int | None = None
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    """Outcome of a batch of quantity updates, per SKU.
+
+    ``applied`` maps each SKU the channel accepted to the quantity it now shows; ``rejected`` maps
+    refused SKUs to the channel's reason; ``stale`` lists SKUs whose compare value did not match.
+    """
+
+    applied: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)
+    stale: list[str] = field(default_factory=list)
+
+
+OrderLineStatus = Literal["open", "cancelled"]
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    """One line of a channel order, reduced to what stock needs.
+
+    ``(channel, order_id, line_key)`` identifies the line for good, whichever way it arrives
+    (webhook, poll, retry). ``status`` is ``cancelled`` for cancelled, refunded or failed orders.
+    """
+
+    channel: str
+    order_id: str
+    line_key: str
+    sku: str
+    quantity: int
+    status: OrderLineStatus
+    updated_at: datetime
+
+    @property
+    def key(self) -> str:
+        return f"{self.channel}:{self.order_id}:{self.line_key}"
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    """Order lines changed in a window, and the latest change time seen (the next cursor)."""
+
+    lines: list[OrderLine]
+    latest: datetime | None
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """A verified webhook delivery.
+
+    ``dedupe_key`` identifies the delivery for deduplication (None when the channel gives none);
+    ``ping`` is true for a subscription check that carries no data.
+    """
+
+    dedupe_key: str | None
+    lines: list[OrderLine]
+    ping: bool = False
+    topic: str = ""
+
+
+# ---------------------------------------------------------------------------- contracts
+
+
+class Connector(abc.ABC):
+    """What every connector has: a name from the config, and resources to release."""
+
+    name: str
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release network resources. Safe to call twice."""
+
+
+class ErpConnector(Connector):
+    """The seller's ERP: the single source of truth for on-hand stock.
+
+    Every method may raise TransientError (retry later), AuthError (needs a human) or
+    ProtocolError (malformed answer); nothing is half-applied on the caller's side when they do.
+    """
+
+    @abc.abstractmethod
+    async def read_stock(self) -> list[StockRecord]:
+        """Read the on-hand stock of every SKU the ERP knows."""
+
+    @abc.abstractmethod
+    async def stock_changes(self, cursor: str | None) -> StockPage:
+        """Read stock records changed since ``cursor`` (all records when None)."""
+
+    @abc.abstractmethod
+    async def record_movements(self, movements: Sequence[Movement]) -> list[str]:
+        """Record stock movements; return the keys the ERP has acknowledged.
+
+        Idempotent by ``Movement.key``: a key already recorded is acknowledged again and not
+        applied twice. A refused movement raises RejectedError naming its SKU.
+        """
+
+    async def imported_orders(self, order_refs: Sequence[str]) -> set[str]:
+        """Of ``order_refs`` (``channel:order``), those the ERP has imported by itself.
+
+        Only for ERPs that import channel orders on their own; the default says none.
+        """
+        return set()
+
+
+class ChannelConnector(Connector):
+    """A sales channel that shows a quantity per SKU and sells against it on its own.
+
+    Errors as for ErpConnector; per-SKU refusals are reported in UpdateResult, not raised.
+    """
+
+    supports_compare_and_set: bool = False
+    max_batch: int = 100
+
+    @abc.abstractmethod
+    async def list_listings(self) -> list[Listing]:
+        """Every stock-bearing item with a SKU, with the quantity it shows now."""
+
+    @abc.abstractmethod
+    async def read_quantities(self, listings: Sequence[Listing]) -> dict[str, int]:
+        """Read back the shown quantity of the given listings, keyed by SKU."""
+
+    @abc.abstractmethod
+    async def set_quantities(self, updates: Sequence[QuantityUpdate]) -> UpdateResult:
+        """Set shown quantities, batching as the API allows (any number of updates)."""
+
+    @abc.abstractmethod
+    async def orders_since(self, since: datetime) -> OrderPage:
+        """Order lines of every order created or changed at or after ``since`` (all pages)."""
+
+    @abc.abstractmethod
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+        """Verify a webhook request's signature on the raw body and parse its order lines.
+
+        Raises SignatureError when the signature is missing or wrong, PayloadError when the
+        body cannot be understood. Header names are matched case-insensitively.
+        """

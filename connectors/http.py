@@ -1,0 +1,244 @@
+"""The one road every connector's HTTP traffic takes.
+
+One ``httpx.AsyncClient`` per connector, one chokepoint (``HttpClient.request``) that maps failures
+onto the error tree, retries of transient errors only (tenacity: exponential backoff with jitter,
+honouring Retry-After), and a per-connector rate limiter that the channel's own signals can slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import httpx
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from syncd.errors import AuthError, ConnectorError, ProtocolError, TransientError
+
+log = structlog.get_logger("syncd.http")
+
+T = TypeVar("T")
+
+
+class RateLimiter:
+    """A token bucket: ``rate`` requests per second on average, bursts up to ``burst``.
+
+    ``pause(seconds)`` stops every caller for a while, for when the remote side says to slow down.
+    """
+
+    def __init__(self, rate: float, burst: int | None = None, clock: Callable[[], float] = time.monotonic):
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1, int(rate))
+        self._clock = clock
+        self._tokens = float(self.burst)
+        self._updated = clock()
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    def pause(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def _refill(self, now: float) -> None:
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+
+    async def acquire(self, cost: float = 1.0) -> None:
+        async with self._lock:
+            while True:
+                now = self._clock()
+                if now < self._paused_until:
+                    await asyncio.sleep(self._paused_until - now)
+                    continue
+                self._refill(now)
+                if self._tokens >= cost:
+                    self._tokens -= cost
+                    return
+                await asyncio.sleep((cost - self._tokens) / self.rate)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient errors are retried: ``attempts`` in all, waits from ``initial`` up to ``maximum``."""
+
+    attempts: int = 4
+    initial: float = 0.5
+    maximum: float = 30.0
+    jitter: float = 0.5
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date), None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class HttpClient:
+    """An ``httpx.AsyncClient`` for one connector behind one request chokepoint.
+
+    ``request`` returns the response for 2xx and for the statuses in ``accept``; it raises
+    TransientError for timeouts, connection failures, 429 and 5xx (after retrying them), AuthError
+    for 401/403, and ConnectorError for other statuses, naming the connector, method, path and
+    the remote message (never the credentials).
+    """
+
+    def __init__(
+        self,
+        connector: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        timeout: float = 30.0,
+        rate_limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Any] | None = None,
+    ):
+        self.connector = connector
+        self.rate_limiter = rate_limiter
+        self.retry = retry or RetryPolicy()
+        self.calls = 0
+        self._sleep = sleep
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers=dict(headers or {}),
+            auth=auth,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        accept: tuple[int, ...] = (),
+        **kwargs: Any,
+    ) -> httpx.Response:
+        return await self.call_with_retries(lambda: self._send_once(method, path, accept, **kwargs))
+
+    async def call_with_retries(self, attempt: Callable[[], Any]) -> Any:
+        """Run ``attempt`` (a coroutine factory), retrying it while it raises TransientError."""
+        policy = self.retry
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            base = wait_exponential_jitter(
+                initial=policy.initial, max=policy.maximum, jitter=policy.jitter
+            )(state)
+            if isinstance(exc, TransientError) and exc.retry_after is not None:
+                return float(min(max(base, exc.retry_after), policy.maximum))
+            return float(base)
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "http.retry",
+                connector=self.connector,
+                attempt=state.attempt_number,
+                wait=round(state.next_action.sleep, 3) if state.next_action else None,
+                error=str(exc),
+            )
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(max(1, policy.attempts)),
+            wait=wait,
+            reraise=True,
+            before_sleep=before_sleep,
+            **({"sleep": self._sleep} if self._sleep else {}),
+        )
+        async for attempt_ctx in retrying:
+            with attempt_ctx:
+                return await attempt()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send_once(
+        self, method: str, path: str, accept: tuple[int, ...], **kwargs: Any
+    ) -> httpx.Response:
+        if self.rate_limiter is not None:
+            await self.rate_limiter.acquire()
+        self.calls += 1
+        where = f"{method} {path}"
+        try:
+            response = await self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"{where} timed out", connector=self.connector) from exc
+        except httpx.TransportError as exc:
+            raise TransientError(
+                f"{where} failed: {type(exc).__name__}", connector=self.connector
+            ) from exc
+        status = response.status_code
+        if 200 <= status < 300 or status in accept:
+            return response
+        detail = _remote_message(response)
+        if status == 429 or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if retry_after is not None and self.rate_limiter is not None:
+                self.rate_limiter.pause(retry_after)
+            raise TransientError(
+                f"{where} answered {status}{detail}", connector=self.connector, retry_after=retry_after
+            )
+        if status in (401, 403):
+            raise AuthError(f"{where} answered {status}{detail}", connector=self.connector)
+        raise ConnectorError(f"{where} answered {status}{detail}", connector=self.connector)
+
+
+def _remote_message(response: httpx.Response) -> str:
+    """A short, safe excerpt of an error body: its message field, or the first characters."""
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        text = response.text[:200].strip()
+        return f": {text}" if text else ""
+    if isinstance(body, dict):
+        for key in ("message", "error", "errors", "code"):
+            if key in body:
+                return f": {str(body[key])[:200]}"
+    return ""
+
+
+def json_body(response: httpx.Response, expect: type[T], *, connector: str) -> T:
+    """Decode a JSON response and check its top-level type, raising ProtocolError otherwise."""
+    where = f"{response.request.method} {response.request.url.path}"
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(
+            f"{where} answered a body that is not JSON ({len(response.content)} bytes)",
+            connector=connector,
+        ) from exc
+    if not isinstance(body, expect):
+        raise ProtocolError(
+            f"{where} answered JSON of type {type(body).__name__}, expected {expect.__name__}",
+            connector=connector,
+        )
+    return body

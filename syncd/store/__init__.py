@@ -1,0 +1,14 @@
+"""The ledger: SQLModel tables on SQLite (default) or PostgreSQL, behind the ``Store`` class."""
+
+from syncd.store.store import (
+    DriftRow,
+    IngestResult,
+    LineRow,
+    ListingRow,
+    PushRow,
+    RunRow,
+    SkuRow,
+    Store,
+)
+
+__all__ = ["DriftRow", "IngestResult", "LineRow", "ListingRow", "PushRow", "RunRow", "SkuRow", "Store"]
