@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -22,7 +23,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from syncd.errors import AuthError, ConnectorError, ProtocolError, TransientError
@@ -38,12 +38,19 @@ class RateLimiter:
     ``pause(seconds)`` stops every caller for a while, for when the remote side says to slow down.
     """
 
-    def __init__(self, rate: float, burst: int | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        rate: float,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
         self.burst = burst if burst is not None else max(1, int(rate))
         self._clock = clock
+        self._sleep = sleep
         self._tokens = float(self.burst)
         self._updated = clock()
         self._paused_until = 0.0
@@ -61,13 +68,13 @@ class RateLimiter:
             while True:
                 now = self._clock()
                 if now < self._paused_until:
-                    await asyncio.sleep(self._paused_until - now)
+                    await self._sleep(self._paused_until - now)
                     continue
                 self._refill(now)
                 if self._tokens >= cost:
                     self._tokens -= cost
                     return
-                await asyncio.sleep((cost - self._tokens) / self.rate)
+                await self._sleep((cost - self._tokens) / self.rate)
 
 
 @dataclass(frozen=True)
@@ -151,9 +158,9 @@ class HttpClient:
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            base = wait_exponential_jitter(
-                initial=policy.initial, max=policy.maximum, jitter=policy.jitter
-            )(state)
+            # Exponential backoff with jitter, so that many clients do not retry in step.
+            base = min(policy.maximum, policy.initial * 2 ** (state.attempt_number - 1))
+            base += random.uniform(0, policy.jitter)
             if isinstance(exc, TransientError) and exc.retry_after is not None:
                 return float(min(max(base, exc.retry_after), policy.maximum))
             return float(base)
@@ -193,9 +200,7 @@ class HttpClient:
         except httpx.TimeoutException as exc:
             raise TransientError(f"{where} timed out", connector=self.connector) from exc
         except httpx.TransportError as exc:
-            raise TransientError(
-                f"{where} failed: {type(exc).__name__}", connector=self.connector
-            ) from exc
+            raise TransientError(f"{where} failed: {type(exc).__name__}", connector=self.connector) from exc
         status = response.status_code
         if 200 <= status < 300 or status in accept:
             return response

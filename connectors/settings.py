@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept ``"90s"``, ``"5m"``, ``"1h"``, ``"1d"``, ``"200ms"`` besides what pydantic reads itself."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 class ConnectorSettings(BaseModel):
@@ -12,7 +29,9 @@ class ConnectorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timeout: timedelta = Field(default=timedelta(seconds=30), description="Per-request timeout.")
+    timeout: Duration = Field(
+        default=timedelta(seconds=30), gt=timedelta(0), description="Per-request timeout."
+    )
     rate_limit: float = Field(default=5.0, gt=0, description="Requests per second, on average.")
     burst: int = Field(default=5, ge=1, description="Requests allowed back to back.")
     retry_attempts: int = Field(default=4, ge=1, le=20, description="Tries per request, first included.")
@@ -36,4 +55,3 @@ class ChannelSettings(ConnectorSettings):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="Unique channel name.")
     enabled: bool = True
     policy: ChannelPolicySettings = ChannelPolicySettings()
-

@@ -4,6 +4,7 @@ causes and the ordered push plan. No I/O and no clock reads here; callers pass `
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -55,7 +56,9 @@ class ChannelState:
     @property
     def expected(self) -> int | None:
         """What the channel should show now given syncd's own pushes and the sales it has seen."""
-        ...
+        if self.last_pushed is None:
+            return None
+        return max(0, self.last_pushed - self.sold_since_push)
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ class PlannedPush:
     @property
     def is_decrease(self) -> bool:
         """True when the push lowers the shown quantity (or the current value is unknown)."""
-        ...
+        # An unknown current value may be anything, so it is treated as the riskiest case.
+        return self.compare is None or self.target < self.compare
 
 
 class DriftCause(StrEnum):
@@ -96,17 +100,23 @@ class Drift:
 
 def available_to_sell(on_hand: int, reserved: int, safety_stock: int) -> int:
     """ats = max(0, on_hand - reserved - safety_stock)."""
-    ...
+    return max(0, on_hand - reserved - safety_stock)
 
 
 def is_low_stock(stock: SkuStock) -> bool:
     """True when ats is at or below the SKU's low-stock threshold (and the threshold is > 0)."""
-    ...
+    if stock.low_stock_threshold <= 0:
+        return False
+    return _ats(stock) <= stock.low_stock_threshold
 
 
 def policy_target(ats: int, policy: ChannelPolicy) -> int:
     """A channel's target outside low-stock mode: share, then buffer, then cap; never above ats."""
-    ...
+    target = max(0, ats * policy.share // 100 - policy.buffer)
+    if policy.cap is not None:
+        target = min(target, policy.cap)
+    # The outer clamp keeps odd policies (share over 100, negative buffer or cap) inside [0, ats].
+    return max(0, min(target, ats))
 
 
 def channel_targets(
@@ -119,12 +129,37 @@ def channel_targets(
     channel above its policy target, channels in ``unavailable`` get 0; the targets sum to at most
     ats. Every target is between 0 and ats.
     """
-    ...
+    ats = _ats(stock)
+    if not is_low_stock(stock):
+        # Channels we cannot reach keep their target: the push simply waits until they are back.
+        return {p.channel: policy_target(ats, p) for p in policies}
+    targets = {p.channel: 0 for p in policies}
+    remaining = ats
+    for priority in sorted({p.priority for p in policies}):
+        group = [p for p in policies if p.priority == priority and p.channel not in unavailable]
+        rooms = {p.channel: policy_target(ats, p) for p in group}
+        weights = {p.channel: max(0, p.weight) for p in group}
+        given = _fill_group(remaining, rooms, weights)
+        for channel, units in given.items():
+            targets[channel] = units
+        remaining -= sum(given.values())
+    return targets
 
 
 def classify_drift(state: ChannelState, recently_cancelled_units: int = 0) -> Drift | None:
     """The drift of one listing, or None when observed equals expected or nothing was observed."""
-    ...
+    observed, expected = state.observed, state.expected
+    if observed is None or observed == expected:
+        return None
+    if expected is None:
+        cause = DriftCause.UNKNOWN_BASELINE
+    elif observed < expected:
+        cause = DriftCause.MISSED_ORDER
+    elif 0 < observed - expected <= recently_cancelled_units:
+        cause = DriftCause.MISSED_CANCELLATION
+    else:
+        cause = DriftCause.MANUAL_EDIT
+    return Drift(state.channel, state.sku, expected, observed, cause)
 
 
 def plan_pushes(
@@ -138,4 +173,74 @@ def plan_pushes(
     Order: decreases first (zero-outs before other decreases, larger drops first), then increases;
     within a class, by channel then sku, so the plan is deterministic.
     """
-    ...
+    pushes = [
+        PlannedPush(channel, sku, target, believed.get((channel, sku)), reason)
+        for (channel, sku), target in targets.items()
+        if believed.get((channel, sku)) != target
+    ]
+    return sorted(pushes, key=_push_order)
+
+
+def auto_low_stock_threshold(
+    sales_per_minute: float, latency_seconds: float, channels: int, floor: int, cap: int
+) -> int:
+    """Units likely to sell elsewhere before a push lands: rate x latency x channels, rounded up.
+
+    The result is clamped to ``[floor, cap]``; an unknown (NaN) or negative estimate counts as 0,
+    an infinite one as ``cap``. Raises ValueError if ``floor`` is above ``cap``.
+    """
+    if floor > cap:
+        raise ValueError(f"low-stock threshold floor {floor} is above its cap {cap}")
+    estimate = sales_per_minute * latency_seconds / 60 * channels
+    if math.isnan(estimate) or estimate <= 0:
+        return floor
+    if math.isinf(estimate):
+        return cap
+    # Round first so float noise (1.1 * 450 / 60 * 4 = 33.00000000000001) does not add a unit.
+    return min(max(math.ceil(round(estimate, 9)), floor), cap)
+
+
+def _ats(stock: SkuStock) -> int:
+    return available_to_sell(stock.on_hand, stock.reserved, stock.safety_stock)
+
+
+def _fill_group(pool: int, rooms: Mapping[str, int], weights: Mapping[str, int]) -> dict[str, int]:
+    """Split ``pool`` units by weight, no channel above its room; what a full channel cannot take
+    is offered to the others again, so the group takes min(pool, total room)."""
+    given = dict.fromkeys(rooms, 0)
+    while pool > 0:
+        open_ = sorted(c for c in rooms if given[c] < rooms[c])
+        if not open_:
+            break
+        # Zero-weight channels only get what their weighted peers cannot take.
+        weighted = [c for c in open_ if weights[c] > 0]
+        shares = _largest_remainder(
+            pool, {c: weights[c] for c in weighted} if weighted else dict.fromkeys(open_, 1)
+        )
+        for channel, share in shares.items():
+            take = min(share, rooms[channel] - given[channel])
+            given[channel] += take
+            pool -= take
+    return given
+
+
+def _largest_remainder(units: int, weights: Mapping[str, int]) -> dict[str, int]:
+    """Apportion ``units`` by positive ``weights`` (Hamilton method), ties by channel name."""
+    total = sum(weights.values())
+    shares = {c: units * w // total for c, w in weights.items()}
+    left = units - sum(shares.values())
+    # Remainders compared as integer numerators over the common denominator ``total``: exact.
+    by_remainder = sorted(weights, key=lambda c: (-(units * weights[c] % total), c))
+    for channel in by_remainder[:left]:
+        shares[channel] += 1
+    return shares
+
+
+def _push_order(push: PlannedPush) -> tuple[int, int, int, int, str, str]:
+    if not push.is_decrease:
+        return (1, 0, 0, 0, push.channel, push.sku)
+    # Zero-outs first, then larger drops; an unknown current value counts as the largest drop.
+    zero_out = 0 if push.target == 0 else 1
+    known = 0 if push.compare is None else 1
+    drop = 0 if push.compare is None else push.compare - push.target
+    return (0, zero_out, known, -drop, push.channel, push.sku)

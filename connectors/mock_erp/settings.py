@@ -16,3 +16,4 @@ class MockErpSettings(ConnectorSettings):
     api_key: SecretStr
     rate_limit: float = Field(default=20.0, gt=0)
     burst: int = Field(default=20, ge=1)
+    page_size: int = Field(default=1000, ge=1, le=5000, description="Stock records asked per request.")

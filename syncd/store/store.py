@@ -6,12 +6,31 @@ ledger by accident. Every database failure surfaces as StoreError (chained to th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, func, select, tuple_, update
 
 from connectors.base import Listing, OrderLine
 from syncd.core import Drift, PlannedPush
+from syncd.store import models as t
+from syncd.store.database import Database
+from syncd.store.models import UtcDateTime
+from syncd.store.queries import (
+    COUNTED_STATES,
+    LINE_STATES,
+    chunks,
+    ingest_line,
+    insert,
+    line_states,
+    split_line_key,
+    split_order_ref,
+)
+
+_MAX_ERROR_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -101,47 +120,171 @@ class RunRow:
 class Store:
     """The ledger. ``url`` is an SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://...``."""
 
-    def __init__(self, url: str) -> None: ...
+    def __init__(self, url: str) -> None:
+        self._db = Database(url)
+
+    def __repr__(self) -> str:
+        return f"Store({self._db.name!r})"
 
     def migrate(self) -> None:
         """Bring the schema to the newest version (Alembic ``upgrade head``)."""
+        self._db.migrate()
 
     def ping(self) -> None:
         """Raise StoreError unless the database answers a trivial query."""
+        with self._db.transaction("ping", write=False) as conn:
+            conn.execute(select(1))
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        self._db.close()
 
     # -- stock ------------------------------------------------------------------------------
-    def apply_stock(
-        self, records: Sequence[tuple[str, int]], read_started: datetime, now: datetime
-    ) -> int:
+    def apply_stock(self, records: Sequence[tuple[str, int]], read_started: datetime, now: datetime) -> int:
         """Store ERP on-hand figures read by a request that started at ``read_started``.
 
         In the same transaction, every ``posted`` order line of those SKUs whose movement was
         acknowledged before ``read_started`` becomes ``settled`` (the ERP figure now includes it).
         Returns the number of lines settled.
         """
+        latest = dict(records)
+        if not latest:
+            return 0
+        sk, ol = t.sku, t.order_line
+        settled = 0
+        with self._db.transaction("apply stock") as conn:
+            stmt = insert(conn, sk)
+            upsert = stmt.on_conflict_do_update(
+                index_elements=[sk.c.sku],
+                set_={"on_hand": stmt.excluded.on_hand, "read_at": stmt.excluded.read_at},
+            )
+            conn.execute(
+                upsert, [{"sku": s, "on_hand": q, "read_at": now} for s, q in sorted(latest.items())]
+            )
+            for batch in chunks(sorted(latest)):
+                settle = (
+                    update(ol)
+                    .where(ol.c.state == "posted", ol.c.acked_at <= read_started, ol.c.sku.in_(batch))
+                    .values(state="settled", updated_at=now)
+                )
+                settled += conn.execute(settle).rowcount
+        return settled
 
     def settle_orders(self, order_refs: Iterable[str], now: datetime) -> int:
         """Settle the reserved or posted lines of orders (``channel:order_id``) the ERP imported."""
+        orders = sorted({split_order_ref(ref) for ref in order_refs})
+        ol = t.order_line
+        settled = 0
+        with self._db.transaction("settle orders") as conn:
+            for batch in chunks(orders):
+                settle = (
+                    update(ol)
+                    .where(tuple_(ol.c.channel, ol.c.order_id).in_(batch), ol.c.state.in_(COUNTED_STATES))
+                    .values(state="settled", updated_at=now)
+                )
+                settled += conn.execute(settle).rowcount
+        return settled
 
-    def skus(self, skus: Iterable[str] | None = None) -> dict[str, SkuRow]: ...
+    def skus(self, skus: Iterable[str] | None = None) -> dict[str, SkuRow]:
+        sk = t.sku
+        with self._db.transaction("read SKUs", write=False) as conn:
+            rows = _select_some(conn, select(sk.c.sku, sk.c.on_hand, sk.c.read_at), sk.c.sku, skus)
+        return {row.sku: SkuRow(row.sku, row.on_hand, row.read_at) for row in rows}
 
     def reserved_by_sku(self, skus: Iterable[str] | None = None) -> dict[str, int]:
         """Units in ``reserved`` or ``posted`` lines, per SKU (SKUs with none are absent)."""
+        ol = t.order_line
+        query = (
+            select(ol.c.sku, func.sum(ol.c.quantity).label("units"))
+            .where(ol.c.state.in_(COUNTED_STATES))
+            .group_by(ol.c.sku)
+        )
+        with self._db.transaction("read reservations", write=False) as conn:
+            rows = _select_some(conn, query, ol.c.sku, skus)
+        return {row.sku: int(row.units) for row in rows if row.units}
 
     # -- listings ---------------------------------------------------------------------------
     def sync_listings(self, channel: str, listings: Sequence[Listing], observed_at: datetime) -> None:
         """Upsert the channel's listings (ref, observed quantity); ones no longer listed are dropped."""
+        by_sku = {listing.sku: listing for listing in listings}
+        li = t.listing
+        rows = [
+            {
+                "channel": channel,
+                "sku": sku,
+                "ref": listing.ref,
+                "last_pushed": None,
+                "pushed_at": None,
+                "sold_since_push": 0,
+                "observed": listing.quantity,
+                "observed_at": observed_at if listing.quantity is not None else None,
+                "status": "ok",
+                "detail": "",
+            }
+            for sku, listing in sorted(by_sku.items())
+        ]
+        with self._db.transaction("sync listings") as conn:
+            if rows:
+                stmt = insert(conn, li)
+                upsert = stmt.on_conflict_do_update(
+                    index_elements=[li.c.channel, li.c.sku],
+                    set_={
+                        "ref": stmt.excluded.ref,
+                        "observed": stmt.excluded.observed,
+                        "observed_at": stmt.excluded.observed_at,
+                    },
+                )
+                conn.execute(upsert, rows)
+            stored = conn.execute(select(li.c.sku).where(li.c.channel == channel)).scalars()
+            gone = sorted(set(stored) - by_sku.keys())
+            for batch in chunks(gone):
+                conn.execute(delete(li).where(li.c.channel == channel, li.c.sku.in_(batch)))
 
-    def record_observed(self, channel: str, observed: dict[str, int], at: datetime) -> None: ...
+    def record_observed(self, channel: str, observed: dict[str, int], at: datetime) -> None:
+        li = t.listing
+        stmt = (
+            update(li)
+            .where(li.c.channel == channel, li.c.sku == bindparam("b_sku"))
+            .values(observed=bindparam("b_quantity"), observed_at=bindparam("b_at", type_=UtcDateTime))
+        )
+        params = [{"b_sku": s, "b_quantity": q, "b_at": at} for s, q in sorted(observed.items())]
+        with self._db.transaction("record observed quantities") as conn:
+            if params:
+                conn.execute(stmt, params)
 
     def record_pushed(self, channel: str, applied: dict[str, int], at: datetime) -> None:
         """After a successful push: last_pushed = quantity, sold_since_push = 0, status ok."""
+        li = t.listing
+        stmt = (
+            update(li)
+            .where(li.c.channel == channel, li.c.sku == bindparam("b_sku"))
+            .values(
+                last_pushed=bindparam("b_quantity"),
+                pushed_at=bindparam("b_at", type_=UtcDateTime),
+                sold_since_push=0,
+                status="ok",
+                detail="",
+            )
+        )
+        params = [{"b_sku": s, "b_quantity": q, "b_at": at} for s, q in sorted(applied.items())]
+        with self._db.transaction("record pushed quantities") as conn:
+            if params:
+                conn.execute(stmt, params)
 
-    def set_listing_status(self, channel: str, sku: str, status: str, detail: str = "") -> None: ...
+    def set_listing_status(self, channel: str, sku: str, status: str, detail: str = "") -> None:
+        li = t.listing
+        stmt = update(li).where(li.c.channel == channel, li.c.sku == sku).values(status=status, detail=detail)
+        with self._db.transaction("set listing status") as conn:
+            conn.execute(stmt)
 
-    def listings(self, channel: str | None = None, skus: Iterable[str] | None = None) -> list[ListingRow]: ...
+    def listings(self, channel: str | None = None, skus: Iterable[str] | None = None) -> list[ListingRow]:
+        li = t.listing
+        query = select(li)
+        if channel is not None:
+            query = query.where(li.c.channel == channel)
+        with self._db.transaction("read listings", write=False) as conn:
+            rows = _select_some(conn, query, li.c.sku, skus)
+        found = [ListingRow(**row._asdict()) for row in rows]
+        return sorted(found, key=lambda row: (row.channel, row.sku))
 
     # -- order lines ------------------------------------------------------------------------
     def ingest_lines(self, lines: Sequence[OrderLine], now: datetime) -> IngestResult:
@@ -152,44 +295,280 @@ class Store:
         A known reserved line now cancelled becomes ``released``; a known posted or settled line
         now cancelled becomes ``compensate``. Anything else already known is a duplicate.
         """
+        new: list[OrderLine] = []
+        released: list[OrderLine] = []
+        to_compensate: list[OrderLine] = []
+        duplicates = 0
+        sold: dict[tuple[str, str], int] = {}
+        li = t.listing
+        with self._db.transaction("ingest order lines") as conn:
+            states = line_states(conn, [(line.channel, line.order_id, line.line_key) for line in lines])
+            for line in lines:
+                ident = (line.channel, line.order_id, line.line_key)
+                outcome, states[ident] = ingest_line(conn, line, states.get(ident), now)
+                if outcome == "new":
+                    new.append(line)
+                    sold[(line.channel, line.sku)] = sold.get((line.channel, line.sku), 0) + line.quantity
+                elif outcome == "released":
+                    released.append(line)
+                elif outcome == "compensate":
+                    to_compensate.append(line)
+                elif outcome == "duplicate":
+                    duplicates += 1
+            if sold:
+                bump = (
+                    update(li)
+                    .where(li.c.channel == bindparam("b_channel"), li.c.sku == bindparam("b_sku"))
+                    .values(sold_since_push=li.c.sold_since_push + bindparam("b_units"))
+                )
+                params = [{"b_channel": c, "b_sku": s, "b_units": n} for (c, s), n in sorted(sold.items())]
+                conn.execute(bump, params)
+        return IngestResult(new=new, released=released, to_compensate=to_compensate, duplicates=duplicates)
 
-    def lines_in_state(self, state: str, limit: int = 1000) -> list[LineRow]: ...
+    def lines_in_state(self, state: str, limit: int = 1000) -> list[LineRow]:
+        ol = t.order_line
+        query = (
+            select(
+                ol.c.channel,
+                ol.c.order_id,
+                ol.c.line_key,
+                ol.c.sku,
+                ol.c.quantity,
+                ol.c.state,
+                ol.c.created_at,
+                ol.c.updated_at,
+            )
+            .where(ol.c.state == state)
+            .order_by(ol.c.id)
+            .limit(limit)
+        )
+        with self._db.transaction("read order lines", write=False) as conn:
+            return [LineRow(**row._asdict()) for row in conn.execute(query)]
 
     def mark_lines(self, keys: Iterable[str], state: str, now: datetime) -> None:
         """Move lines (by ``channel:order:line`` key) to ``state``; ``posted`` also stamps acked time."""
+        if state not in LINE_STATES:
+            raise ValueError(f"unknown order line state {state!r}; expected one of {sorted(LINE_STATES)}")
+        idents = sorted({split_line_key(key) for key in keys})
+        ol = t.order_line
+        with self._db.transaction("mark order lines") as conn:
+            for batch in chunks(idents):
+                match = tuple_(ol.c.channel, ol.c.order_id, ol.c.line_key).in_(batch)
+                if state != "posted":
+                    conn.execute(update(ol).where(match).values(state=state, updated_at=now))
+                    continue
+                # A line cancelled while its sale was being recorded in the ERP still had its
+                # sale recorded: it now needs a compensating movement, not to count as sold.
+                conn.execute(
+                    update(ol)
+                    .where(match, ol.c.state == "released")
+                    .values(state="compensate", acked_at=now, updated_at=now)
+                )
+                conn.execute(
+                    update(ol)
+                    .where(match, ol.c.state.not_in(("released", "compensate")))
+                    .values(state="posted", acked_at=now, updated_at=now)
+                )
 
     # -- outbox -----------------------------------------------------------------------------
     def enqueue_pushes(self, pushes: Sequence[PlannedPush], now: datetime) -> None:
         """Queue pushes; a pending push for the same (channel, sku) is superseded by the new one."""
+        if not pushes:
+            return
+        last = {(p.channel, p.sku): i for i, p in enumerate(pushes)}
+        rows = [
+            {
+                "channel": p.channel,
+                "sku": p.sku,
+                "target": p.target,
+                "compare": p.compare,
+                "reason": p.reason,
+                # Within one batch too, only the last push for a (channel, sku) stays pending.
+                "state": "pending" if last[(p.channel, p.sku)] == i else "superseded",
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+                "last_error": "",
+            }
+            for i, p in enumerate(pushes)
+        ]
+        pu = t.push
+        supersede = (
+            update(pu)
+            .where(
+                pu.c.channel == bindparam("b_channel"),
+                pu.c.sku == bindparam("b_sku"),
+                pu.c.state == "pending",
+            )
+            .values(state="superseded", updated_at=now)
+        )
+        with self._db.transaction("enqueue pushes") as conn:
+            conn.execute(supersede, [{"b_channel": c, "b_sku": s} for c, s in sorted(last)])
+            conn.execute(insert(conn, pu), rows)
 
-    def pending_pushes(self, channel: str | None = None, limit: int = 10_000) -> list[PushRow]: ...
+    def pending_pushes(self, channel: str | None = None, limit: int = 10_000) -> list[PushRow]:
+        pu = t.push
+        query = select(*(pu.c[name] for name in _PUSH_FIELDS)).where(pu.c.state == "pending")
+        if channel is not None:
+            query = query.where(pu.c.channel == channel)
+        with self._db.transaction("read pending pushes", write=False) as conn:
+            rows = conn.execute(query.order_by(pu.c.id).limit(limit))
+            return [PushRow(**row._asdict()) for row in rows]
 
-    def complete_pushes(self, ids: Iterable[int], now: datetime) -> None: ...
+    def complete_pushes(self, ids: Iterable[int], now: datetime) -> None:
+        pu = t.push
+        with self._db.transaction("complete pushes") as conn:
+            for batch in chunks(sorted(set(ids))):
+                conn.execute(update(pu).where(pu.c.id.in_(batch)).values(state="sent", updated_at=now))
 
     def fail_push(self, push_id: int, error: str, now: datetime, *, give_up: bool) -> None:
         """Count a failed attempt; ``give_up`` marks it failed for good, else it stays pending."""
+        pu = t.push
+        stmt = (
+            update(pu)
+            .where(pu.c.id == push_id)
+            .values(
+                attempts=pu.c.attempts + 1,
+                last_error=error[:_MAX_ERROR_CHARS],
+                updated_at=now,
+                state="failed" if give_up else pu.c.state,
+            )
+        )
+        with self._db.transaction("record failed push") as conn:
+            conn.execute(stmt)
 
     # -- drift, runs, cursors ---------------------------------------------------------------
-    def record_drift(self, drifts: Sequence[Drift], corrections: dict[tuple[str, str], int], now: datetime) -> None: ...
+    def record_drift(
+        self, drifts: Sequence[Drift], corrections: dict[tuple[str, str], int], now: datetime
+    ) -> None:
+        rows = [
+            {
+                "at": now,
+                "channel": d.channel,
+                "sku": d.sku,
+                "expected": d.expected,
+                "observed": d.observed,
+                "cause": str(d.cause),
+                "correction": corrections.get((d.channel, d.sku)),
+            }
+            for d in drifts
+        ]
+        with self._db.transaction("record drift") as conn:
+            if rows:
+                conn.execute(insert(conn, t.drift), rows)
 
-    def recent_drift(self, limit: int = 50) -> list[DriftRow]: ...
+    def recent_drift(self, limit: int = 50) -> list[DriftRow]:
+        dr = t.drift
+        query = (
+            select(dr.c.at, dr.c.channel, dr.c.sku, dr.c.expected, dr.c.observed, dr.c.cause, dr.c.correction)
+            .order_by(dr.c.at.desc(), dr.c.id.desc())
+            .limit(limit)
+        )
+        with self._db.transaction("read drift", write=False) as conn:
+            return [DriftRow(**row._asdict()) for row in conn.execute(query)]
 
-    def start_run(self, kind: str, now: datetime) -> int: ...
+    def start_run(self, kind: str, now: datetime) -> int:
+        stmt = t.run.insert().values(kind=kind, started_at=now, finished_at=None, counts="{}", error=None)
+        with self._db.transaction("start run") as conn:
+            key = conn.execute(stmt).inserted_primary_key
+        assert key is not None  # an INSERT always yields its key
+        return int(key[0])
 
-    def finish_run(self, run_id: int, now: datetime, counts: dict[str, int], error: str | None = None) -> None: ...
+    def finish_run(
+        self, run_id: int, now: datetime, counts: dict[str, int], error: str | None = None
+    ) -> None:
+        ru = t.run
+        stmt = (
+            update(ru)
+            .where(ru.c.id == run_id)
+            .values(finished_at=now, counts=json.dumps(counts, sort_keys=True), error=error)
+        )
+        with self._db.transaction("finish run") as conn:
+            conn.execute(stmt)
 
-    def recent_runs(self, limit: int = 20) -> list[RunRow]: ...
+    def recent_runs(self, limit: int = 20) -> list[RunRow]:
+        ru = t.run
+        query = select(ru).order_by(ru.c.started_at.desc(), ru.c.id.desc()).limit(limit)
+        with self._db.transaction("read runs", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [
+            RunRow(row.id, row.kind, row.started_at, row.finished_at, json.loads(row.counts), row.error)
+            for row in rows
+        ]
 
-    def get_cursor(self, name: str) -> str | None: ...
+    def get_cursor(self, name: str) -> str | None:
+        cu = t.cursor
+        with self._db.transaction("read cursor", write=False) as conn:
+            value: str | None = conn.execute(select(cu.c.value).where(cu.c.name == name)).scalar()
+        return value
 
-    def set_cursor(self, name: str, value: str) -> None: ...
+    def set_cursor(self, name: str, value: str) -> None:
+        with self._db.transaction("save cursor") as conn:
+            stmt = insert(conn, t.cursor).values(name=name, value=value)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"value": value}))
 
     # -- webhooks and leases ----------------------------------------------------------------
     def mark_webhook_seen(self, key: str, now: datetime, ttl: timedelta) -> bool:
         """Record a delivery key; True if it was already seen and not expired (a duplicate)."""
+        ws = t.webhook_seen
+        with self._db.transaction("record webhook delivery") as conn:
+            # Pruning here keeps the table at one TTL's worth of deliveries without a cleanup job;
+            # the expiry index makes it cost next to nothing when nothing has expired.
+            conn.execute(delete(ws).where(ws.c.expires_at <= now))
+            stmt = insert(conn, ws).values(key=key, seen_at=now, expires_at=now + ttl)
+            inserted = conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"])).rowcount
+        return inserted == 0
 
     def acquire_lease(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
         """Take or renew the named lease for ``holder``; False while another holder's is unexpired."""
+        le = t.lease
+        with self._db.transaction("acquire lease") as conn:
+            stmt = insert(conn, le).values(name=name, holder=holder, expires_at=now + ttl)
+            upsert = stmt.on_conflict_do_update(
+                index_elements=["name"],
+                set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
+                # Only one statement decides, so two replicas racing cannot both win.
+                where=(le.c.holder == holder) | (le.c.expires_at <= now),
+            )
+            return conn.execute(upsert).rowcount == 1
 
     def counts(self) -> dict[str, int]:
         """Ledger sizes for metrics: skus, listings, lines per state, pending pushes, drift rows."""
+        ol, pu = t.order_line, t.push
+        with self._db.transaction("count ledger rows", write=False) as conn:
+            result = {
+                "skus": conn.execute(select(func.count()).select_from(t.sku)).scalar_one(),
+                "listings": conn.execute(select(func.count()).select_from(t.listing)).scalar_one(),
+            }
+            per_state: dict[str, int] = {
+                state: n for state, n in conn.execute(select(ol.c.state, func.count()).group_by(ol.c.state))
+            }
+            result |= {f"lines_{state}": per_state.get(state, 0) for state in sorted(LINE_STATES)}
+            pending = select(func.count()).select_from(pu).where(pu.c.state == "pending")
+            result["pushes_pending"] = conn.execute(pending).scalar_one()
+            result["drift"] = conn.execute(select(func.count()).select_from(t.drift)).scalar_one()
+        return {name: int(n) for name, n in result.items()}
+
+
+_PUSH_FIELDS = (
+    "id",
+    "channel",
+    "sku",
+    "target",
+    "compare",
+    "reason",
+    "state",
+    "attempts",
+    "created_at",
+    "last_error",
+)
+
+
+def _select_some(conn: Connection, query: Any, column: Any, values: Iterable[str] | None) -> list[Any]:
+    """Run ``query``, restricted to ``column IN values`` when values are given (in batches)."""
+    if values is None:
+        return list(conn.execute(query))
+    rows: list[Any] = []
+    for batch in chunks(sorted(set(values))):
+        rows.extend(conn.execute(query.where(column.in_(batch))))
+    return rows

@@ -1,0 +1,352 @@
+"""The WooCommerce channel: REST v3 products, variations and orders, and signed order webhooks.
+
+WooCommerce has no compare-and-set for stock, so updates are absolute ``stock_quantity`` writes
+through the batch endpoints; drift from concurrent sales is left to syncd's reconcile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+
+from connectors.base import (
+    ChannelConnector,
+    Listing,
+    OrderLine,
+    OrderPage,
+    QuantityUpdate,
+    UpdateResult,
+    WebhookEvent,
+)
+from connectors.http import HttpClient, RateLimiter, RetryPolicy, json_body
+from connectors.woocommerce.payloads import (
+    DATE_FORMAT,
+    Invalid,
+    ProductView,
+    read_order,
+    read_product,
+    require_list,
+    require_object,
+)
+from connectors.woocommerce.settings import WooCommerceSettings
+from connectors.woocommerce.webhooks import parse_delivery
+from syncd.errors import ProtocolError
+
+log = structlog.get_logger("syncd.connectors.woocommerce")
+
+API_PATH = "/wp-json/wc/v3"
+# Far beyond any real catalogue (100 items a page): only a server that never ends paging gets here.
+MAX_PAGES = 10_000
+# SKUs per ?sku= lookup, and a bound on the joined value, so that URLs stay well below server limits.
+SKU_CHUNK = 50
+SKU_CHUNK_CHARS = 1500
+# Product types without stock of their own.
+NO_STOCK_TYPES = frozenset({"grouped", "external"})
+
+
+class _QueryStringAuth(httpx.Auth):
+    """The key pair as query parameters, for servers that strip the Authorization header."""
+
+    def __init__(self, key: str, secret: str):
+        self._params = {"consumer_key": key, "consumer_secret": secret}
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.url = request.url.copy_merge_params(self._params)
+        yield request
+
+
+class WooCommerceConnector(ChannelConnector):
+    supports_compare_and_set = False
+    max_batch = 100
+
+    def __init__(
+        self,
+        settings: WooCommerceSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Any] | None = None,
+    ):
+        self.name = settings.name
+        self.settings = settings
+        key = settings.consumer_key.get_secret_value()
+        secret = settings.consumer_secret.get_secret_value()
+        auth: httpx.Auth = (
+            _QueryStringAuth(key, secret) if settings.query_string_auth else httpx.BasicAuth(key, secret)
+        )
+        self._http = HttpClient(
+            settings.name,
+            settings.base_url.rstrip("/") + API_PATH,
+            auth=auth,
+            timeout=settings.timeout.total_seconds(),
+            rate_limiter=RateLimiter(settings.rate_limit, settings.burst),
+            retry=RetryPolicy(attempts=settings.retry_attempts),
+            transport=transport,
+            sleep=sleep,
+        )
+        # Lowered when a server answers 413 (its batch limit can be filtered below 100).
+        self._batch_limit = self.max_batch
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ------------------------------------------------------------------ reading
+
+    async def _pages(self, path: str, params: Mapping[str, Any]) -> AsyncIterator[list[Any]]:
+        """Every page of a collection, following X-WP-TotalPages or, without it, short pages."""
+        per_page = int(params.get("per_page", 10))
+        previous: list[Any] | None = None
+        page = 1
+        while True:
+            response = await self._http.request("GET", path, params={**params, "page": page})
+            rows = json_body(response, list, connector=self.name)
+            ids = [row.get("id") if isinstance(row, dict) else None for row in rows]
+            if rows and ids == previous:
+                raise ProtocolError(
+                    f"GET {path} returned page {page} twice (ignores 'page'?)", connector=self.name
+                )
+            previous = ids
+            yield rows
+            total_pages = _total_pages(response.headers)
+            if not rows or (page >= total_pages if total_pages is not None else len(rows) < per_page):
+                return
+            page += 1
+            if page > MAX_PAGES:
+                raise ProtocolError(f"GET {path} has more than {MAX_PAGES} pages", connector=self.name)
+
+    def _protocol(self, where: str, exc: Invalid) -> ProtocolError:
+        return ProtocolError(f"{where}: {exc}", connector=self.name)
+
+    async def list_listings(self) -> list[Listing]:
+        listings: dict[str, Listing] = {}
+
+        def add(item: ProductView, ref: str) -> None:
+            if not item.sku:
+                return
+            if item.sku in listings:
+                log.warning("woocommerce.duplicate_sku", channel=self.name, sku=item.sku, ref=ref)
+                return
+            managed = item.manage_stock is True
+            listings[item.sku] = Listing(
+                sku=item.sku, ref=ref, quantity=item.stock_quantity if managed else None, managed=managed
+            )
+
+        params = {"per_page": self.settings.per_page, "orderby": "id", "order": "asc"}
+        async for rows in self._pages("/products", params):
+            for raw in rows:
+                try:
+                    product = read_product(raw, "GET /products")
+                except Invalid as exc:
+                    raise self._protocol("GET /products", exc) from exc
+                if product.type in NO_STOCK_TYPES:
+                    continue
+                if product.type != "variable":
+                    add(product, f"p:{product.id}")
+                    continue
+                # A variable product bears stock itself only when it manages it at parent level.
+                if product.manage_stock is True:
+                    add(product, f"p:{product.id}")
+                if product.variations:
+                    for variation in await self._variations(product.id):
+                        if variation.manage_stock != "parent":
+                            add(variation, f"v:{product.id}:{variation.id}")
+        return list(listings.values())
+
+    async def _variations(self, product_id: int) -> list[ProductView]:
+        path = f"/products/{product_id}/variations"
+        found: list[ProductView] = []
+        params = {"per_page": self.settings.per_page, "orderby": "id", "order": "asc"}
+        async for rows in self._pages(path, params):
+            try:
+                found.extend(read_product(raw, f"GET {path}") for raw in rows)
+            except Invalid as exc:
+                raise self._protocol(f"GET {path}", exc) from exc
+        return found
+
+    async def read_quantities(self, listings: Sequence[Listing]) -> dict[str, int]:
+        wanted = {listing.sku for listing in listings if listing.sku}
+        quantities: dict[str, int] = {}
+        for chunk in _sku_chunks(sorted(wanted)):
+            params = {"sku": ",".join(chunk), "per_page": 100}
+            async for rows in self._pages("/products", params):
+                for raw in rows:
+                    try:
+                        item = read_product(raw, "GET /products?sku")
+                    except Invalid as exc:
+                        raise self._protocol("GET /products?sku", exc) from exc
+                    if item.sku in wanted and item.manage_stock is True and item.stock_quantity is not None:
+                        quantities[item.sku] = item.stock_quantity
+        return quantities
+
+    async def orders_since(self, since: datetime) -> OrderPage:
+        since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+        # WooCommerce dates have whole seconds and modified_after excludes the bound itself.
+        floor = since.replace(microsecond=0)
+        params = {
+            "modified_after": (floor - timedelta(seconds=1)).strftime(DATE_FORMAT),
+            "dates_are_gmt": "true",
+            "orderby": "modified",
+            "order": "asc",
+            "per_page": 100,
+            "status": "any",
+        }
+        lines: dict[str, OrderLine] = {}
+        latest: datetime | None = None
+        async for rows in self._pages("/orders", params):
+            for raw in rows:
+                try:
+                    order = read_order(raw, self.name, "GET /orders")
+                except Invalid as exc:
+                    raise self._protocol("GET /orders", exc) from exc
+                if order.modified < floor:
+                    continue
+                latest = order.modified if latest is None else max(latest, order.modified)
+                for line in order.lines:
+                    # An order modified while we page may show up twice; its newest state wins.
+                    known = lines.get(line.key)
+                    if known is None or known.updated_at <= line.updated_at:
+                        lines[line.key] = line
+        return OrderPage(lines=list(lines.values()), latest=latest)
+
+    # ------------------------------------------------------------------ writing
+
+    async def set_quantities(self, updates: Sequence[QuantityUpdate]) -> UpdateResult:
+        result = UpdateResult()
+        # Batch endpoint path -> item id -> update (a later update of the same item wins).
+        groups: dict[str, dict[int, QuantityUpdate]] = {}
+        for update in updates:
+            target = _batch_target(update.ref)
+            if target is None:
+                result.rejected[update.sku] = f"unrecognised WooCommerce ref {update.ref!r}"
+                continue
+            path, item_id = target
+            groups.setdefault(path, {})[item_id] = update
+        for path, by_id in groups.items():
+            pending = list(by_id.items())
+            while pending:
+                chunk, pending = pending[: self._batch_limit], pending[self._batch_limit :]
+                await self._send_batch(path, chunk, result)
+        return result
+
+    async def _send_batch(
+        self, path: str, chunk: list[tuple[int, QuantityUpdate]], result: UpdateResult
+    ) -> None:
+        body = {
+            "update": [
+                {"id": item_id, "manage_stock": True, "stock_quantity": update.quantity}
+                for item_id, update in chunk
+            ]
+        }
+        response = await self._http.request("POST", path, json=body, accept=(400, 404, 413))
+        if response.status_code == 413:
+            if len(chunk) == 1:
+                result.rejected[chunk[0][1].sku] = "batch of one refused as too large (413)"
+                return
+            half = len(chunk) // 2
+            self._batch_limit = min(self._batch_limit, half)
+            log.warning("woocommerce.batch_limit_lowered", channel=self.name, limit=self._batch_limit)
+            await self._send_batch(path, chunk[:half], result)
+            await self._send_batch(path, chunk[half:], result)
+            return
+        if response.status_code in (400, 404):
+            reason = _error_reason(response)
+            for _, update in chunk:
+                result.rejected[update.sku] = reason
+            return
+        where = f"POST {path}"
+        answer = json_body(response, dict, connector=self.name)
+        by_id = dict(chunk)
+        seen: set[int] = set()
+        try:
+            for index, raw in enumerate(require_list(answer.get("update", []), f"{where}.update")):
+                self._batch_item(raw, f"{where}.update[{index}]", by_id, seen, result)
+        except Invalid as exc:
+            raise self._protocol(where, exc) from exc
+        missing = sorted(set(by_id) - seen)
+        if missing:
+            raise ProtocolError(f"{where} answered nothing for ids {missing[:10]}", connector=self.name)
+
+    def _batch_item(
+        self,
+        raw: Any,
+        where: str,
+        by_id: dict[int, QuantityUpdate],
+        seen: set[int],
+        result: UpdateResult,
+    ) -> None:
+        item = require_object(raw, where)
+        if "error" in item:
+            error = require_object(item["error"], f"{where}.error")
+            ident = item.get("id")
+            if not isinstance(ident, int) or ident not in by_id:
+                raise Invalid(f"{where} reports an error for id {ident!r}, which was not sent")
+            seen.add(ident)
+            code, message = error.get("code"), error.get("message")
+            result.rejected[by_id[ident].sku] = f"{code}: {message}"
+            return
+        product = read_product(item, where)
+        update = by_id.get(product.id)
+        if update is None:
+            raise Invalid(f"{where} answered id {product.id}, which was not sent")
+        seen.add(product.id)
+        if product.manage_stock is not True or product.stock_quantity is None:
+            result.rejected[update.sku] = "WooCommerce did not enable stock management for this item"
+        else:
+            result.applied[update.sku] = product.stock_quantity
+
+    # ------------------------------------------------------------------ webhooks
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+        secret = self.settings.webhook_secret
+        return parse_delivery(self.name, secret.get_secret_value() if secret else None, headers, body)
+
+
+def _batch_target(ref: str) -> tuple[str, int] | None:
+    """The batch endpoint and item id a ref addresses: ``p:<id>`` or ``v:<parent>:<id>``."""
+    kind, _, rest = ref.partition(":")
+    parts = rest.split(":")
+    if not all(part.isdigit() for part in parts):
+        return None
+    if kind == "p" and len(parts) == 1:
+        return "/products/batch", int(parts[0])
+    if kind == "v" and len(parts) == 2:
+        return f"/products/{int(parts[0])}/variations/batch", int(parts[1])
+    return None
+
+
+def _total_pages(headers: httpx.Headers) -> int | None:
+    value = headers.get("x-wp-totalpages", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def _sku_chunks(skus: list[str]) -> list[list[str]]:
+    """Groups of SKUs for ``?sku=``; a SKU with a comma goes alone (WooCommerce then matches it whole)."""
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    length = 0
+    for sku in skus:
+        if "," in sku:
+            chunks.append([sku])
+            continue
+        if current and (len(current) >= SKU_CHUNK or length + len(sku) + 1 > SKU_CHUNK_CHARS):
+            chunks.append(current)
+            current, length = [], 0
+        current.append(sku)
+        length += len(sku) + 1
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _error_reason(response: httpx.Response) -> str:
+    """``code: message`` from a WooCommerce error envelope, or the status alone."""
+    try:
+        body = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return f"HTTP {response.status_code}"
+    if isinstance(body, dict) and isinstance(body.get("code"), str):
+        return f"{body['code']}: {body.get('message', '')}"
+    return f"HTTP {response.status_code}"

@@ -1,0 +1,201 @@
+"""The ``syncd`` command: run, check-config, reconcile, status, sandbox, demo.
+
+Exit codes: 0 success, 1 runtime failure (store, network), 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from syncd import __version__
+from syncd.config import Config, load_config
+from syncd.errors import ConfigError, StoreError
+from syncd.logs import configure_logging
+
+DEFAULT_CONFIG = os.environ.get("SYNCD_CONFIG", "config/syncd.yaml")
+
+
+def _load(path: str) -> Config:
+    config = load_config(path)
+    configure_logging(config.logging.level, config.logging.format, config.secrets())
+    return config
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config_file or args.config)
+    print(f"{args.config_file or args.config}: OK")
+    for line in config.summary():
+        print(f"  {line}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from syncd.daemon import Daemon
+
+    config = _load(args.config)
+    daemon = Daemon(config)
+    asyncio.run(daemon.serve())
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from syncd.daemon import Daemon
+
+    if not args.once:
+        print("syncd reconcile: only --once is supported (the daemon reconciles on its own)", file=sys.stderr)
+        return 2
+    config = _load(args.config)
+
+    async def once() -> int:
+        daemon = Daemon(config)
+        try:
+            report = await daemon.engine.reconcile(dry_run=args.dry_run)
+        finally:
+            await daemon.engine.aclose()
+            daemon.store.close()
+        title = "Plan (dry run, nothing changed)" if args.dry_run else "Reconcile"
+        print(f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())))
+        for push in report.pushes:
+            compare = "?" if push.compare is None else push.compare
+            print(f"  {push.channel:<12} {push.sku:<24} {compare:>6} -> {push.target}")
+        for drift in report.drift:
+            print(
+                f"  drift {drift.channel} {drift.sku}: expected {drift.expected}, observed {drift.observed} "
+                f"({drift.cause.value})"
+            )
+        for error in report.errors:
+            print(f"  error: {error}", file=sys.stderr)
+        return 1 if report.errors else 0
+
+    return asyncio.run(once())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    url = args.url
+    if url is None:
+        config = load_config(args.config)
+        host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
+        url = f"http://{host}:{config.server.port}"
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/api/status", timeout=10)
+        response.raise_for_status()
+        status: dict[str, Any] = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        print(f"syncd status: cannot read {url}/api/status: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"syncd {status.get('version')} up since {status.get('started_at')}")
+    for c in status.get("connectors", []):
+        state = "healthy" if c["healthy"] else ("NEEDS A HUMAN" if c["needs_human"] else "FAILING")
+        print(
+            f"  {c['kind']:<8} {c['name']:<12} {state:<13} last success {c['last_success']}"
+            + (f"  last error: {c['last_error']}" if c["last_error"] else "")
+        )
+    print(
+        f"  low-stock SKUs: {len(status.get('low_stock', []))}; drift rows shown: {len(status.get('drift', []))}"
+    )
+    for run in status.get("runs", [])[:5]:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(run["counts"].items()) if v)
+        print(
+            f"  run {run['id']} {run['kind']} {run['started_at']}: {counts}"
+            + (f" ERROR {run['error']}" if run["error"] else "")
+        )
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from syncd.demo import build_sandbox
+
+    configure_logging("info", "auto")
+    app = build_sandbox(args.name, data_dir=args.data_dir, webhook_url=args.webhook_url)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from syncd.demo import run_demo
+
+    return asyncio.run(
+        run_demo(config_path=args.config, skus=args.skus, rate=args.rate, duration=args.duration)
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syncd", description="Keeps channel stock in step with the ERP.")
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config", "-c", default=DEFAULT_CONFIG, help=f"YAML config file (default {DEFAULT_CONFIG})"
+        )
+
+    p = sub.add_parser("run", help="run the daemon")
+    with_config(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a config file and summarise what would run")
+    p.add_argument("config_file", nargs="?", help="config file (or use --config)")
+    with_config(p)
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("reconcile", help="run one full reconcile and exit")
+    p.add_argument("--once", action="store_true", help="run one reconcile and exit")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing anywhere")
+    with_config(p)
+    p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("status", help="show a running daemon's status")
+    with_config(p)
+    p.add_argument("--url", help="daemon address (default: from the config's server section)")
+    p.add_argument("--json", action="store_true", help="print the raw JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("sandbox", help="run one sandbox API by itself")
+    p.add_argument("name", choices=["mock_erp", "woocommerce"])
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--data-dir", default="data/sandbox", help="where sandboxes with files keep them")
+    p.add_argument("--webhook-url", help="deliver the sandbox's webhooks to this URL")
+    p.set_defaults(func=cmd_sandbox)
+
+    p = sub.add_parser("demo", help="sandboxes + daemon + simulated shoppers, no credentials needed")
+    p.add_argument("--config", "-c", default="config/demo.yaml")
+    p.add_argument("--skus", type=int, default=300, help="catalogue size")
+    p.add_argument("--rate", type=float, default=2.0, help="simulated purchases per second")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"syncd: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"syncd: store error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

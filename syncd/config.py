@@ -1,0 +1,254 @@
+"""Configuration: YAML validated by pydantic models, with ``${VAR}`` secrets from the environment.
+
+``load_config`` is the only way in; every problem it finds becomes a ConfigError naming the file,
+the key path and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from connectors.mock_erp.settings import MockErpSettings
+from connectors.registry import CHANNEL_TYPES, ERP_TYPES
+from connectors.settings import Duration
+from connectors.woocommerce.settings import WooCommerceSettings
+from syncd.errors import ConfigError
+
+ErpSettings = Annotated[MockErpSettings, Field(discriminator="type")]
+ChannelSettings = Annotated[WooCommerceSettings, Field(discriminator="type")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Model):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class ScheduleSettings(_Model):
+    reconcile_interval: Duration = Field(default=timedelta(minutes=5), gt=timedelta(0))
+    order_poll_interval: Duration = Field(default=timedelta(seconds=45), gt=timedelta(0))
+    erp_poll_interval: Duration = Field(default=timedelta(seconds=60), gt=timedelta(0))
+    jitter: Duration = Field(default=timedelta(seconds=2), ge=timedelta(0))
+    order_overlap: Duration = Field(
+        default=timedelta(minutes=5), ge=timedelta(0), description="Re-read window of order polls."
+    )
+    initial_lookback: Duration = Field(
+        default=timedelta(days=1), ge=timedelta(0), description="How far back the first order poll reads."
+    )
+    push_attempts: int = Field(default=5, ge=1, description="Tries of one push before it is given up.")
+
+
+class SkuOverride(_Model):
+    safety_stock: int | None = Field(default=None, ge=0)
+    low_stock_threshold: int | None = Field(default=None, ge=0)
+
+
+class StockSettings(_Model):
+    safety_stock: int = Field(default=0, ge=0, description="Units never offered anywhere, per SKU.")
+    low_stock_threshold: int = Field(
+        default=0, ge=0, description="At or below this ats, channels split the units instead of sharing."
+    )
+    skus: dict[str, SkuOverride] = Field(default_factory=dict)
+
+    def safety_for(self, sku: str) -> int:
+        override = self.skus.get(sku)
+        if override is not None and override.safety_stock is not None:
+            return override.safety_stock
+        return self.safety_stock
+
+    def threshold_for(self, sku: str) -> int:
+        override = self.skus.get(sku)
+        if override is not None and override.low_stock_threshold is not None:
+            return override.low_stock_threshold
+        return self.low_stock_threshold
+
+
+class LoggingSettings(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class ReadinessSettings(_Model):
+    max_success_age: Duration = Field(
+        default=timedelta(minutes=15), gt=timedelta(0), description="Older last success: not ready."
+    )
+
+
+class Config(_Model):
+    database_url: str = "sqlite:///data/syncd.db"
+    server: ServerSettings = ServerSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    stock: StockSettings = StockSettings()
+    erp: ErpSettings
+    channels: list[ChannelSettings] = Field(min_length=1)
+    logging: LoggingSettings = LoggingSettings()
+    readiness: ReadinessSettings = ReadinessSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql(\+psycopg)?|postgres)://", value):
+            raise ValueError("must start with sqlite:///, postgresql:// or postgresql+psycopg://")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_channel_names(self) -> Config:
+        seen: set[str] = set()
+        for channel in self.channels:
+            if channel.name in seen:
+                raise ValueError(f"channel name {channel.name!r} is used more than once")
+            seen.add(channel.name)
+        if self.erp.name in seen:
+            raise ValueError(f"the ERP's name {self.erp.name!r} is also a channel name")
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the config, for log redaction."""
+        found: list[str] = []
+
+        def walk(value: Any) -> None:
+            if isinstance(value, SecretStr):
+                secret = value.get_secret_value()
+                if secret:
+                    found.append(secret)
+            elif isinstance(value, BaseModel):
+                for name in type(value).model_fields:
+                    walk(getattr(value, name))
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    walk(item)
+            elif isinstance(value, dict):
+                for item in value.values():
+                    walk(item)
+
+        walk(self)
+        return found
+
+    def summary(self) -> list[str]:
+        """What would run, in a few human lines (no secrets)."""
+        s = self.schedule
+        lines = [
+            f"database: {_mask_url(self.database_url)}",
+            f"server: http://{self.server.host}:{self.server.port}",
+            f"erp: {self.erp.name} ({self.erp.type}) at {self.erp.base_url}",
+        ]
+        for c in self.channels:
+            p = c.policy
+            state = "" if c.enabled else " [disabled]"
+            lines.append(
+                f"channel: {c.name} ({c.type}) at {c.base_url}{state}: share {p.share}%, buffer {p.buffer}, "
+                f"cap {p.cap if p.cap is not None else 'none'}, priority {p.priority}, weight {p.weight}"
+            )
+        lines.append(
+            f"stock: safety stock {self.stock.safety_stock}, low-stock threshold "
+            f"{self.stock.low_stock_threshold}, {len(self.stock.skus)} SKU override(s)"
+        )
+        lines.append(
+            f"schedule: reconcile every {_human(s.reconcile_interval)}, orders every "
+            f"{_human(s.order_poll_interval)}, ERP every {_human(s.erp_poll_interval)}"
+        )
+        return lines
+
+
+def _human(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+def _mask_url(url: str) -> str:
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: Any, env: Mapping[str, str], path: str = "") -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; unknown variables are errors."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path}: environment variable {name} is not set")
+
+    return _VAR.sub(replace, value)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """``('channels', 0, 'woocommerce', 'policy')`` -> ``channels[0].policy`` (union tags dropped)."""
+    tags = set(ERP_TYPES) | set(CHANNEL_TYPES)
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif not (item in tags and i > 0 and (loc[i - 1] == "erp" or isinstance(loc[i - 1], int))):
+            parts.append(f".{item}" if parts else str(item))
+    return "".join(parts) or "(top level)"
+
+
+def parse_config(data: Any, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
+    """Validate already-loaded YAML data; ConfigError lists every problem with its key path."""
+    if data is None:
+        raise ConfigError(f"{source}: the file is empty", source=source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys", source=source)
+    try:
+        expanded = expand_env(data, os.environ if env is None else env)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}", source=source) from exc
+    try:
+        return Config.model_validate(expanded)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{source}: {_key_path(error['loc'])}: {message}")
+        raise ConfigError("\n".join(problems), source=source, problems=problems) from None
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read, expand and validate a YAML config file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such file", source=source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read: {exc}", source=source) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: not valid YAML{where}: {reason}", source=source) from None
+    return parse_config(data, source, env)

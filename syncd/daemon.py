@@ -1,0 +1,221 @@
+"""The daemon: builds the store, connectors and engine from a config, schedules the cycles and
+serves HTTP, all in one event loop; drains in-flight work on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from fastapi import FastAPI
+
+from connectors.registry import build_channel, build_erp
+from syncd import __version__
+from syncd.config import Config
+from syncd.engine import CycleReport, Engine, utcnow
+from syncd.errors import StoreError
+from syncd.store import Store
+
+log = structlog.get_logger("syncd.daemon")
+
+
+class QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to its owner: uvicorn would re-raise SIGTERM after its
+    shutdown and so end the process with a signal status instead of exit code 0."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def request_exit(self, sig: int | None = None) -> None:
+        if sig is not None:
+            log.info("daemon.signal", signal=signal.Signals(sig).name)
+        self.should_exit = True
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        drain_timeout: float = 10.0,
+    ):
+        self.config = config
+        self.drain_timeout = drain_timeout
+        self.store = Store(config.database_url)
+        self.store.migrate()
+        transports = transports or {}
+        erp = build_erp(config.erp, transports.get(config.erp.name))
+        channels = {c.name: build_channel(c, transports.get(c.name)) for c in config.channels if c.enabled}
+        self.engine = Engine(config, self.store, erp, channels, clock=clock)
+        self.engine.metrics.watch_ledger(self.store.counts)
+        self.started_at = clock()
+        self.scheduler: AsyncIOScheduler | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ background work
+    def spawn(self, work: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        """Run ``work`` in the background; it is awaited (or cancelled) when the daemon stops."""
+        task = asyncio.create_task(self._guard(work, name), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _guard(self, work: Awaitable[Any], name: str) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except StoreError as exc:
+            log.error("task.store_failed", task=name, error=str(exc))
+        except Exception:
+            log.exception("task.crashed", task=name)
+
+    async def _job(self, kind: str, cycle: Callable[[], Awaitable[CycleReport]]) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await self._guard(cycle(), kind)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    def start_scheduler(self) -> AsyncIOScheduler:
+        schedule = self.config.schedule
+        scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+        )
+        jitter = int(schedule.jitter.total_seconds()) or None
+        now = datetime.now(UTC)
+        jobs: list[tuple[str, Callable[[], Awaitable[CycleReport]], timedelta, datetime]] = [
+            ("reconcile", self.engine.reconcile, schedule.reconcile_interval, now),
+            (
+                "orders",
+                self.engine.poll_orders,
+                schedule.order_poll_interval,
+                now + schedule.order_poll_interval,
+            ),
+            ("erp", self.engine.poll_erp, schedule.erp_poll_interval, now + schedule.erp_poll_interval),
+        ]
+        for kind, cycle, interval, first in jobs:
+            scheduler.add_job(
+                self._job,
+                "interval",
+                args=[kind, cycle],
+                id=kind,
+                name=kind,
+                seconds=interval.total_seconds(),
+                jitter=jitter,
+                next_run_time=first,
+            )
+        scheduler.start()
+        self.scheduler = scheduler
+        return scheduler
+
+    async def stop(self) -> None:
+        """Stop scheduling, let in-flight cycles and pushes finish (up to the drain timeout), close."""
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        pending = {t for t in self._tasks if t is not asyncio.current_task()}
+        if pending:
+            log.info("daemon.draining", tasks=len(pending), timeout=self.drain_timeout)
+            _, late = await asyncio.wait(pending, timeout=self.drain_timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=2)
+                log.warning("daemon.drain_timeout", cancelled=len(late))
+        await self.engine.aclose()
+        self.store.close()
+        log.info("daemon.stopped")
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        self.start_scheduler()
+        log.info(
+            "daemon.started",
+            version=__version__,
+            address=f"http://{self.config.server.host}:{self.config.server.port}",
+            channels=sorted(self.engine.channels),
+        )
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "version": __version__,
+            "started_at": self.started_at.isoformat(),
+            **self.engine.status(),
+        }
+        try:
+            status["runs"] = [
+                {
+                    "id": r.id,
+                    "kind": r.kind,
+                    "started_at": r.started_at.isoformat(),
+                    "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                    "counts": r.counts,
+                    "error": r.error,
+                }
+                for r in self.store.recent_runs(20)
+            ]
+            status["drift"] = [
+                {
+                    "at": d.at.isoformat(),
+                    "channel": d.channel,
+                    "sku": d.sku,
+                    "expected": d.expected,
+                    "observed": d.observed,
+                    "cause": d.cause,
+                    "correction": d.correction,
+                }
+                for d in self.store.recent_drift(50)
+            ]
+            status["ledger"] = self.store.counts()
+        except StoreError as exc:
+            status["store_error"] = str(exc)
+        return status
+
+    # ------------------------------------------------------------------ serving
+    def app(self) -> FastAPI:
+        from syncd.app import create_app
+
+        return create_app(self)
+
+    async def serve(self) -> None:
+        """Serve HTTP and run the schedule until SIGINT or SIGTERM, then drain and exit cleanly."""
+        server = QuietServer(
+            uvicorn.Config(
+                self.app(),
+                host=self.config.server.host,
+                port=self.config.server.port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=int(self.drain_timeout),
+            )
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.request_exit, sig)
+        try:
+            await server.serve()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        if not server.started:
+            raise OSError(f"could not serve on {self.config.server.host}:{self.config.server.port}")

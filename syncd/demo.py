@@ -1,0 +1,230 @@
+"""The demo: sandboxes on loopback, a seeded catalogue, the daemon, and simulated shoppers.
+
+Everything runs in one event loop. The catalogue is seeded once (the mock ERP keeps it in
+``data/demo``); the web store starts with stale quantities so the first reconcile has drift to
+correct, and lists two SKUs the ERP does not know (reported as unmapped, never zeroed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+import uvicorn
+from starlette.types import ASGIApp
+
+from syncd.config import Config, load_config
+from syncd.daemon import Daemon, QuietServer
+from syncd.logs import configure_logging
+
+log = structlog.get_logger("syncd.demo")
+
+# Credentials the demo sandboxes accept; the demo config expands to the same by default.
+DEMO_ENV = {
+    "SYNCD_DEMO_ERP_KEY": "demo-erp-key",
+    "SYNCD_DEMO_WC_KEY": "ck_demo",
+    "SYNCD_DEMO_WC_SECRET": "cs_demo",
+    "SYNCD_DEMO_WC_WEBHOOK_SECRET": "demo-webhook-secret",
+}
+
+_PRODUCTS = ["TEE", "HOODIE", "CAP", "SOCKS", "MUG", "TOTE", "POSTER", "STICKER", "BOTTLE", "JACKET"]
+_COLOURS = ["BLK", "WHT", "RED", "NVY", "GRN"]
+_SIZES = ["S", "M", "L", "XL"]
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name, DEMO_ENV[name])
+
+
+def build_sandbox(name: str, *, data_dir: str = "data/sandbox", webhook_url: str | None = None) -> ASGIApp:
+    """A sandbox app by name, accepting the demo credentials (or the SYNCD_DEMO_* variables)."""
+    if name == "mock_erp":
+        from connectors.mock_erp.sandbox import create_app as erp_app
+
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        return erp_app(api_key=_env("SYNCD_DEMO_ERP_KEY"), db_path=str(Path(data_dir) / "mock_erp.db"))
+    if name == "woocommerce":
+        from connectors.woocommerce.sandbox import create_app as woo_app
+
+        return woo_app(
+            consumer_key=_env("SYNCD_DEMO_WC_KEY"),
+            consumer_secret=_env("SYNCD_DEMO_WC_SECRET"),
+            webhook_url=webhook_url,
+            webhook_secret=_env("SYNCD_DEMO_WC_WEBHOOK_SECRET"),
+        )
+    raise ValueError(f"unknown sandbox {name!r}; known: mock_erp, woocommerce")
+
+
+def demo_catalogue(count: int, rng: random.Random) -> list[dict[str, Any]]:
+    """A realistic catalogue: variants of a few products, skewed stock, some low, some out."""
+    items: list[dict[str, Any]] = []
+    for product in _PRODUCTS:
+        for colour in _COLOURS:
+            for size in _SIZES:
+                if len(items) >= count:
+                    return items
+                roll = rng.random()
+                on_hand = (
+                    0
+                    if roll < 0.04
+                    else rng.randint(1, 4)
+                    if roll < 0.15
+                    else int(rng.paretovariate(1.2) * 15)
+                )
+                items.append(
+                    {"sku": f"{product}-{colour}-{size}", "parent": f"{product}-{colour}", "on_hand": on_hand}
+                )
+    n = 0
+    while len(items) < count:
+        n += 1
+        items.append({"sku": f"ACC-{n:04d}", "parent": None, "on_hand": rng.randint(0, 60)})
+    return items
+
+
+async def seed(erp: httpx.AsyncClient, shop: httpx.AsyncClient, count: int, rng: random.Random) -> list[str]:
+    """Seed both sandboxes unless the ERP already holds a catalogue; return the SKUs."""
+    existing = (await erp.get("/_sandbox/stock")).json()
+    if existing:
+        catalogue = [{"sku": row["sku"], "on_hand": row["on_hand"], "parent": None} for row in existing]
+    else:
+        catalogue = demo_catalogue(count, rng)
+        await erp.post(
+            "/_sandbox/seed", json={"items": [{"sku": i["sku"], "quantity": i["on_hand"]} for i in catalogue]}
+        )
+    shop_items = []
+    for item in catalogue:
+        # The web store was last synced a while ago: its figures are off by a few units.
+        stale = max(0, item["on_hand"] + rng.choice([-3, -1, 0, 0, 0, 2, 5]))
+        entry: dict[str, Any] = {"sku": item["sku"], "quantity": stale}
+        if item.get("parent"):
+            entry["parent"] = item["parent"]
+        shop_items.append(entry)
+    shop_items += [{"sku": "LEGACY-0001", "quantity": 7}, {"sku": "LEGACY-0002", "quantity": 3}]
+    if not (await shop.get("/_sandbox/listings")).json():
+        response = await shop.post("/_sandbox/seed", json={"items": shop_items})
+        response.raise_for_status()
+    return [i["sku"] for i in catalogue]
+
+
+async def shoppers(
+    erp: httpx.AsyncClient, shop: httpx.AsyncClient, skus: list[str], rate: float, rng: random.Random
+) -> None:
+    """Buy on the web store at ``rate`` per second, with a popularity skew; now and then a restock in
+    the ERP, a manual edit in the shop admin (drift for the next reconcile) or a cancellation."""
+    weights = [1 / (rank + 1) ** 0.8 for rank in range(len(skus))]
+    orders: list[str] = []
+    while True:
+        await asyncio.sleep(rng.expovariate(rate))
+        roll = rng.random()
+        try:
+            if roll < 0.90:
+                sku = rng.choices(skus, weights)[0]
+                response = await shop.post(
+                    "/_sandbox/purchase", json={"sku": sku, "quantity": rng.choice([1, 1, 1, 2])}
+                )
+                if response.status_code == 201:
+                    orders.append(str(response.json()["order_id"]))
+                    log.info("demo.purchase", sku=sku, order=orders[-1])
+                else:
+                    log.info("demo.purchase_refused", sku=sku, status=response.status_code)
+            elif roll < 0.95:
+                sku = rng.choice(skus)
+                stock = {row["sku"]: row["on_hand"] for row in (await erp.get("/_sandbox/stock")).json()}
+                await erp.post(
+                    "/_sandbox/stock", json={"sku": sku, "on_hand": stock.get(sku, 0) + rng.randint(5, 30)}
+                )
+                log.info("demo.restock", sku=sku)
+            elif roll < 0.98:
+                sku = rng.choice(skus)
+                await shop.post("/_sandbox/listings", json={"sku": sku, "quantity": rng.randint(0, 50)})
+                log.info("demo.manual_edit", sku=sku)
+            elif orders:
+                order = orders.pop(rng.randrange(len(orders)))
+                await shop.post(f"/_sandbox/orders/{order}/cancel")
+                log.info("demo.cancel", order=order)
+        except httpx.HTTPError as exc:
+            log.warning("demo.shopper_error", error=str(exc))
+
+
+def _server(app: ASGIApp, port: int) -> QuietServer:
+    return QuietServer(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    )
+
+
+async def _wait_started(server: uvicorn.Server, task: asyncio.Task[Any], what: str) -> None:
+    while not server.started:
+        if task.done():
+            raise OSError(f"{what} could not start on port {server.config.port} (is the port taken?)")
+        await asyncio.sleep(0.05)
+
+
+async def run_demo(
+    *,
+    config_path: str = "config/demo.yaml",
+    skus: int = 300,
+    rate: float = 2.0,
+    duration: float | None = None,
+) -> int:
+    """Run the demo until Ctrl-C (or ``duration`` seconds)."""
+    env = {**DEMO_ENV, **os.environ}
+    config: Config = load_config(config_path, env=env)
+    configure_logging(config.logging.level, config.logging.format, config.secrets())
+    erp_url, shop_url = config.erp.base_url, config.channels[0].base_url
+    erp_port, shop_port = httpx.URL(erp_url).port or 8101, httpx.URL(shop_url).port or 8102
+    daemon_url = f"http://127.0.0.1:{config.server.port}"
+    data_dir = (
+        str(Path(config.database_url.removeprefix("sqlite:///")).parent)
+        if config.database_url.startswith("sqlite:///")
+        else "data/demo"
+    )
+
+    erp_server = _server(build_sandbox("mock_erp", data_dir=data_dir), erp_port)
+    shop_server = _server(
+        build_sandbox("woocommerce", webhook_url=f"{daemon_url}/webhooks/{config.channels[0].name}"),
+        shop_port,
+    )
+    servers = []
+    for server, what in ((erp_server, "mock ERP sandbox"), (shop_server, "WooCommerce sandbox")):
+        task = asyncio.create_task(server.serve())
+        servers.append((server, task))
+        await _wait_started(server, task, what)
+
+    rng = random.Random(7)
+    async with (
+        httpx.AsyncClient(base_url=erp_url, timeout=30) as erp,
+        httpx.AsyncClient(base_url=shop_url, timeout=30) as shop,
+    ):
+        catalogue = await seed(erp, shop, skus, rng)
+        log.info("demo.seeded", skus=len(catalogue), erp=erp_url, webstore=shop_url)
+
+        daemon = Daemon(config)
+        daemon_server = _server(daemon.app(), config.server.port)
+        daemon_task = asyncio.create_task(daemon_server.serve())
+        await _wait_started(daemon_server, daemon_task, "syncd")
+        log.info("demo.ready", status=f"{daemon_url}/status", health=f"{daemon_url}/health")
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        shopper_task = asyncio.create_task(shoppers(erp, shop, catalogue, rate, rng))
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=duration)
+        shopper_task.cancel()
+        with suppress(asyncio.CancelledError):
+            await shopper_task
+        daemon_server.should_exit = True
+        await daemon_task
+    for server, task in reversed(servers):
+        server.should_exit = True
+        await task
+    log.info("demo.stopped")
+    return 0

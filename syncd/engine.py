@@ -1,0 +1,567 @@
+"""The engine: moves data between the connectors and the ledger and asks the core what to push.
+
+Flows (design section 5): order ingestion (poll or webhook) -> reservations -> pushes for the
+touched SKUs; ERP poll -> on-hand and settlement -> pushes; full reconcile -> read back every
+channel, record drift with its cause, push corrections, write a run record. Connectors fail one at
+a time: an error is recorded against its connector and the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import structlog
+
+from connectors.base import ChannelConnector, ErpConnector, Listing, Movement, OrderLine, QuantityUpdate
+from syncd.config import Config
+from syncd.core import (
+    ChannelPolicy,
+    ChannelState,
+    Drift,
+    PlannedPush,
+    SkuStock,
+    available_to_sell,
+    channel_targets,
+    classify_drift,
+    is_low_stock,
+    plan_pushes,
+)
+from syncd.errors import AuthError, ConnectorError, StoreError
+from syncd.metrics import Metrics
+from syncd.store import IngestResult, ListingRow, Store
+
+log = structlog.get_logger("syncd.engine")
+
+T = TypeVar("T")
+Key = tuple[str, str]  # (channel, sku)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ConnectorHealth:
+    """What /ready and /api/status say about one connector."""
+
+    name: str
+    kind: str  # "erp" | "channel"
+    type: str
+    last_success: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    failing: bool = False
+    needs_human: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "type": self.type,
+            "healthy": not self.failing and self.last_success is not None,
+            "needs_human": self.needs_human,
+            "last_success": _iso(self.last_success),
+            "last_error": self.last_error,
+            "last_error_at": _iso(self.last_error_at),
+        }
+
+
+@dataclass(frozen=True)
+class LowStock:
+    sku: str
+    ats: int
+    threshold: int
+    targets: dict[str, int]
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did: counts, the pushes it planned, the drift it saw, the errors it met."""
+
+    kind: str
+    counts: Counter[str] = field(default_factory=Counter)
+    pushes: list[PlannedPush] = field(default_factory=list)
+    drift: list[Drift] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def error(self) -> str | None:
+        return "; ".join(self.errors) if self.errors else None
+
+
+@dataclass
+class _Plan:
+    pushes: list[PlannedPush]
+    low_stock: list[LowStock]
+    unmapped: list[Key]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        erp: ErpConnector,
+        channels: Mapping[str, ChannelConnector],
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self.config = config
+        self.store = store
+        self.erp = erp
+        self.channels = dict(channels)
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.policies = {
+            c.name: ChannelPolicy(
+                channel=c.name,
+                share=c.policy.share,
+                buffer=c.policy.buffer,
+                cap=c.policy.cap,
+                priority=c.policy.priority,
+                weight=c.policy.weight,
+            )
+            for c in config.channels
+            if c.name in self.channels
+        }
+        types = {c.name: c.type for c in config.channels}
+        self.health: dict[str, ConnectorHealth] = {
+            erp.name: ConnectorHealth(erp.name, "erp", config.erp.type),
+            **{name: ConnectorHealth(name, "channel", types.get(name, "?")) for name in self.channels},
+        }
+        self.low_stock: list[LowStock] = []
+        self._flush_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._plan_lock = asyncio.Lock()
+        self._cancelled_since_push: Counter[Key] = Counter()
+
+    # ------------------------------------------------------------------ connector calls
+    async def _call(self, name: str, operation: Awaitable[T], report: CycleReport) -> T | None:
+        """Await a connector call; on failure record it against the connector and return None."""
+        try:
+            result = await operation
+        except ConnectorError as exc:
+            self._failed(name, exc)
+            report.errors.append(str(exc))
+            return None
+        self._succeeded(name)
+        return result
+
+    def _succeeded(self, name: str) -> None:
+        health = self.health[name]
+        if health.failing:
+            log.info("connector.recovered", connector=name)
+        health.failing = False
+        health.needs_human = False
+        health.last_success = self.clock()
+        self.metrics.up.labels(name).set(1)
+
+    def _failed(self, name: str, exc: ConnectorError) -> None:
+        health = self.health[name]
+        if not health.failing or health.last_error != str(exc):
+            log.warning("connector.failed", connector=name, error=str(exc), error_class=type(exc).__name__)
+        health.failing = True
+        health.needs_human = isinstance(exc, AuthError)
+        health.last_error = str(exc)
+        health.last_error_at = self.clock()
+        self.metrics.up.labels(name).set(0)
+        self.metrics.errors.labels(name, type(exc).__name__).inc()
+
+    def _unavailable(self) -> frozenset[str]:
+        return frozenset(name for name, h in self.health.items() if h.kind == "channel" and h.failing)
+
+    # ------------------------------------------------------------------ orders
+    async def _pull_orders(self, report: CycleReport) -> IngestResult:
+        """Read every channel's recent orders into the ledger (no pushes)."""
+        schedule = self.config.schedule
+        now = self.clock()
+
+        async def pull(name: str, channel: ChannelConnector) -> list[OrderLine]:
+            cursor = self.store.get_cursor(f"orders:{name}")
+            start = datetime.fromisoformat(cursor) if cursor else now - schedule.initial_lookback
+            page = await self._call(name, channel.orders_since(start - schedule.order_overlap), report)
+            if page is None:
+                return []
+            if page.latest is not None and page.latest > start:
+                self.store.set_cursor(f"orders:{name}", page.latest.isoformat())
+            elif cursor is None:
+                self.store.set_cursor(f"orders:{name}", start.isoformat())
+            return page.lines
+
+        results = await asyncio.gather(*(pull(n, c) for n, c in self.channels.items()))
+        lines = [line for batch in results for line in batch]
+        return self.ingest(lines, report)
+
+    def ingest(self, lines: Sequence[OrderLine], report: CycleReport | None = None) -> IngestResult:
+        """Record order lines in the ledger, idempotently; count what was new."""
+        result = self.store.ingest_lines(lines, self.clock()) if lines else IngestResult()
+        for line in result.new:
+            self.metrics.orders.labels(line.channel).inc()
+            log.info(
+                "order.ingested",
+                channel=line.channel,
+                order=line.order_id,
+                sku=line.sku,
+                quantity=line.quantity,
+            )
+        for line in [*result.released, *result.to_compensate]:
+            self._cancelled_since_push[(line.channel, line.sku)] += line.quantity
+            log.info("order.cancelled", channel=line.channel, order=line.order_id, sku=line.sku)
+        if report is not None:
+            report.counts["order_lines_new"] += len(result.new)
+            report.counts["order_lines_cancelled"] += len(result.released) + len(result.to_compensate)
+            report.counts["order_lines_duplicate"] += result.duplicates
+        return result
+
+    async def push_skus(self, skus: Iterable[str]) -> CycleReport:
+        """The fast path after ingestion: push the touched SKUs everywhere, then tell the ERP."""
+        report = CycleReport("fast-path")
+        await self._plan_and_push(skus, report, believed="expected")
+        await self._post_movements(report)
+        return report
+
+    async def poll_orders(self) -> CycleReport:
+        """Order poll: the safety net for lost webhooks."""
+        report = CycleReport("orders")
+        result = await self._pull_orders(report)
+        if result.touched_skus:
+            await self._plan_and_push(result.touched_skus, report, believed="expected")
+        await self._post_movements(report)
+        return self._finish(report)
+
+    # ------------------------------------------------------------------ ERP
+    async def _post_movements(self, report: CycleReport) -> None:
+        """Record ingested sales (and cancellations of settled sales) as ERP movements."""
+        sales = self.store.lines_in_state("reserved")
+        undo = self.store.lines_in_state("compensate")
+        movements = [
+            Movement(line.key, line.sku, -line.quantity, "sale", f"{line.channel}:{line.order_id}")
+            for line in sales
+        ] + [
+            Movement(
+                f"{line.key}:cancel",
+                line.sku,
+                line.quantity,
+                "cancellation",
+                f"{line.channel}:{line.order_id}",
+            )
+            for line in undo
+        ]
+        if not movements:
+            return
+        acked = await self._call(self.erp.name, self.erp.record_movements(movements), report)
+        if not acked:
+            return
+        acked_set = set(acked)
+        now = self.clock()
+        posted = [line.key for line in sales if line.key in acked_set]
+        compensated = [line.key for line in undo if f"{line.key}:cancel" in acked_set]
+        self.store.mark_lines(posted, "posted", now)
+        self.store.mark_lines(compensated, "released", now)
+        report.counts["movements_posted"] += len(posted) + len(compensated)
+
+    async def _read_erp(self, report: CycleReport, *, full: bool) -> set[str] | None:
+        """Read on-hand (all, or changes since the cursor) into the ledger; the SKUs read."""
+        started = self.clock()
+        if full:
+            records = await self._call(self.erp.name, self.erp.read_stock(), report)
+            cursor = None
+        else:
+            page = await self._call(
+                self.erp.name, self.erp.stock_changes(self.store.get_cursor("erp:stock")), report
+            )
+            records, cursor = (page.records, page.cursor) if page else (None, None)
+        if records is None:
+            return None
+        settled = self.store.apply_stock([(r.sku, r.on_hand) for r in records], started, self.clock())
+        if cursor is not None:
+            self.store.set_cursor("erp:stock", cursor)
+        report.counts["skus_read"] += len(records)
+        report.counts["lines_settled"] += settled
+        return {r.sku for r in records}
+
+    async def poll_erp(self) -> CycleReport:
+        """ERP poll: restocks and manual ERP edits reach the channels."""
+        report = CycleReport("erp")
+        await self._post_movements(report)
+        changed = await self._read_erp(report, full=False)
+        if changed:
+            await self._plan_and_push(changed, report, believed="expected")
+        return self._finish(report)
+
+    # ------------------------------------------------------------------ reconcile
+    async def reconcile(self, *, dry_run: bool = False) -> CycleReport:
+        """Read everything back, record drift with its cause, push corrections.
+
+        A dry run reads the ERP and every channel and reports the plan, but writes nothing
+        anywhere: not to the channels, not to the ERP, not to the ledger.
+        """
+        report = CycleReport("reconcile-dry-run" if dry_run else "reconcile")
+        if dry_run:
+            return await self._dry_run(report)
+        run_id = self.store.start_run(report.kind, self.clock())
+        structlog.contextvars.bind_contextvars(run_id=run_id)
+        try:
+            await self._pull_orders(report)
+            await self._post_movements(report)
+            await self._read_erp(report, full=True)
+            listed = await self._read_back(report)
+            # Sales that landed while the channels were read make those read-backs ambiguous.
+            late = await self._pull_orders(report)
+            late_keys = {(line.channel, line.sku) for line in late.new}
+            drifts = self._detect_drift(self.store.listings(), listed, late_keys)
+            report.drift = drifts
+            await self._plan_and_push(None, report, believed="observed", channels=listed)
+            corrections = {(p.channel, p.sku): p.target for p in report.pushes}
+            self.store.record_drift(drifts, corrections, self.clock())
+            for drift in drifts:
+                self.metrics.drift.labels(drift.channel, drift.cause.value).inc()
+                log.info(
+                    "drift.detected",
+                    channel=drift.channel,
+                    sku=drift.sku,
+                    expected=drift.expected,
+                    observed=drift.observed,
+                    cause=drift.cause.value,
+                    correction=corrections.get((drift.channel, drift.sku)),
+                )
+            report.counts["drift"] += len(drifts)
+        except StoreError as exc:
+            report.errors.append(f"store: {exc}")
+            raise
+        finally:
+            try:
+                self.store.finish_run(run_id, self.clock(), dict(report.counts), report.error)
+            except StoreError as exc:
+                log.error("run.not_recorded", error=str(exc))
+            self._finish(report)
+            structlog.contextvars.unbind_contextvars("run_id")
+        return report
+
+    async def _read_back(self, report: CycleReport) -> set[str]:
+        """Read every channel's listings into the ledger; the channels that answered."""
+
+        async def read(name: str, channel: ChannelConnector) -> tuple[str, list[Listing] | None]:
+            return name, await self._call(name, channel.list_listings(), report)
+
+        answered: set[str] = set()
+        for name, listings in await asyncio.gather(*(read(n, c) for n, c in self.channels.items())):
+            if listings is None:
+                continue
+            self.store.sync_listings(name, listings, self.clock())
+            report.counts["listings_read"] += len(listings)
+            answered.add(name)
+        return answered
+
+    def _detect_drift(
+        self, rows: Iterable[ListingRow], channels: set[str], ambiguous: set[Key]
+    ) -> list[Drift]:
+        drifts = []
+        for row in rows:
+            if row.channel not in channels or (row.channel, row.sku) in ambiguous or row.status == "unmapped":
+                continue
+            state = ChannelState(row.channel, row.sku, row.last_pushed, row.sold_since_push, row.observed)
+            drift = classify_drift(state, self._cancelled_since_push.get((row.channel, row.sku), 0))
+            if drift is not None:
+                drifts.append(drift)
+        return drifts
+
+    async def _dry_run(self, report: CycleReport) -> CycleReport:
+        records = await self._call(self.erp.name, self.erp.read_stock(), report)
+        on_hand = (
+            {r.sku: r.on_hand for r in records}
+            if records is not None
+            else {sku: row.on_hand for sku, row in self.store.skus().items()}
+        )
+        believed: dict[Key, int | None] = {}
+        for name, channel in self.channels.items():
+            listings = await self._call(name, channel.list_listings(), report)
+            for listing in listings or []:
+                if listing.managed or listing.quantity is not None:
+                    believed[(name, listing.sku)] = listing.quantity
+        plan = self._plan(on_hand, self.store.reserved_by_sku(), believed, "reconcile")
+        report.pushes = plan.pushes
+        report.counts["skus_read"] = len(on_hand)
+        report.counts["listings_read"] = len(believed)
+        report.counts["pushes_planned"] = len(plan.pushes)
+        report.counts["unmapped"] = len(plan.unmapped)
+        return report
+
+    # ------------------------------------------------------------------ planning and pushing
+    def _plan(
+        self,
+        on_hand: Mapping[str, int],
+        reserved: Mapping[str, int],
+        believed: Mapping[Key, int | None],
+        reason: str,
+    ) -> _Plan:
+        """Targets for every listed (channel, sku) and the pushes that reach them (pure of I/O)."""
+        stock = self.config.stock
+        by_sku: dict[str, list[str]] = defaultdict(list)
+        for channel, sku in believed:
+            if channel in self.policies:
+                by_sku[sku].append(channel)
+        unavailable = self._unavailable()
+        targets: dict[Key, int] = {}
+        low: list[LowStock] = []
+        unmapped: list[Key] = []
+        for sku, channels in by_sku.items():
+            if sku not in on_hand:
+                unmapped.extend((c, sku) for c in channels)
+                continue
+            state = SkuStock(
+                sku, on_hand[sku], reserved.get(sku, 0), stock.safety_for(sku), stock.threshold_for(sku)
+            )
+            per_channel = channel_targets(state, [self.policies[c] for c in sorted(channels)], unavailable)
+            for channel, target in per_channel.items():
+                targets[(channel, sku)] = target
+            if is_low_stock(state):
+                ats = available_to_sell(state.on_hand, state.reserved, state.safety_stock)
+                low.append(LowStock(sku, ats, state.low_stock_threshold, per_channel))
+        pushes = plan_pushes(targets, {k: believed[k] for k in targets}, reason)
+        return _Plan(pushes, low, unmapped)
+
+    async def _plan_and_push(
+        self,
+        skus: Iterable[str] | None,
+        report: CycleReport,
+        *,
+        believed: str,
+        channels: set[str] | None = None,
+    ) -> None:
+        """Plan the given SKUs (None: all), queue the pushes in the outbox and send them."""
+        async with self._plan_lock:
+            sku_list = None if skus is None else sorted(set(skus))
+            rows = self.store.listings(skus=sku_list)
+            if channels is not None:
+                rows = [r for r in rows if r.channel in channels]
+            on_hand = {sku: row.on_hand for sku, row in self.store.skus(sku_list).items()}
+            reserved = self.store.reserved_by_sku(sku_list)
+            belief: dict[Key, int | None] = {}
+            for row in rows:
+                if believed == "observed" or row.last_pushed is None:
+                    belief[(row.channel, row.sku)] = row.observed
+                else:
+                    belief[(row.channel, row.sku)] = max(0, row.last_pushed - row.sold_since_push)
+            plan = self._plan(on_hand, reserved, belief, report.kind)
+            statuses = {(r.channel, r.sku): r.status for r in rows}
+            for key in plan.unmapped:
+                if statuses.get(key) != "unmapped":
+                    self.store.set_listing_status(key[0], key[1], "unmapped", "SKU unknown to the ERP")
+                    log.warning("listing.unmapped", channel=key[0], sku=key[1])
+            if skus is None:
+                self.low_stock = plan.low_stock
+            self.store.enqueue_pushes(plan.pushes, self.clock())
+            report.pushes.extend(plan.pushes)
+            report.counts["pushes_planned"] += len(plan.pushes)
+            report.counts["unmapped"] += len(plan.unmapped)
+        await self.flush(report)
+
+    async def flush(self, report: CycleReport | None = None) -> None:
+        """Send every pending push, each channel on its own (one down never stops the others)."""
+        report = report or CycleReport("flush")
+        await asyncio.gather(*(self._flush_channel(name, report) for name in self.channels))
+
+    async def _flush_channel(self, name: str, report: CycleReport) -> None:
+        async with self._flush_locks[name]:
+            pending = self.store.pending_pushes(name)
+            if not pending:
+                return
+            refs = {row.sku: row.ref for row in self.store.listings(name, skus=[p.sku for p in pending])}
+            now = self.clock()
+            sendable = []
+            for push in pending:
+                if push.sku in refs:
+                    sendable.append(push)
+                else:
+                    self.store.fail_push(push.id, "no listing on the channel", now, give_up=True)
+            # Decreases first: a unit must disappear everywhere before any channel gets more.
+            sendable.sort(key=lambda p: (not (p.compare is None or p.target < p.compare), p.id))
+            updates = [
+                QuantityUpdate(p.sku, refs[p.sku], p.target, p.compare, key=f"syncd-push-{p.id}")
+                for p in sendable
+            ]
+            if not updates:
+                return
+            result = await self._call(name, self.channels[name].set_quantities(updates), report)
+            now = self.clock()
+            if result is None:
+                health = self.health[name]
+                for push in sendable:
+                    give_up = (
+                        push.attempts + 1 >= self.config.schedule.push_attempts and not health.needs_human
+                    )
+                    self.store.fail_push(push.id, health.last_error or "failed", now, give_up=give_up)
+                    self.metrics.pushes.labels(name, "error").inc()
+                report.counts["pushes_failed"] += len(sendable)
+                return
+            by_sku = {p.sku: p for p in sendable}
+            if result.applied:
+                self.store.record_pushed(name, result.applied, now)
+                self.store.complete_pushes([by_sku[s].id for s in result.applied if s in by_sku], now)
+                for sku, quantity in result.applied.items():
+                    self._cancelled_since_push.pop((name, sku), None)
+                    log.info("push.sent", channel=name, sku=sku, quantity=quantity)
+                self.metrics.pushes.labels(name, "sent").inc(len(result.applied))
+                report.counts["pushes_sent"] += len(result.applied)
+            for sku, reason in result.rejected.items():
+                if sku in by_sku:
+                    self.store.set_listing_status(name, sku, "rejected", reason[:500])
+                    self.store.fail_push(by_sku[sku].id, reason[:500], now, give_up=True)
+                    log.warning("push.rejected", channel=name, sku=sku, reason=reason)
+            for sku in result.stale:
+                if sku in by_sku:
+                    self.store.fail_push(by_sku[sku].id, "stale compare value", now, give_up=True)
+            self.metrics.pushes.labels(name, "rejected").inc(len(result.rejected))
+            self.metrics.pushes.labels(name, "stale").inc(len(result.stale))
+            report.counts["pushes_rejected"] += len(result.rejected)
+            report.counts["pushes_stale"] += len(result.stale)
+
+    # ------------------------------------------------------------------ reporting
+    def _finish(self, report: CycleReport) -> CycleReport:
+        outcome = "error" if report.errors else "ok"
+        self.metrics.cycles.labels(report.kind, outcome).inc()
+        event = "cycle.finished" if not report.errors else "cycle.failed"
+        log.info(event, kind=report.kind, errors=report.errors or None, **dict(report.counts))
+        return report
+
+    def status(self) -> dict[str, Any]:
+        """Everything /api/status shows (never a secret)."""
+        return {
+            "connectors": [h.as_dict() for h in self.health.values()],
+            "low_stock": [
+                {"sku": s.sku, "ats": s.ats, "threshold": s.threshold, "targets": s.targets}
+                for s in self.low_stock
+            ],
+        }
+
+    def readiness(self, max_age: timedelta) -> list[str]:
+        """Reasons the daemon is not ready (empty when ready)."""
+        reasons = []
+        now = self.clock()
+        for h in self.health.values():
+            if h.needs_human:
+                reasons.append(f"{h.name}: credentials refused, needs a human: {h.last_error}")
+            elif h.last_success is None:
+                reasons.append(
+                    f"{h.name}: no successful call yet" + (f" ({h.last_error})" if h.last_error else "")
+                )
+            elif now - h.last_success > max_age:
+                reasons.append(f"{h.name}: last success {h.last_success.isoformat()} is older than {max_age}")
+        return reasons
+
+    async def aclose(self) -> None:
+        for connector in [self.erp, *self.channels.values()]:
+            try:
+                await connector.aclose()
+            except Exception as exc:
+                log.warning("connector.close_failed", connector=connector.name, error=str(exc))

@@ -1,0 +1,196 @@
+"""The ledger's tables as SQLModel classes; migrations in ``syncd/migrations`` must create exactly these.
+
+The tables hang off their own registry so other SQLModel tables in the process never leak into
+the ledger's metadata (and so into the schema check against the migrations).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Dialect, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import registry
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+# SQLite only auto-increments an "INTEGER PRIMARY KEY"; elsewhere ids are 64-bit because outbox and
+# drift rows accumulate for years.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out; SQLite keeps naive UTC text, so awareness is restored on read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            # A naive time is ambiguous; guessing would silently shift settlement cut-offs.
+            raise ValueError(f"naive datetime {value.isoformat()}: pass a timezone-aware time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _time(*, nullable: bool = False) -> Any:
+    return Field(default=None, sa_type=UtcDateTime, nullable=nullable)
+
+
+def _text(*, primary_key: bool = False, long: bool = False, nullable: bool = False) -> Any:
+    return Field(default="", sa_type=Text if long else String, primary_key=primary_key, nullable=nullable)
+
+
+def _int(*, nullable: bool = False) -> Any:
+    return Field(default=None if nullable else 0, sa_type=Integer, nullable=nullable)
+
+
+def _id() -> Any:
+    return Field(default=None, sa_type=BigId, primary_key=True)
+
+
+class LedgerTable(SQLModel, registry=registry()):
+    """Base of every ledger table (own metadata, see module docstring)."""
+
+
+class SkuTable(LedgerTable, table=True):
+    __tablename__ = "sku"
+
+    sku: str = _text(primary_key=True)
+    on_hand: int = _int()
+    read_at: datetime = _time()
+
+
+class ListingTable(LedgerTable, table=True):
+    __tablename__ = "listing"
+
+    channel: str = _text(primary_key=True)
+    sku: str = _text(primary_key=True)
+    ref: str = _text()
+    last_pushed: int | None = _int(nullable=True)
+    pushed_at: datetime | None = _time(nullable=True)
+    sold_since_push: int = _int()
+    observed: int | None = _int(nullable=True)
+    observed_at: datetime | None = _time(nullable=True)
+    status: str = _text()
+    detail: str = _text(long=True)
+
+
+class OrderLineTable(LedgerTable, table=True):
+    __tablename__ = "order_line"
+    __table_args__ = (
+        # The constraint that makes ingestion idempotent, even between concurrent writers.
+        UniqueConstraint("channel", "order_id", "line_key", name="uq_order_line_key"),
+        Index("ix_order_line_state_sku", "state", "sku"),
+    )
+
+    id: int | None = _id()
+    channel: str = _text()
+    order_id: str = _text()
+    line_key: str = _text()
+    sku: str = _text()
+    quantity: int = _int()
+    state: str = _text()
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+    acked_at: datetime | None = _time(nullable=True)
+
+
+class PushTable(LedgerTable, table=True):
+    __tablename__ = "push"
+    __table_args__ = (
+        Index("ix_push_state", "state"),
+        Index("ix_push_channel_sku", "channel", "sku"),
+    )
+
+    id: int | None = _id()
+    channel: str = _text()
+    sku: str = _text()
+    target: int = _int()
+    compare: int | None = _int(nullable=True)
+    reason: str = _text()
+    state: str = _text()
+    attempts: int = _int()
+    created_at: datetime = _time()
+    updated_at: datetime = _time()
+    last_error: str = _text(long=True)
+
+
+class DriftTable(LedgerTable, table=True):
+    __tablename__ = "drift"
+    __table_args__ = (Index("ix_drift_at", "at"),)
+
+    id: int | None = _id()
+    at: datetime = _time()
+    channel: str = _text()
+    sku: str = _text()
+    expected: int | None = _int(nullable=True)
+    observed: int = _int()
+    cause: str = _text()
+    correction: int | None = _int(nullable=True)
+
+
+class CursorTable(LedgerTable, table=True):
+    __tablename__ = "cursor"
+
+    name: str = _text(primary_key=True)
+    value: str = _text(long=True)
+
+
+class RunTable(LedgerTable, table=True):
+    __tablename__ = "run"
+    __table_args__ = (Index("ix_run_started_at", "started_at"),)
+
+    id: int | None = _id()
+    kind: str = _text()
+    started_at: datetime = _time()
+    finished_at: datetime | None = _time(nullable=True)
+    counts: str = _text(long=True)  # JSON object
+    error: str | None = _text(long=True, nullable=True)
+
+
+class WebhookSeenTable(LedgerTable, table=True):
+    __tablename__ = "webhook_seen"
+    __table_args__ = (Index("ix_webhook_seen_expires_at", "expires_at"),)
+
+    key: str = _text(primary_key=True)
+    seen_at: datetime = _time()
+    expires_at: datetime = _time()
+
+
+class LeaseTable(LedgerTable, table=True):
+    __tablename__ = "lease"
+
+    name: str = _text(primary_key=True)
+    holder: str = _text()
+    expires_at: datetime = _time()
+
+
+class TokenTable(LedgerTable, table=True):
+    """Channel access tokens (secrets: never log a row of this table)."""
+
+    __tablename__ = "token"
+
+    name: str = _text(primary_key=True)
+    value: str = _text(long=True)
+    expires_at: datetime | None = _time(nullable=True)
+
+
+metadata = LedgerTable.metadata
+sku = metadata.tables["sku"]
+listing = metadata.tables["listing"]
+order_line = metadata.tables["order_line"]
+push = metadata.tables["push"]
+drift = metadata.tables["drift"]
+cursor = metadata.tables["cursor"]
+run = metadata.tables["run"]
+webhook_seen = metadata.tables["webhook_seen"]
+lease = metadata.tables["lease"]
+token = metadata.tables["token"]

@@ -1,0 +1,115 @@
+"""A small world for engine tests: the mock ERP and WooCommerce sandboxes in-process, a ledger on
+SQLite, and a Daemon wired to them through ASGI transports (no sockets)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.mock_erp.sandbox import create_app as erp_app
+from connectors.woocommerce.sandbox import create_app as woo_app
+from syncd.config import Config, parse_config
+from syncd.daemon import Daemon
+
+ERP_KEY = "erp-test-key-1234"
+WC_KEY = "ck_test_abcdef"
+WC_SECRET = "cs_test_987654"
+WEBHOOK_SECRET = "whsec-test-5555"
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> Config:
+    data: dict[str, Any] = {
+        "database_url": f"sqlite:///{tmp_path / 'syncd.db'}",
+        "stock": {"safety_stock": 1, "low_stock_threshold": 0},
+        "erp": {"type": "mock_erp", "base_url": "http://erp.test", "api_key": ERP_KEY, "retry_attempts": 1},
+        "channels": [
+            {
+                "name": "webstore",
+                "type": "woocommerce",
+                "base_url": "http://shop.test",
+                "consumer_key": WC_KEY,
+                "consumer_secret": WC_SECRET,
+                "webhook_secret": WEBHOOK_SECRET,
+                "retry_attempts": 1,
+            }
+        ],
+    }
+    for key, value in overrides.items():
+        data[key] = value
+    return parse_config(data, "test", env={})
+
+
+class SwitchableTransport(httpx.AsyncBaseTransport):
+    """Sends to the sandbox, unless a test installs ``override`` to answer oddly on the wire."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport):
+        self.inner = inner
+        self.override: httpx.MockTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.override is not None:
+            return await self.override.handle_async_request(request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass
+class World:
+    daemon: Daemon
+    erp: httpx.AsyncClient  # the ERP sandbox's hooks
+    shop: httpx.AsyncClient  # the web store sandbox's hooks
+    erp_app: Any
+    shop_app: Any
+    erp_wire: SwitchableTransport
+    shop_wire: SwitchableTransport
+
+    @property
+    def engine(self):  # type: ignore[no-untyped-def]
+        return self.daemon.engine
+
+    @property
+    def store(self):  # type: ignore[no-untyped-def]
+        return self.daemon.store
+
+    async def erp_stock(self) -> dict[str, int]:
+        return {row["sku"]: row["on_hand"] for row in (await self.erp.get("/_sandbox/stock")).json()}
+
+    async def shop_listings(self) -> dict[str, int]:
+        return {row["sku"]: row["quantity"] for row in (await self.shop.get("/_sandbox/listings")).json()}
+
+    async def seed(self, erp: dict[str, int], shop: dict[str, int]) -> None:
+        r = await self.erp.post(
+            "/_sandbox/seed", json={"items": [{"sku": s, "quantity": q} for s, q in erp.items()]}
+        )
+        r.raise_for_status()
+        r = await self.shop.post(
+            "/_sandbox/seed", json={"items": [{"sku": s, "quantity": q} for s, q in shop.items()]}
+        )
+        r.raise_for_status()
+
+    async def purchase(self, sku: str, quantity: int = 1) -> httpx.Response:
+        return await self.shop.post("/_sandbox/purchase", json={"sku": sku, "quantity": quantity})
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    erp = erp_app(api_key=ERP_KEY, db_path=str(tmp_path / "erp.db"))
+    shop = woo_app(consumer_key=WC_KEY, consumer_secret=WC_SECRET, webhook_secret=WEBHOOK_SECRET)
+    config = make_config(tmp_path)
+    erp_wire = SwitchableTransport(httpx.ASGITransport(app=erp))
+    shop_wire = SwitchableTransport(httpx.ASGITransport(app=shop))
+    daemon = Daemon(config, transports={"erp": erp_wire, "webstore": shop_wire})
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=erp), base_url="http://erp.test") as e,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=shop), base_url="http://shop.test") as s,
+    ):
+        yield World(daemon, e, s, erp, shop, erp_wire, shop_wire)
+    await daemon.engine.aclose()
+    daemon.store.close()

@@ -1,0 +1,141 @@
+"""The engine against the mock ERP and WooCommerce sandboxes: reconcile, orders, settlement, drift."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from syncd.core import DriftCause
+from tests.daemon.conftest import World
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_first_reconcile_sets_every_listing_to_its_target(world: World) -> None:
+    """After one reconcile the web store shows on-hand minus safety stock for every SKU."""
+    erp = {f"SKU-{i:03d}": i % 17 for i in range(150)}
+    await world.seed(erp, {sku: 99 for sku in erp})
+    report = await world.engine.reconcile()
+    assert report.errors == []
+    listings = await world.shop_listings()
+    assert listings == {sku: max(0, qty - 1) for sku, qty in erp.items()}
+    runs = world.store.recent_runs(1)
+    assert runs[0].kind == "reconcile" and runs[0].error is None
+    assert runs[0].counts["pushes_sent"] == 150
+
+
+async def test_second_reconcile_pushes_nothing(world: World) -> None:
+    """Planning again right after a reconcile was applied yields no pushes (convergence)."""
+    await world.seed({"A": 5, "B": 9}, {"A": 0, "B": 0})
+    await world.engine.reconcile()
+    again = await world.engine.reconcile()
+    assert again.pushes == [] and again.drift == []
+
+
+async def test_sale_reserves_then_settles_through_the_erp(world: World) -> None:
+    """A web-store sale is reserved, posted to the ERP once, and settled after the ERP reflects it."""
+    await world.seed({"A": 10}, {"A": 10})
+    await world.engine.reconcile()
+    assert (await world.purchase("A", 3)).status_code == 201
+    await world.engine.poll_orders()
+    await world.engine.poll_orders()  # the overlap window re-reads the order: counted once
+    assert world.store.reserved_by_sku() == {"A": 3}  # posted lines count until the ERP reflects them
+    assert (await world.erp_stock())["A"] == 7
+    lines = world.store.lines_in_state("posted")
+    assert [(line.sku, line.quantity) for line in lines] == [("A", 3)]
+    await world.engine.poll_erp()
+    assert world.store.lines_in_state("posted") == []
+    assert len(world.store.lines_in_state("settled")) == 1
+    assert (await world.shop_listings())["A"] == 6  # 7 on hand - 1 safety
+
+
+async def test_manual_edit_on_the_channel_is_drift_and_corrected(world: World) -> None:
+    """A quantity changed by hand in the shop admin is recorded as drift and set back."""
+    await world.seed({"A": 10}, {"A": 10})
+    await world.engine.reconcile()
+    await world.shop.post("/_sandbox/listings", json={"sku": "A", "quantity": 40})
+    report = await world.engine.reconcile()
+    assert [(d.sku, d.expected, d.observed, d.cause) for d in report.drift] == [
+        ("A", 9, 40, DriftCause.MANUAL_EDIT)
+    ]
+    assert (await world.shop_listings())["A"] == 9
+    recorded = world.store.recent_drift(5)
+    assert recorded[0].cause == "manual_edit" and recorded[0].correction == 9
+
+
+async def test_missed_order_is_drift_with_its_cause(world: World) -> None:
+    """A channel showing fewer units than expected is drift caused by a missed order."""
+    await world.seed({"A": 10}, {"A": 10})
+    await world.engine.reconcile()
+    await world.shop.post("/_sandbox/listings", json={"sku": "A", "quantity": 6})
+    report = await world.engine.reconcile()
+    assert [(d.cause, d.observed) for d in report.drift] == [(DriftCause.MISSED_ORDER, 6)]
+
+
+async def test_sku_unknown_to_the_erp_is_unmapped_not_zeroed(world: World) -> None:
+    """A listing whose SKU the ERP does not know keeps its quantity and is reported unmapped."""
+    await world.seed({"A": 4}, {"A": 4, "GHOST": 12})
+    await world.engine.reconcile()
+    assert (await world.shop_listings())["GHOST"] == 12
+    statuses = {row.sku: row.status for row in world.store.listings("webstore")}
+    assert statuses == {"A": "ok", "GHOST": "unmapped"}
+
+
+async def test_malformed_erp_answer_fails_the_cycle_and_leaves_the_ledger(world: World) -> None:
+    """A truncated ERP body fails the cycle, is recorded on the run, and changes no on-hand figure."""
+    await world.seed({"A": 10}, {"A": 10})
+    await world.engine.reconcile()
+    before = {sku: row.on_hand for sku, row in world.store.skus().items()}
+
+    def broken(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b'{"items": [{"sku": "A", "on_hand": 1')
+
+    world.erp_wire.override = httpx.MockTransport(broken)
+    await world.erp.post("/_sandbox/stock", json={"sku": "A", "on_hand": 0})
+    report = await world.engine.reconcile()
+    assert report.errors and "erp" in report.errors[0]
+    assert {sku: row.on_hand for sku, row in world.store.skus().items()} == before
+    run = world.store.recent_runs(1)[0]
+    assert run.error and "JSON" in run.error
+    assert world.engine.health["erp"].failing
+
+
+async def test_cancellation_releases_the_reservation(world: World) -> None:
+    """A cancelled order's reserved line is released and the channel's restock is not counted twice."""
+    await world.seed({"A": 10}, {"A": 10})
+    world.engine.erp.record_movements = _never_acknowledge  # type: ignore[method-assign]
+    await world.engine.reconcile()
+    order = (await world.purchase("A", 2)).json()["order_id"]
+    await world.engine.poll_orders()
+    assert world.store.reserved_by_sku() == {"A": 2}
+    await world.shop.post(f"/_sandbox/orders/{order}/cancel")
+    await world.engine.poll_orders()
+    assert world.store.reserved_by_sku() == {}
+    report = await world.engine.reconcile()
+    assert (await world.shop_listings())["A"] == 9
+    assert all(d.cause != DriftCause.MANUAL_EDIT for d in report.drift)
+
+
+async def _never_acknowledge(movements):  # type: ignore[no-untyped-def]
+    return []
+
+
+async def test_channel_down_does_not_stop_the_cycle(world: World) -> None:
+    """With the web store failing, the reconcile records the error and still reads the ERP."""
+    await world.seed({"A": 10}, {"A": 10})
+    await world.shop.post("/_sandbox/faults", json={"error_rate": 1.0})
+    report = await world.engine.reconcile()
+    assert any("webstore" in e for e in report.errors)
+    assert world.store.skus()["A"].on_hand == 10
+    assert world.engine.health["webstore"].failing and not world.engine.health["erp"].failing
+    reasons = world.engine.readiness(max_age=__import__("datetime").timedelta(minutes=5))
+    assert any(r.startswith("webstore") for r in reasons)
+
+
+async def test_dry_run_changes_nothing(world: World) -> None:
+    """A dry-run reconcile reports the plan but leaves the channel, the ERP and the ledger alone."""
+    await world.seed({"A": 10, "B": 3}, {"A": 0, "B": 0})
+    report = await world.engine.reconcile(dry_run=True)
+    assert sorted((p.sku, p.target) for p in report.pushes) == [("A", 9), ("B", 2)]
+    assert await world.shop_listings() == {"A": 0, "B": 0}
+    assert world.store.skus() == {} and world.store.listings() == [] and world.store.recent_runs() == []
