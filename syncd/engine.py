@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from syncd.core import (
     ChannelPolicy,
     ChannelState,
     Drift,
+    DriftCause,
     PlannedPush,
     SkuStock,
     available_to_sell,
@@ -319,9 +320,17 @@ class Engine:
             late = await self._pull_orders(report)
             late_keys = {(line.channel, line.sku) for line in late.new}
             drifts = self._detect_drift(self.store.listings(), listed, late_keys)
+            plan = await self._plan_and_push(None, report, believed="observed", channels=listed)
+            corrections = {(p.channel, p.sku): p.target for p in plan.pushes}
+            unmapped = set(plan.unmapped)
+            # A first sighting is only worth a record when syncd had to change it.
+            drifts = [
+                d
+                for d in drifts
+                if (d.channel, d.sku) not in unmapped
+                and (d.cause is not DriftCause.UNKNOWN_BASELINE or (d.channel, d.sku) in corrections)
+            ]
             report.drift = drifts
-            await self._plan_and_push(None, report, believed="observed", channels=listed)
-            corrections = {(p.channel, p.sku): p.target for p in report.pushes}
             self.store.record_drift(drifts, corrections, self.clock())
             for drift in drifts:
                 self.metrics.drift.labels(drift.channel, drift.cause.value).inc()
@@ -403,8 +412,13 @@ class Engine:
         reserved: Mapping[str, int],
         believed: Mapping[Key, int | None],
         reason: str,
+        pending: Mapping[Key, int] | None = None,
     ) -> _Plan:
-        """Targets for every listed (channel, sku) and the pushes that reach them (pure of I/O)."""
+        """Targets for every listed (channel, sku) and the pushes that reach them (pure of I/O).
+
+        ``pending`` holds targets already queued: a listing about to be set to its target needs no
+        new push, and one about to be set to something else needs one that supersedes it.
+        """
         stock = self.config.stock
         by_sku: dict[str, list[str]] = defaultdict(list)
         for channel, sku in believed:
@@ -427,7 +441,12 @@ class Engine:
             if is_low_stock(state):
                 ats = available_to_sell(state.on_hand, state.reserved, state.safety_stock)
                 low.append(LowStock(sku, ats, state.low_stock_threshold, per_channel))
-        pushes = plan_pushes(targets, {k: believed[k] for k in targets}, reason)
+        pending = pending or {}
+        effective = {k: pending.get(k, believed[k]) for k in targets}
+        pushes = [
+            replace(p, compare=believed[(p.channel, p.sku)]) if (p.channel, p.sku) in pending else p
+            for p in plan_pushes(targets, effective, reason)
+        ]
         return _Plan(pushes, low, unmapped)
 
     async def _plan_and_push(
@@ -437,7 +456,7 @@ class Engine:
         *,
         believed: str,
         channels: set[str] | None = None,
-    ) -> None:
+    ) -> _Plan:
         """Plan the given SKUs (None: all), queue the pushes in the outbox and send them."""
         async with self._plan_lock:
             sku_list = None if skus is None else sorted(set(skus))
@@ -452,7 +471,7 @@ class Engine:
                     belief[(row.channel, row.sku)] = row.observed
                 else:
                     belief[(row.channel, row.sku)] = max(0, row.last_pushed - row.sold_since_push)
-            plan = self._plan(on_hand, reserved, belief, report.kind)
+            plan = self._plan(on_hand, reserved, belief, report.kind, self._pending_targets(sku_list))
             statuses = {(r.channel, r.sku): r.status for r in rows}
             for key in plan.unmapped:
                 if statuses.get(key) != "unmapped":
@@ -465,6 +484,16 @@ class Engine:
             report.counts["pushes_planned"] += len(plan.pushes)
             report.counts["unmapped"] += len(plan.unmapped)
         await self.flush(report)
+        return plan
+
+    def _pending_targets(self, skus: Sequence[str] | None) -> dict[Key, int]:
+        """Targets already queued in the outbox: what those listings will show once it drains."""
+        wanted = None if skus is None else set(skus)
+        return {
+            (p.channel, p.sku): p.target
+            for p in self.store.pending_pushes()
+            if wanted is None or p.sku in wanted
+        }
 
     async def flush(self, report: CycleReport | None = None) -> None:
         """Send every pending push, each channel on its own (one down never stops the others)."""

@@ -228,12 +228,21 @@ class WooCommerceConnector(ChannelConnector):
             pending = list(by_id.items())
             while pending:
                 chunk, pending = pending[: self._batch_limit], pending[self._batch_limit :]
-                await self._send_batch(path, chunk, result)
+                if await self._send_batch(path, chunk, result):
+                    continue
+                if len(chunk) == 1:
+                    result.rejected[chunk[0][1].sku] = "a batch of one item was refused as too large (413)"
+                    continue
+                # The store's batch limit is below ours (a WooCommerce filter can lower it).
+                self._batch_limit = max(1, len(chunk) // 2)
+                log.warning("woocommerce.batch_limit_lowered", channel=self.name, limit=self._batch_limit)
+                pending = chunk + pending
         return result
 
     async def _send_batch(
         self, path: str, chunk: list[tuple[int, QuantityUpdate]], result: UpdateResult
-    ) -> None:
+    ) -> bool:
+        """Send one batch and record its outcome; False if the store found the batch too large."""
         body = {
             "update": [
                 {"id": item_id, "manage_stock": True, "stock_quantity": update.quantity}
@@ -242,20 +251,12 @@ class WooCommerceConnector(ChannelConnector):
         }
         response = await self._http.request("POST", path, json=body, accept=(400, 404, 413))
         if response.status_code == 413:
-            if len(chunk) == 1:
-                result.rejected[chunk[0][1].sku] = "batch of one refused as too large (413)"
-                return
-            half = len(chunk) // 2
-            self._batch_limit = min(self._batch_limit, half)
-            log.warning("woocommerce.batch_limit_lowered", channel=self.name, limit=self._batch_limit)
-            await self._send_batch(path, chunk[:half], result)
-            await self._send_batch(path, chunk[half:], result)
-            return
+            return False
         if response.status_code in (400, 404):
             reason = _error_reason(response)
             for _, update in chunk:
                 result.rejected[update.sku] = reason
-            return
+            return True
         where = f"POST {path}"
         answer = json_body(response, dict, connector=self.name)
         by_id = dict(chunk)
@@ -268,6 +269,7 @@ class WooCommerceConnector(ChannelConnector):
         missing = sorted(set(by_id) - seen)
         if missing:
             raise ProtocolError(f"{where} answered nothing for ids {missing[:10]}", connector=self.name)
+        return True
 
     def _batch_item(
         self,

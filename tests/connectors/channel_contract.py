@@ -80,14 +80,17 @@ class ChannelContract:
         listings = await channel.list_listings()
         assert len(listings) > channel.max_batch, "the catalogue must exceed one batch"
         wanted = {listing.sku: 3 + index % 40 for index, listing in enumerate(listings)}
-        updates = [QuantityUpdate(l.sku, l.ref, wanted[l.sku], compare=l.quantity) for l in listings]
+        updates = [
+            QuantityUpdate(listing.sku, listing.ref, wanted[listing.sku], compare=listing.quantity)
+            for listing in listings
+        ]
 
         result = await channel.set_quantities(updates)
 
         assert result.rejected == {}
         assert result.stale == []
         assert result.applied == wanted
-        assert {l.sku: l.quantity for l in await channel.list_listings()} == wanted
+        assert {listing.sku: listing.quantity for listing in await channel.list_listings()} == wanted
         assert await channel.read_quantities(listings) == wanted
         assert await sandbox_quantities(sandbox) == wanted
 
@@ -97,16 +100,16 @@ class ChannelContract:
         """An update addressing no item is rejected for its SKU only; the others in the call apply."""
         assert self.unknown_ref, "the concrete contract must set unknown_ref"
         known = (await channel.list_listings())[:3]
-        updates = [QuantityUpdate(l.sku, l.ref, 11) for l in known]
+        updates = [QuantityUpdate(listing.sku, listing.ref, 11) for listing in known]
         updates.insert(1, QuantityUpdate("NO-SUCH-SKU", self.unknown_ref, 4))
 
         result = await channel.set_quantities(updates)
 
         assert set(result.rejected) == {"NO-SUCH-SKU"}
         assert result.rejected["NO-SUCH-SKU"]
-        assert result.applied == {l.sku: 11 for l in known}
+        assert result.applied == {listing.sku: 11 for listing in known}
         shown = await sandbox_quantities(sandbox)
-        assert all(shown[l.sku] == 11 for l in known)
+        assert all(shown[listing.sku] == 11 for listing in known)
 
     async def test_read_quantities_matches_what_the_sandbox_shows(
         self, channel: ChannelConnector, sandbox: httpx.AsyncClient

@@ -139,3 +139,21 @@ async def test_dry_run_changes_nothing(world: World) -> None:
     assert sorted((p.sku, p.target) for p in report.pushes) == [("A", 9), ("B", 2)]
     assert await world.shop_listings() == {"A": 0, "B": 0}
     assert world.store.skus() == {} and world.store.listings() == [] and world.store.recent_runs() == []
+
+
+async def test_pending_push_is_not_queued_twice_and_drains_later(world: World) -> None:
+    """While the channel is down, pushes wait in the outbox; replanning adds none; they drain on recovery."""
+    await world.seed({"A": 10, "B": 4}, {"A": 0, "B": 0})
+    await world.engine.reconcile()  # reads the listings while the channel is up
+    await world.erp.post("/_sandbox/stock", json={"sku": "A", "on_hand": 20})
+    await world.shop.post("/_sandbox/faults", json={"error_rate": 1.0})
+    first = await world.engine.poll_erp()
+    assert [(p.sku, p.target) for p in first.pushes] == [("A", 19)]
+    assert [(p.sku, p.target) for p in world.store.pending_pushes("webstore")] == [("A", 19)]
+    again = await world.engine.push_skus(["A"])
+    assert again.pushes == []
+    assert len(world.store.pending_pushes("webstore")) == 1
+    await world.shop.post("/_sandbox/faults", json={"error_rate": 0.0})
+    await world.engine.flush()
+    assert (await world.shop_listings())["A"] == 19
+    assert world.store.pending_pushes() == []

@@ -12,7 +12,6 @@ from starlette.applications import Starlette
 from connectors.woocommerce.client import WooCommerceConnector
 from connectors.woocommerce.sandbox import create_app
 from connectors.woocommerce.settings import WooCommerceSettings
-
 from tests.connectors.woocommerce.support import BASE_URL, KEY, SECRET, WEBHOOK_SECRET, no_wait
 
 
@@ -50,8 +49,6 @@ async def hooks(woo_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 async def woo(
     woo_app: Starlette, make_settings: Callable[..., WooCommerceSettings]
 ) -> AsyncIterator[WooCommerceConnector]:
-    connector = WooCommerceConnector(
-        make_settings(), transport=httpx.ASGITransport(woo_app), sleep=no_wait
-    )
+    connector = WooCommerceConnector(make_settings(), transport=httpx.ASGITransport(woo_app), sleep=no_wait)
     yield connector
     await connector.aclose()

@@ -20,7 +20,6 @@ from connectors.woocommerce.sandbox_webhooks import WebhookSender
 from connectors.woocommerce.settings import WooCommerceSettings
 from connectors.woocommerce.webhooks import signature
 from syncd.errors import PayloadError, SignatureError
-
 from tests.connectors.woocommerce.support import BASE_URL, KEY, SECRET, WEBHOOK_SECRET
 
 ORDER = {
@@ -122,9 +121,7 @@ async def test_unconfigured_secret_refuses_signed_deliveries(
 
 def test_creation_ping_is_acknowledged_without_signature(woo_conn: WooCommerceConnector) -> None:
     """The unsigned form-encoded ping WooCommerce sends on webhook creation is a ping event."""
-    event = woo_conn.parse_webhook(
-        {"Content-Type": "application/x-www-form-urlencoded"}, b"webhook_id=12"
-    )
+    event = woo_conn.parse_webhook({"Content-Type": "application/x-www-form-urlencoded"}, b"webhook_id=12")
 
     assert event.ping is True
     assert event.lines == []
