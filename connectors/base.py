@@ -209,3 +209,39 @@ class ChannelConnector(Connector):
         Raises SignatureError when the signature is missing or wrong, PayloadError when the
         body cannot be understood. Header names are matched case-insensitively.
         """
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """An access token a connector obtained (and may refresh) at run time."""
+
+    access_token: str
+    refresh_token: str
+    access_expires_at: datetime
+    refresh_expires_at: datetime | None = None
+
+
+class TokenStore(abc.ABC):
+    """Where connectors keep tokens they refresh themselves, so a restart does not lose them.
+
+    The daemon passes its ledger-backed implementation; tests may pass an in-memory one.
+    """
+
+    @abc.abstractmethod
+    def load_token(self, name: str) -> StoredToken | None:
+        """The token saved under ``name``, or None."""
+
+    @abc.abstractmethod
+    def save_token(self, name: str, token: StoredToken) -> None:
+        """Save (replace) the token under ``name``."""
+
+
+class MemoryTokenStore(TokenStore):
+    def __init__(self) -> None:
+        self._tokens: dict[str, StoredToken] = {}
+
+    def load_token(self, name: str) -> StoredToken | None:
+        return self._tokens.get(name)
+
+    def save_token(self, name: str, token: StoredToken) -> None:
+        self._tokens[name] = token

@@ -47,7 +47,7 @@ class Daemon:
         *,
         transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
         clock: Callable[[], datetime] = utcnow,
-        drain_timeout: float = 10.0,
+        drain_timeout: float = 8.0,
     ):
         self.config = config
         self.drain_timeout = drain_timeout
@@ -86,6 +86,9 @@ class Daemon:
             self._tasks.add(task)
         try:
             await self._guard(cycle(), kind)
+        except asyncio.CancelledError:
+            # Cancelled by the drain at shutdown: the outbox keeps what was not sent.
+            log.warning("cycle.cancelled", kind=kind)
         finally:
             if task is not None:
                 self._tasks.discard(task)

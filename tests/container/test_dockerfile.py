@@ -273,7 +273,7 @@ def _volume_paths(args: str) -> list[str]:
     return json.loads(args) if args.startswith("[") else args.split()
 
 
-def test_build_context_leaves_out_local_state_and_keeps_the_sources(tmp_path: Path) -> None:
+def test_build_context_leaves_out_local_state_and_keeps_the_sources() -> None:
     """Local data, secrets, virtualenvs and git history stay out of the image build; sources go in."""
     ignore = DockerIgnore.read(DOCKERIGNORE)
     for path in [".git/config", ".venv/bin/python", "data/syncd.db", ".env", "tests/daemon/test_config.py"]:
