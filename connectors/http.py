@@ -175,13 +175,14 @@ class HttpClient:
                 error=str(exc),
             )
 
+        options: dict[str, Any] = {"sleep": self._sleep} if self._sleep else {}
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransientError),
             stop=stop_after_attempt(max(1, policy.attempts)),
             wait=wait,
             reraise=True,
             before_sleep=before_sleep,
-            **({"sleep": self._sleep} if self._sleep else {}),
+            **options,
         )
         async for attempt_ctx in retrying:
             with attempt_ctx:

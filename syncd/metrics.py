@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -15,7 +15,7 @@ class _LedgerCollector(Collector):
     def __init__(self, counts: Callable[[], dict[str, int]]):
         self._counts = counts
 
-    def collect(self):  # type: ignore[no-untyped-def]
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("syncd_ledger_rows", "Rows in the ledger by kind.", labels=["kind"])
         try:
             counts = self._counts()

@@ -6,7 +6,7 @@ through the batch endpoints; drift from concurrent sales is left to syncd's reco
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -95,9 +95,10 @@ class WooCommerceConnector(ChannelConnector):
 
     # ------------------------------------------------------------------ reading
 
-    async def _pages(self, path: str, params: Mapping[str, Any]) -> AsyncIterator[list[Any]]:
-        """Every page of a collection, following X-WP-TotalPages or, without it, short pages."""
+    async def _collect(self, path: str, params: Mapping[str, Any]) -> list[Any]:
+        """Every row of a collection, following X-WP-TotalPages or, without it, until a short page."""
         per_page = int(params.get("per_page", 10))
+        collected: list[Any] = []
         previous: list[Any] | None = None
         page = 1
         while True:
@@ -109,10 +110,10 @@ class WooCommerceConnector(ChannelConnector):
                     f"GET {path} returned page {page} twice (ignores 'page'?)", connector=self.name
                 )
             previous = ids
-            yield rows
+            collected.extend(rows)
             total_pages = _total_pages(response.headers)
             if not rows or (page >= total_pages if total_pages is not None else len(rows) < per_page):
-                return
+                return collected
             page += 1
             if page > MAX_PAGES:
                 raise ProtocolError(f"GET {path} has more than {MAX_PAGES} pages", connector=self.name)
@@ -135,50 +136,38 @@ class WooCommerceConnector(ChannelConnector):
             )
 
         params = {"per_page": self.settings.per_page, "orderby": "id", "order": "asc"}
-        async for rows in self._pages("/products", params):
-            for raw in rows:
-                try:
-                    product = read_product(raw, "GET /products")
-                except Invalid as exc:
-                    raise self._protocol("GET /products", exc) from exc
-                if product.type in NO_STOCK_TYPES:
-                    continue
-                if product.type != "variable":
-                    add(product, f"p:{product.id}")
-                    continue
-                # A variable product bears stock itself only when it manages it at parent level.
-                if product.manage_stock is True:
-                    add(product, f"p:{product.id}")
-                if product.variations:
-                    for variation in await self._variations(product.id):
-                        if variation.manage_stock != "parent":
-                            add(variation, f"v:{product.id}:{variation.id}")
+        for product in await self._products("/products", params):
+            if product.type in NO_STOCK_TYPES:
+                continue
+            if product.type != "variable":
+                add(product, f"p:{product.id}")
+                continue
+            # A variable product bears stock itself only when it manages it at parent level.
+            if product.manage_stock is True:
+                add(product, f"p:{product.id}")
+            if product.variations:
+                path = f"/products/{product.id}/variations"
+                for variation in await self._products(path, params, variations=True):
+                    if variation.manage_stock != "parent":
+                        add(variation, f"v:{product.id}:{variation.id}")
         return list(listings.values())
 
-    async def _variations(self, product_id: int) -> list[ProductView]:
-        path = f"/products/{product_id}/variations"
-        found: list[ProductView] = []
-        params = {"per_page": self.settings.per_page, "orderby": "id", "order": "asc"}
-        async for rows in self._pages(path, params):
-            try:
-                found.extend(read_product(raw, f"GET {path}") for raw in rows)
-            except Invalid as exc:
-                raise self._protocol(f"GET {path}", exc) from exc
-        return found
+    async def _products(
+        self, path: str, params: Mapping[str, Any], *, variations: bool = False
+    ) -> list[ProductView]:
+        rows = await self._collect(path, params)
+        try:
+            return [read_product(raw, f"GET {path}", variation=variations) for raw in rows]
+        except Invalid as exc:
+            raise self._protocol(f"GET {path}", exc) from exc
 
     async def read_quantities(self, listings: Sequence[Listing]) -> dict[str, int]:
         wanted = {listing.sku for listing in listings if listing.sku}
         quantities: dict[str, int] = {}
         for chunk in _sku_chunks(sorted(wanted)):
-            params = {"sku": ",".join(chunk), "per_page": 100}
-            async for rows in self._pages("/products", params):
-                for raw in rows:
-                    try:
-                        item = read_product(raw, "GET /products?sku")
-                    except Invalid as exc:
-                        raise self._protocol("GET /products?sku", exc) from exc
-                    if item.sku in wanted and item.manage_stock is True and item.stock_quantity is not None:
-                        quantities[item.sku] = item.stock_quantity
+            for item in await self._products("/products", {"sku": ",".join(chunk), "per_page": 100}):
+                if item.sku in wanted and item.manage_stock is True and item.stock_quantity is not None:
+                    quantities[item.sku] = item.stock_quantity
         return quantities
 
     async def orders_since(self, since: datetime) -> OrderPage:
@@ -195,20 +184,19 @@ class WooCommerceConnector(ChannelConnector):
         }
         lines: dict[str, OrderLine] = {}
         latest: datetime | None = None
-        async for rows in self._pages("/orders", params):
-            for raw in rows:
-                try:
-                    order = read_order(raw, self.name, "GET /orders")
-                except Invalid as exc:
-                    raise self._protocol("GET /orders", exc) from exc
-                if order.modified < floor:
-                    continue
-                latest = order.modified if latest is None else max(latest, order.modified)
-                for line in order.lines:
-                    # An order modified while we page may show up twice; its newest state wins.
-                    known = lines.get(line.key)
-                    if known is None or known.updated_at <= line.updated_at:
-                        lines[line.key] = line
+        for raw in await self._collect("/orders", params):
+            try:
+                order = read_order(raw, self.name, "GET /orders")
+            except Invalid as exc:
+                raise self._protocol("GET /orders", exc) from exc
+            if order.modified < floor:
+                continue
+            latest = order.modified if latest is None else max(latest, order.modified)
+            for line in order.lines:
+                # An order modified while we page may show up twice; its newest state wins.
+                known = lines.get(line.key)
+                if known is None or known.updated_at <= line.updated_at:
+                    lines[line.key] = line
         return OrderPage(lines=list(lines.values()), latest=latest)
 
     # ------------------------------------------------------------------ writing
@@ -261,9 +249,10 @@ class WooCommerceConnector(ChannelConnector):
         answer = json_body(response, dict, connector=self.name)
         by_id = dict(chunk)
         seen: set[int] = set()
+        variations = path.endswith("/variations/batch")
         try:
             for index, raw in enumerate(require_list(answer.get("update", []), f"{where}.update")):
-                self._batch_item(raw, f"{where}.update[{index}]", by_id, seen, result)
+                self._batch_item(raw, f"{where}.update[{index}]", by_id, seen, result, variations)
         except Invalid as exc:
             raise self._protocol(where, exc) from exc
         missing = sorted(set(by_id) - seen)
@@ -278,6 +267,7 @@ class WooCommerceConnector(ChannelConnector):
         by_id: dict[int, QuantityUpdate],
         seen: set[int],
         result: UpdateResult,
+        variations: bool,
     ) -> None:
         item = require_object(raw, where)
         if "error" in item:
@@ -289,7 +279,7 @@ class WooCommerceConnector(ChannelConnector):
             code, message = error.get("code"), error.get("message")
             result.rejected[by_id[ident].sku] = f"{code}: {message}"
             return
-        product = read_product(item, where)
+        product = read_product(item, where, variation=variations)
         update = by_id.get(product.id)
         if update is None:
             raise Invalid(f"{where} answered id {product.id}, which was not sent")

@@ -101,8 +101,8 @@ def _str(obj: dict[str, Any], key: str, where: str, *, default: str | None = Non
     return value
 
 
-def read_product(raw: Any, where: str) -> ProductView:
-    """A product or variation object; ``type`` may be absent on variations (WooCommerce < 8)."""
+def read_product(raw: Any, where: str, *, variation: bool = False) -> ProductView:
+    """A product, or with ``variation`` an item of a variations list (``type`` optional there)."""
     obj = require_object(raw, where)
     ident = _required_int(obj, "id", where)
     where = f"{where}[id={ident}]"
@@ -117,7 +117,7 @@ def read_product(raw: Any, where: str) -> ProductView:
     return ProductView(
         id=ident,
         sku=_str(obj, "sku", where, default=""),
-        type=_str(obj, "type", where, default="variation"),
+        type=_str(obj, "type", where, default="variation" if variation else None),
         manage_stock=manage,
         stock_quantity=_int(obj, "stock_quantity", where, nullable=True),
         variations=tuple(variations),

@@ -139,7 +139,7 @@ class _Api:
         items = _sorted(request, items, {"id": _by_id, "date": _by_created, "modified": _by_modified})
         return _paginated(request, [self.shop.item_json(item) for item in items])
 
-    def _product(self, request: Request, ident: int) -> Item:
+    def _product(self, ident: int) -> Item:
         item = self.shop.items.get(ident)
         if item is None or item.type == "variation":
             raise WooError("woocommerce_rest_product_invalid_id", "Invalid ID.", 404)
@@ -152,11 +152,11 @@ class _Api:
         return item
 
     async def get_product(self, request: Request) -> Response:
-        item = self._product(request, request.path_params["id"])
+        item = self._product(request.path_params["id"])
         return JSONResponse(self.shop.item_json(item))
 
     async def update_product(self, request: Request) -> Response:
-        item = self._product(request, request.path_params["id"])
+        item = self._product(request.path_params["id"])
         fields = await _json_body(request)
         return JSONResponse(self.shop.item_json(self.shop.update(item, fields)))
 

@@ -166,6 +166,7 @@ async def test_truncated_json_is_a_protocol_error(connect: Factory) -> None:
         ({"manage_stock": "yes"}, "manage_stock"),
         ({"sku": 42}, "sku"),
         ({"variations": "7,8"}, "variations"),
+        ({"type": None}, "type"),
     ],
 )
 async def test_wrong_types_are_protocol_errors_naming_the_field(
