@@ -79,7 +79,7 @@ def create_app(daemon: Daemon) -> FastAPI:
         # it causes happen after the answer.
         result = engine.ingest(event.lines)
         if result.touched_skus:
-            daemon.spawn(engine.push_skus(result.touched_skus), name=f"fast-path:{channel}")
+            engine.touch(result.touched_skus)
         return JSONResponse({"ok": True, "lines": len(event.lines), "new": len(result.new)})
 
     return app

@@ -55,6 +55,11 @@ class ScheduleSettings(_Model):
         default=timedelta(days=1), ge=timedelta(0), description="How far back the first order poll reads."
     )
     push_attempts: int = Field(default=5, ge=1, description="Tries of one push before it is given up.")
+    push_debounce: Duration = Field(
+        default=timedelta(milliseconds=200),
+        ge=timedelta(0),
+        description="Fast path: how long to gather sales into one batch before pushing.",
+    )
 
 
 class SkuOverride(_Model):

@@ -130,6 +130,7 @@ class Daemon:
         """Stop scheduling, let in-flight cycles and pushes finish (up to the drain timeout), close."""
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        self.spawn(self.engine.drain_fast_path(), name="fast-path-drain")
         pending = {t for t in self._tasks if t is not asyncio.current_task()}
         if pending:
             log.info("daemon.draining", tasks=len(pending), timeout=self.drain_timeout)

@@ -9,7 +9,8 @@ a time: an error is recorded against its connector and the others go on.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, defaultdict
+import math
+from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -144,6 +145,11 @@ class Engine:
         self._flush_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._plan_lock = asyncio.Lock()
         self._cancelled_since_push: Counter[Key] = Counter()
+        # Fast path: SKUs waiting for the debounce, and ingestion times of sales not yet propagated.
+        self._touched: set[str] = set()
+        self._fast_task: asyncio.Task[None] | None = None
+        self._awaiting: defaultdict[str, list[datetime]] = defaultdict(list)
+        self.propagation: deque[float] = deque(maxlen=2000)
 
     # ------------------------------------------------------------------ connector calls
     async def _call(self, name: str, operation: Awaitable[T], report: CycleReport) -> T | None:
@@ -205,6 +211,9 @@ class Engine:
     def ingest(self, lines: Sequence[OrderLine], report: CycleReport | None = None) -> IngestResult:
         """Record order lines in the ledger, idempotently; count what was new."""
         result = self.store.ingest_lines(lines, self.clock()) if lines else IngestResult()
+        now = self.clock()
+        for line in [*result.new, *result.released, *result.to_compensate]:
+            self._awaiting[line.sku].append(now)
         for line in result.new:
             self.metrics.orders.labels(line.channel).inc()
             log.info(
@@ -222,6 +231,27 @@ class Engine:
             report.counts["order_lines_cancelled"] += len(result.released) + len(result.to_compensate)
             report.counts["order_lines_duplicate"] += result.duplicates
         return result
+
+    def touch(self, skus: Iterable[str]) -> None:
+        """Queue SKUs for the fast path; they are planned and pushed together after the debounce,
+        so a burst of sales costs one batch per channel instead of one call per sale."""
+        self._touched.update(skus)
+        if self._fast_task is None or self._fast_task.done():
+            self._fast_task = asyncio.create_task(self._fast_path(), name="fast-path")
+
+    async def _fast_path(self) -> None:
+        await asyncio.sleep(self.config.schedule.push_debounce.total_seconds())
+        while self._touched:
+            batch, self._touched = self._touched, set()
+            try:
+                await self.push_skus(batch)
+            except StoreError as exc:
+                log.error("fast_path.store_failed", error=str(exc))
+
+    async def drain_fast_path(self) -> None:
+        """Wait until every touched SKU has been planned and pushed (used at shutdown and in tests)."""
+        while self._fast_task is not None and not self._fast_task.done():
+            await asyncio.shield(self._fast_task)
 
     async def push_skus(self, skus: Iterable[str]) -> CycleReport:
         """The fast path after ingestion: push the touched SKUs everywhere, then tell the ERP."""
@@ -499,6 +529,20 @@ class Engine:
         """Send every pending push, each channel on its own (one down never stops the others)."""
         report = report or CycleReport("flush")
         await asyncio.gather(*(self._flush_channel(name, report) for name in self.channels))
+        self._observe_propagation()
+
+    def _observe_propagation(self) -> None:
+        """A sale has propagated once no push for its SKU waits in the outbox: every channel has
+        acknowledged its new quantity (or needed none)."""
+        if not self._awaiting:
+            return
+        waiting = {p.sku for p in self.store.pending_pushes()}
+        now = self.clock()
+        for sku in [s for s in self._awaiting if s not in waiting]:
+            for ingested_at in self._awaiting.pop(sku):
+                seconds = max(0.0, (now - ingested_at).total_seconds())
+                self.propagation.append(seconds)
+                self.metrics.propagation.observe(seconds)
 
     async def _flush_channel(self, name: str, report: CycleReport) -> None:
         async with self._flush_locks[name]:
@@ -563,9 +607,21 @@ class Engine:
         log.info(event, kind=report.kind, errors=report.errors or None, **dict(report.counts))
         return report
 
+    def propagation_percentiles(self) -> dict[str, float | int | None]:
+        """p50/p95/p99 of the recent sale-to-all-channels propagation times, in seconds."""
+        samples = sorted(self.propagation)
+        if not samples:
+            return {"samples": 0, "p50": None, "p95": None, "p99": None}
+
+        def pick(q: float) -> float:
+            return round(samples[min(len(samples) - 1, math.ceil(q * len(samples)) - 1)], 4)
+
+        return {"samples": len(samples), "p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99)}
+
     def status(self) -> dict[str, Any]:
         """Everything /api/status shows (never a secret)."""
         return {
+            "propagation_seconds": self.propagation_percentiles(),
             "connectors": [h.as_dict() for h in self.health.values()],
             "low_stock": [
                 {"sku": s.sku, "ats": s.ats, "threshold": s.threshold, "targets": s.targets}

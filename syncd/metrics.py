@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -47,6 +47,12 @@ class Metrics:
         )
         self.orders = Counter(
             "syncd_order_lines_ingested", "New order lines recorded, by channel.", ["channel"], registry=r
+        )
+        self.propagation = Histogram(
+            "syncd_propagation_seconds",
+            "Time from ingesting a sale to the last channel acknowledging its new quantity.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+            registry=r,
         )
         self.up = Gauge(
             "syncd_connector_up", "1 when the connector's last call succeeded.", ["connector"], registry=r

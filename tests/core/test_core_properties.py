@@ -21,7 +21,7 @@ from syncd.core import (
 
 CHANNELS = ["shopify", "tiktok", "web", "amazon", "ebay"]
 SKUS = ["A", "B", "C"]
-fast = settings(max_examples=300, deadline=None)
+fast = settings(max_examples=150, deadline=None)
 
 Key = tuple[str, str]
 

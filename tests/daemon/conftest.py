@@ -113,3 +113,82 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         yield World(daemon, e, s, erp, shop, erp_wire, shop_wire)
     await daemon.engine.aclose()
     daemon.store.close()
+
+
+@dataclass
+class Shops:
+    """Two web stores selling the same stock: a sale on one must reach the other."""
+
+    daemon: Daemon
+    erp: httpx.AsyncClient
+    shops: dict[str, httpx.AsyncClient]
+
+    @property
+    def engine(self):  # type: ignore[no-untyped-def]
+        return self.daemon.engine
+
+    async def listings(self, name: str) -> dict[str, int]:
+        return {
+            row["sku"]: row["quantity"] for row in (await self.shops[name].get("/_sandbox/listings")).json()
+        }
+
+    async def buy(self, name: str, sku: str, quantity: int = 1) -> httpx.Response:
+        return await self.shops[name].post("/_sandbox/purchase", json={"sku": sku, "quantity": quantity})
+
+
+def two_shop_config(tmp_path: Path, stock: dict[str, Any], **schedule: Any) -> Config:
+    channel = {
+        "type": "woocommerce",
+        "consumer_key": WC_KEY,
+        "consumer_secret": WC_SECRET,
+        "retry_attempts": 1,
+    }
+    return make_config(
+        tmp_path,
+        stock=stock,
+        schedule={"push_debounce": "50ms", **schedule},
+        channels=[
+            {**channel, "name": "main", "base_url": "http://main.test", "policy": {"priority": 1}},
+            {**channel, "name": "outlet", "base_url": "http://outlet.test", "policy": {"priority": 2}},
+        ],
+    )
+
+
+@pytest.fixture
+async def make_shops(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Build a two-shop world with the given stock settings (factory, closes what it opened)."""
+    opened: list[Any] = []
+
+    async def build(stock: dict[str, Any], erp_stock: dict[str, int]) -> Shops:
+        home = tmp_path / f"world{len(opened)}"
+        home.mkdir()
+        erp = erp_app(api_key=ERP_KEY, db_path=str(home / "erp.db"))
+        apps = {n: woo_app(consumer_key=WC_KEY, consumer_secret=WC_SECRET) for n in ("main", "outlet")}
+        transports = {
+            "erp": httpx.ASGITransport(app=erp),
+            **{n: httpx.ASGITransport(app=a) for n, a in apps.items()},
+        }
+        daemon = Daemon(two_shop_config(home, stock), transports=transports)
+        erp_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=erp), base_url="http://erp.test")
+        shops = {
+            n: httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url=f"http://{n}.test")
+            for n, a in apps.items()
+        }
+        opened.extend([daemon, erp_client, *shops.values()])
+        items = [{"sku": s, "quantity": q} for s, q in erp_stock.items()]
+        (await erp_client.post("/_sandbox/seed", json={"items": items})).raise_for_status()
+        for client in shops.values():
+            (
+                await client.post(
+                    "/_sandbox/seed", json={"items": [{"sku": s, "quantity": 0} for s in erp_stock]}
+                )
+            ).raise_for_status()
+        return Shops(daemon, erp_client, shops)
+
+    yield build
+    for item in opened:
+        if isinstance(item, Daemon):
+            await item.engine.aclose()
+            item.store.close()
+        else:
+            await item.aclose()

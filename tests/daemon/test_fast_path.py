@@ -1,0 +1,71 @@
+"""The fast path: a sale on one channel reaches the others within a debounce and a round trip,
+bursts are batched, and low-stock mode keeps the channels from promising the same last units."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.base import OrderLine
+from tests.daemon.conftest import Shops
+
+
+async def sale_lines(shops: Shops, channel: str) -> list[OrderLine]:
+    """What a webhook would deliver: the channel's recent order lines."""
+    page = await shops.engine.channels[channel].orders_since(shops.engine.clock().replace(year=2000))
+    return page.lines
+
+
+async def test_sale_on_one_channel_reaches_the_other(make_shops: Any) -> None:
+    """A webhook-delivered sale on `main` lowers `outlet` after the debounce, and is timed."""
+    shops: Shops = await make_shops({"safety_stock": 0}, {"A": 10})
+    await shops.engine.reconcile()
+    assert await shops.listings("outlet") == {"A": 10}
+    assert (await shops.buy("main", "A", 3)).status_code == 201
+    result = shops.engine.ingest(await sale_lines(shops, "main"))
+    shops.engine.touch(result.touched_skus)
+    await shops.engine.drain_fast_path()
+    assert await shops.listings("outlet") == {"A": 7}
+    assert await shops.listings("main") == {"A": 7}
+    percentiles = shops.engine.propagation_percentiles()
+    assert percentiles["samples"] == 1 and percentiles["p50"] is not None
+
+
+async def test_a_burst_is_batched_into_one_push_per_channel(make_shops: Any) -> None:
+    """Ten sales of ten SKUs touched within the debounce cost one batch write to the other shop."""
+    skus = {f"S{i}": 20 for i in range(10)}
+    shops: Shops = await make_shops({"safety_stock": 0}, skus)
+    await shops.engine.reconcile()
+    before = (await shops.shops["outlet"].get("/_sandbox/stats")).json()["calls"]
+    for sku in skus:
+        await shops.buy("main", sku)
+    lines = await sale_lines(shops, "main")
+    for line in lines:  # one webhook per order
+        shops.engine.touch(shops.engine.ingest([line]).touched_skus)
+    await shops.engine.drain_fast_path()
+    after = (await shops.shops["outlet"].get("/_sandbox/stats")).json()["calls"]
+    batch = "POST /wp-json/wc/v3/products/batch"
+    assert after.get(batch, 0) - before.get(batch, 0) == 1
+    assert await shops.listings("outlet") == {sku: 19 for sku in skus}
+
+
+async def test_low_stock_mode_splits_the_last_units(make_shops: Any) -> None:
+    """At or below the threshold the shops' quantities add up to at most the available units."""
+    shops: Shops = await make_shops({"safety_stock": 0, "low_stock_threshold": 5}, {"A": 5, "B": 50})
+    await shops.engine.reconcile()
+    main, outlet = await shops.listings("main"), await shops.listings("outlet")
+    assert main["A"] + outlet["A"] <= 5 and main["A"] == 5  # priority 1 is served first
+    assert main["B"] == outlet["B"] == 50  # plenty: both show everything
+
+
+async def test_low_stock_mode_prevents_oversell_when_both_shops_sell_at_once(make_shops: Any) -> None:
+    """With low-stock mode off both shops sell the same last units; with it on they cannot."""
+    for threshold, oversold_expected in ((0, True), (5, False)):
+        shops: Shops = await make_shops({"safety_stock": 0, "low_stock_threshold": threshold}, {"A": 3})
+        await shops.engine.reconcile()
+        sold = 0
+        # Both shops sell before any push lands: the slow-propagation worst case.
+        for name in ("main", "outlet"):
+            for _ in range(3):
+                if (await shops.buy(name, "A")).status_code == 201:
+                    sold += 1
+        assert (sold > 3) is oversold_expected, f"threshold {threshold}: sold {sold} of 3"
