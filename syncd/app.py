@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import ValidationError
 
+from syncd.config import EventSettings
 from syncd.errors import PayloadError, SignatureError, StoreError
 from syncd.status_page import render_status_page
 
@@ -54,6 +57,54 @@ def create_app(daemon: Daemon) -> FastAPI:
     @app.get("/status", response_class=HTMLResponse)
     async def status_page() -> HTMLResponse:
         return HTMLResponse(render_status_page(await asyncio.to_thread(daemon.status)))
+
+    def authorised(request: Request) -> JSONResponse | None:
+        """None when the request carries the API token; else the error response to send."""
+        token = daemon.config.api.token
+        if token is None:
+            return JSONResponse({"error": "no API token is configured (api.token)"}, status_code=403)
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+        return None
+
+    @app.get("/api/events")
+    async def list_events() -> JSONResponse:
+        now = engine.clock()
+        return JSONResponse(
+            [{**e.model_dump(mode="json"), "active": e.active(now)} for e in engine.events if e.end > now]
+        )
+
+    @app.post("/api/events")
+    async def add_event(request: Request) -> JSONResponse:
+        if (refusal := authorised(request)) is not None:
+            return refusal
+        try:
+            event = EventSettings.model_validate_json(await request.body())
+        except ValidationError as exc:
+            problems = [
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+                for e in exc.errors(include_input=False)
+            ]
+            return JSONResponse({"error": "invalid event", "problems": problems}, status_code=400)
+        if event.channel not in engine.channels:
+            return JSONResponse(
+                {"error": f"unknown channel {event.channel!r}; channels: {sorted(engine.channels)}"},
+                status_code=400,
+            )
+        engine.save_event(event)
+        daemon.schedule_event_replans(event)
+        return JSONResponse(event.model_dump(mode="json"), status_code=201)
+
+    @app.delete("/api/events/{name}")
+    async def delete_event(name: str, request: Request) -> JSONResponse:
+        if (refusal := authorised(request)) is not None:
+            return refusal
+        if not engine.delete_event(name):
+            return JSONResponse({"error": f"no event named {name!r}"}, status_code=404)
+        daemon.spawn(engine.replan_all(), name="replan")
+        return JSONResponse({"deleted": name})
 
     @app.post("/webhooks/{channel}")
     async def webhook(channel: str, request: Request) -> JSONResponse:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -62,16 +63,41 @@ class ScheduleSettings(_Model):
     )
 
 
+Threshold = Annotated[int, Field(ge=0)] | Literal["auto"]
+
+
 class SkuOverride(_Model):
     safety_stock: int | None = Field(default=None, ge=0)
-    low_stock_threshold: int | None = Field(default=None, ge=0)
+    low_stock_threshold: Threshold | None = None
+
+
+class AutoThresholdSettings(_Model):
+    """``low_stock_threshold: auto``: units likely to sell elsewhere before a push lands, i.e.
+    ceil(sales per minute over ``window`` x propagation latency / 60 x channels), within [floor, cap]."""
+
+    floor: int = Field(default=2, ge=0)
+    cap: int = Field(default=50, ge=0)
+    window: Duration = Field(default=timedelta(minutes=15), gt=timedelta(0))
+    latency: Duration | None = Field(
+        default=None, description="Fixed latency; unset: the measured p95 propagation time."
+    )
+    default_latency: Duration = Field(
+        default=timedelta(seconds=2), gt=timedelta(0), description="Until enough latency is measured."
+    )
+
+    @model_validator(mode="after")
+    def _floor_below_cap(self) -> AutoThresholdSettings:
+        if self.floor > self.cap:
+            raise ValueError(f"floor {self.floor} is above cap {self.cap}")
+        return self
 
 
 class StockSettings(_Model):
     safety_stock: int = Field(default=0, ge=0, description="Units never offered anywhere, per SKU.")
-    low_stock_threshold: int = Field(
-        default=0, ge=0, description="At or below this ats, channels split the units instead of sharing."
+    low_stock_threshold: Threshold = Field(
+        default=0, description="At or below this ats, channels split the units instead of sharing; or auto."
     )
+    auto_threshold: AutoThresholdSettings = AutoThresholdSettings()
     skus: dict[str, SkuOverride] = Field(default_factory=dict)
 
     def safety_for(self, sku: str) -> int:
@@ -80,7 +106,7 @@ class StockSettings(_Model):
             return override.safety_stock
         return self.safety_stock
 
-    def threshold_for(self, sku: str) -> int:
+    def threshold_for(self, sku: str) -> int | Literal["auto"]:
         override = self.skus.get(sku)
         if override is not None and override.low_stock_threshold is not None:
             return override.low_stock_threshold
@@ -90,6 +116,33 @@ class StockSettings(_Model):
 class LoggingSettings(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+
+
+class EventSettings(_Model):
+    """A time-boxed override for one channel, e.g. a scheduled live stream on TikTok Shop."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+    channel: str
+    start: AwareDatetime
+    end: AwareDatetime
+    share: int | None = Field(default=None, ge=0, le=100, description="Replaces the channel's share.")
+    reserve: int | None = Field(default=None, ge=0, description="Units ring-fenced for the channel.")
+    priority: int | None = Field(default=None, ge=0, description="Replaces the channel's low-stock priority.")
+
+    @model_validator(mode="after")
+    def _sensible(self) -> EventSettings:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if self.share is None and self.reserve is None and self.priority is None:
+            raise ValueError("an event needs at least one of share, reserve or priority")
+        return self
+
+    def active(self, now: datetime) -> bool:
+        return self.start <= now < self.end
+
+
+class ApiSettings(_Model):
+    token: SecretStr | None = Field(default=None, description="Bearer token for POST/DELETE /api/events.")
 
 
 class ReadinessSettings(_Model):
@@ -105,6 +158,8 @@ class Config(_Model):
     stock: StockSettings = StockSettings()
     erp: ErpSettings
     channels: list[ChannelSettings] = Field(min_length=1)
+    events: list[EventSettings] = Field(default_factory=list)
+    api: ApiSettings = ApiSettings()
     logging: LoggingSettings = LoggingSettings()
     readiness: ReadinessSettings = ReadinessSettings()
 
@@ -124,6 +179,11 @@ class Config(_Model):
             seen.add(channel.name)
         if self.erp.name in seen:
             raise ValueError(f"the ERP's name {self.erp.name!r} is also a channel name")
+        for event in self.events:
+            if event.channel not in seen:
+                raise ValueError(
+                    f"event {event.name!r} names channel {event.channel!r}; channels: {sorted(seen)}"
+                )
         return self
 
     def secrets(self) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -143,6 +143,40 @@ def channel_targets(
         for channel, units in given.items():
             targets[channel] = units
         remaining -= sum(given.values())
+    return targets
+
+
+def targets_with_reserve(
+    stock: SkuStock,
+    policies: Sequence[ChannelPolicy],
+    reserve: Mapping[str, int],
+    unavailable: frozenset[str] = frozenset(),
+) -> dict[str, int]:
+    """Like ``channel_targets``, with units ring-fenced for some channels (a live-stream event).
+
+    The other channels share only ``ats - reserved units``; a channel with a reserve shows its own
+    policy target on the whole ats. In low-stock mode a reserving channel gets at most its reserve
+    and the others split what is left, so the targets still sum to at most ats.
+    """
+    held = {p.channel: max(0, reserve.get(p.channel, 0)) for p in policies if reserve.get(p.channel, 0) > 0}
+    if not held:
+        return channel_targets(stock, policies, unavailable)
+    ats = _ats(stock)
+    fenced = min(ats, sum(held.values()))
+    others = [p for p in policies if p.channel not in held]
+    # The other channels see a pool smaller by the fenced units, as if that much more were safety stock.
+    targets = channel_targets(replace(stock, safety_stock=stock.safety_stock + fenced), others, unavailable)
+    low = is_low_stock(stock)
+    left = fenced
+    for policy in sorted((p for p in policies if p.channel in held), key=lambda p: (p.priority, p.channel)):
+        if policy.channel in unavailable and low:
+            targets[policy.channel] = 0
+        elif low:
+            give = min(left, held[policy.channel], policy_target(ats, policy))
+            targets[policy.channel] = give
+            left -= give
+        else:
+            targets[policy.channel] = policy_target(ats, policy)
     return targets
 
 

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from connectors.registry import build_channel, build_erp
 from syncd import __version__
-from syncd.config import Config
+from syncd.config import Config, EventSettings
 from syncd.engine import CycleReport, Engine, utcnow
 from syncd.errors import StoreError
 from syncd.store import Store
@@ -124,7 +124,29 @@ class Daemon:
             )
         scheduler.start()
         self.scheduler = scheduler
+        for event in self.engine.events:
+            self._schedule_event_edges(event)
         return scheduler
+
+    def schedule_event_replans(self, event: EventSettings) -> None:
+        """Replan everything now and again when the event starts and ends, so it expires by itself."""
+        self.spawn(self.engine.replan_all(), name="replan")
+        self._schedule_event_edges(event)
+
+    def _schedule_event_edges(self, event: EventSettings) -> None:
+        if self.scheduler is None:
+            return
+        now = datetime.now(UTC)
+        for label, when in (("start", event.start), ("end", event.end)):
+            if when > now:
+                self.scheduler.add_job(
+                    self._job,
+                    "date",
+                    args=["replan", self.engine.replan_all],
+                    id=f"event:{event.name}:{label}",
+                    run_date=when,
+                    replace_existing=True,
+                )
 
     async def stop(self) -> None:
         """Stop scheduling, let in-flight cycles and pushes finish (up to the drain timeout), close."""

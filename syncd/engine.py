@@ -9,6 +9,7 @@ a time: an error is recorded against its connector and the others go on.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import structlog
 
 from connectors.base import ChannelConnector, ErpConnector, Listing, Movement, OrderLine, QuantityUpdate
-from syncd.config import Config
+from syncd.config import Config, EventSettings
 from syncd.core import (
     ChannelPolicy,
     ChannelState,
@@ -27,11 +28,12 @@ from syncd.core import (
     DriftCause,
     PlannedPush,
     SkuStock,
+    auto_low_stock_threshold,
     available_to_sell,
-    channel_targets,
     classify_drift,
     is_low_stock,
     plan_pushes,
+    targets_with_reserve,
 )
 from syncd.errors import AuthError, ConnectorError, StoreError
 from syncd.metrics import Metrics
@@ -41,6 +43,7 @@ log = structlog.get_logger("syncd.engine")
 
 T = TypeVar("T")
 Key = tuple[str, str]  # (channel, sku)
+EVENTS_KEY = "api-events"
 
 
 def utcnow() -> datetime:
@@ -149,6 +152,8 @@ class Engine:
         self._touched: set[str] = set()
         self._fast_task: asyncio.Task[None] | None = None
         self._awaiting: defaultdict[str, list[datetime]] = defaultdict(list)
+        self._sales: defaultdict[str, deque[tuple[datetime, int]]] = defaultdict(deque)
+        self.events = self._load_events()
         self.propagation: deque[float] = deque(maxlen=2000)
 
     # ------------------------------------------------------------------ connector calls
@@ -214,6 +219,7 @@ class Engine:
         now = self.clock()
         for line in [*result.new, *result.released, *result.to_compensate]:
             self._awaiting[line.sku].append(now)
+        self._record_sales(result.new, now)
         for line in result.new:
             self.metrics.orders.labels(line.channel).inc()
             log.info(
@@ -455,6 +461,9 @@ class Engine:
             if channel in self.policies:
                 by_sku[sku].append(channel)
         unavailable = self._unavailable()
+        now = self.clock()
+        policies, reserve = self._policies_at(now)
+        latency = self._latency_estimate()
         targets: dict[Key, int] = {}
         low: list[LowStock] = []
         unmapped: list[Key] = []
@@ -462,10 +471,13 @@ class Engine:
             if sku not in on_hand:
                 unmapped.extend((c, sku) for c in channels)
                 continue
-            state = SkuStock(
-                sku, on_hand[sku], reserved.get(sku, 0), stock.safety_for(sku), stock.threshold_for(sku)
+            threshold = stock.threshold_for(sku)
+            if threshold == "auto":
+                threshold = self._auto_threshold(sku, len(channels), now, latency)
+            state = SkuStock(sku, on_hand[sku], reserved.get(sku, 0), stock.safety_for(sku), threshold)
+            per_channel = targets_with_reserve(
+                state, [policies[c] for c in sorted(channels)], reserve, unavailable
             )
-            per_channel = channel_targets(state, [self.policies[c] for c in sorted(channels)], unavailable)
             for channel, target in per_channel.items():
                 targets[(channel, sku)] = target
             if is_low_stock(state):
@@ -478,6 +490,93 @@ class Engine:
             for p in plan_pushes(targets, effective, reason)
         ]
         return _Plan(pushes, low, unmapped)
+
+    # ------------------------------------------------------------------ events and thresholds
+    def _policies_at(self, now: datetime) -> tuple[dict[str, ChannelPolicy], dict[str, int]]:
+        """Channel policies with the active events applied, and the units events ring-fence."""
+        policies = dict(self.policies)
+        reserve: dict[str, int] = {}
+        for event in self.active_events(now):
+            if event.channel not in policies:
+                continue
+            policy = policies[event.channel]
+            policies[event.channel] = replace(
+                policy,
+                share=policy.share if event.share is None else event.share,
+                priority=policy.priority if event.priority is None else event.priority,
+            )
+            if event.reserve:
+                reserve[event.channel] = reserve.get(event.channel, 0) + event.reserve
+        return policies, reserve
+
+    def active_events(self, now: datetime) -> list[EventSettings]:
+        return [e for e in self.events if e.active(now)]
+
+    def _load_events(self) -> list[EventSettings]:
+        """Events from the config plus those added over the API (kept in the ledger)."""
+        saved = self.store.get_cursor(EVENTS_KEY)
+        extra: list[EventSettings] = []
+        if saved:
+            try:
+                extra = [EventSettings.model_validate(e) for e in json.loads(saved)]
+            except (ValueError, TypeError) as exc:
+                log.error("events.unreadable", error=str(exc))
+        names = {e.name for e in extra}
+        return [e for e in self.config.events if e.name not in names] + extra
+
+    def save_event(self, event: EventSettings) -> None:
+        """Add or replace an API event (by name), drop expired ones, persist."""
+        now = self.clock()
+        self.events = [e for e in self.events if e.name != event.name and e.end > now] + [event]
+        self._persist_events()
+        log.info(
+            "event.saved",
+            name=event.name,
+            channel=event.channel,
+            start=event.start.isoformat(),
+            end=event.end.isoformat(),
+        )
+
+    def delete_event(self, name: str) -> bool:
+        before = len(self.events)
+        self.events = [e for e in self.events if e.name != name]
+        self._persist_events()
+        return len(self.events) < before
+
+    def _persist_events(self) -> None:
+        config_names = {e.name for e in self.config.events}
+        api_events = [e.model_dump(mode="json") for e in self.events if e.name not in config_names]
+        self.store.set_cursor(EVENTS_KEY, json.dumps(api_events))
+
+    def _record_sales(self, lines: Iterable[OrderLine], now: datetime) -> None:
+        window = self.config.stock.auto_threshold.window
+        for line in lines:
+            sales = self._sales[line.sku]
+            sales.append((now, line.quantity))
+            while sales and now - sales[0][0] > window:
+                sales.popleft()
+
+    def _latency_estimate(self) -> float:
+        auto = self.config.stock.auto_threshold
+        if auto.latency is not None:
+            return auto.latency.total_seconds()
+        # Too few samples say more about luck than about the channels.
+        if len(self.propagation) < 20:
+            return auto.default_latency.total_seconds()
+        return float(self.propagation_percentiles()["p95"] or 0.0)
+
+    def _auto_threshold(self, sku: str, channels: int, now: datetime, latency: float) -> int:
+        auto = self.config.stock.auto_threshold
+        window = auto.window
+        units = sum(q for t, q in self._sales.get(sku, ()) if now - t <= window)
+        per_minute = units / (window.total_seconds() / 60)
+        return auto_low_stock_threshold(per_minute, latency, channels, auto.floor, auto.cap)
+
+    async def replan_all(self) -> CycleReport:
+        """Plan every SKU again from the ledger (after an event starts, changes or ends)."""
+        report = CycleReport("replan")
+        await self._plan_and_push(None, report, believed="expected")
+        return self._finish(report)
 
     async def _plan_and_push(
         self,
@@ -622,6 +721,11 @@ class Engine:
         """Everything /api/status shows (never a secret)."""
         return {
             "propagation_seconds": self.propagation_percentiles(),
+            "events": [
+                {**e.model_dump(mode="json"), "active": e.active(self.clock())}
+                for e in self.events
+                if e.end > self.clock()
+            ],
             "connectors": [h.as_dict() for h in self.health.values()],
             "low_stock": [
                 {"sku": s.sku, "ats": s.ats, "threshold": s.threshold, "targets": s.targets}

@@ -98,8 +98,9 @@ def ingest_line(conn: Connection, line: OrderLine, state: str | None, now: datet
                 "updated_at": now,
                 "acked_at": None,
             }
+            # RETURNING, not rowcount: drivers need not report a count for INSERT.
             stmt = insert(conn, ol).values(row).on_conflict_do_nothing(index_elements=LINE_IDENT)
-            if conn.execute(stmt).rowcount == 1:
+            if conn.execute(stmt.returning(ol.c.id)).first() is not None:
                 return ("stored" if cancelled else "new"), initial
         else:
             if not cancelled or state in ("released", "compensate"):

@@ -516,8 +516,8 @@ class Store:
             # the expiry index makes it cost next to nothing when nothing has expired.
             conn.execute(delete(ws).where(ws.c.expires_at <= now))
             stmt = insert(conn, ws).values(key=key, seen_at=now, expires_at=now + ttl)
-            inserted = conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"])).rowcount
-        return inserted == 0
+            fresh = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(ws.c.key)
+            return conn.execute(fresh).first() is None
 
     def acquire_lease(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
         """Take or renew the named lease for ``holder``; False while another holder's is unexpired."""
@@ -530,7 +530,8 @@ class Store:
                 # Only one statement decides, so two replicas racing cannot both win.
                 where=(le.c.holder == holder) | (le.c.expires_at <= now),
             )
-            return conn.execute(upsert).rowcount == 1
+            # A row comes back only when the insert or the guarded update happened.
+            return conn.execute(upsert.returning(le.c.name)).first() is not None
 
     def counts(self) -> dict[str, int]:
         """Ledger sizes for metrics: skus, listings, lines per state, pending pushes, drift rows."""

@@ -69,3 +69,52 @@ async def test_low_stock_mode_prevents_oversell_when_both_shops_sell_at_once(mak
                 if (await shops.buy(name, "A")).status_code == 201:
                     sold += 1
         assert (sold > 3) is oversold_expected, f"threshold {threshold}: sold {sold} of 3"
+
+
+async def test_event_reserve_ring_fences_units_and_expires(make_shops: Any) -> None:
+    """An active event reserving 4 units for `outlet` hides them from `main`; once over, it stops."""
+    from datetime import timedelta
+
+    from syncd.config import EventSettings
+
+    shops: Shops = await make_shops({"safety_stock": 0}, {"A": 10})
+    await shops.engine.reconcile()
+    now = shops.engine.clock()
+    event = EventSettings(
+        name="live",
+        channel="outlet",
+        start=now - timedelta(minutes=1),
+        end=now + timedelta(hours=1),
+        reserve=4,
+    )
+    shops.engine.save_event(event)
+    await shops.engine.replan_all()
+    assert await shops.listings("main") == {"A": 6}
+    assert await shops.listings("outlet") == {"A": 10}
+    # The event is kept in the ledger: a restarted engine still knows it.
+    assert [e.name for e in shops.engine._load_events()] == ["live"]
+    shops.engine.clock = lambda: now + timedelta(hours=2)
+    await shops.engine.replan_all()
+    assert await shops.listings("main") == {"A": 10}
+
+
+async def test_auto_threshold_follows_the_sales_rate(make_shops: Any) -> None:
+    """With `auto`, a SKU selling fast enters low-stock mode at a higher ats than a quiet one."""
+    shops: Shops = await make_shops(
+        {
+            "safety_stock": 0,
+            "low_stock_threshold": "auto",
+            "auto_threshold": {"floor": 1, "cap": 40, "window": "1m", "latency": "30s"},
+        },
+        {"HOT": 12, "QUIET": 12},
+    )
+    await shops.engine.reconcile()
+    assert (await shops.listings("outlet")) == {"HOT": 12, "QUIET": 12}  # nothing sold yet: threshold 1
+    for _ in range(6):
+        assert (await shops.buy("main", "HOT")).status_code == 201
+    shops.engine.ingest(await sale_lines(shops, "main"))
+    await shops.engine.replan_all()
+    # 6 units a minute x 30 s x 2 channels = 6: HOT (ats 6) is now split, QUIET is not.
+    main, outlet = await shops.listings("main"), await shops.listings("outlet")
+    assert main["HOT"] + outlet["HOT"] <= 6
+    assert main["QUIET"] == outlet["QUIET"] == 12

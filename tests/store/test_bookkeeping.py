@@ -24,7 +24,10 @@ def test_drift_is_listed_newest_first_with_corrections(store: Store) -> None:
     store.record_drift([Drift("shop", "A", 5, 3, DriftCause.MISSED_ORDER)], {("shop", "A"): 3}, T0)
     later = T0 + timedelta(minutes=5)
     store.record_drift(
-        [Drift("shop", "B", None, 9, DriftCause.UNKNOWN_BASELINE), Drift("tiktok", "A", 2, 4, DriftCause.MANUAL_EDIT)],
+        [
+            Drift("shop", "B", None, 9, DriftCause.UNKNOWN_BASELINE),
+            Drift("tiktok", "A", 2, 4, DriftCause.MANUAL_EDIT),
+        ],
         {("shop", "A"): 1},
         later,
     )

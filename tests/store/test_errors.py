@@ -45,7 +45,7 @@ def test_corrupt_database_file_is_a_store_error(tmp_path: Path) -> None:
     """A file that is not an SQLite database gives StoreError naming it, chained to the driver error."""
     path = tmp_path / "ledger.db"
     path.write_bytes(b"definitely not sqlite " + bytes(range(256)) * 16)
-    with pytest.raises(StoreError, match="ledger.db") as caught:
+    with pytest.raises(StoreError, match=r"ledger\.db") as caught:
         open_and_migrate(f"sqlite:///{path}")
     assert "not a database" in str(caught.value)
     assert caught.value.__cause__ is not None

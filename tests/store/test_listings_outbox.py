@@ -22,8 +22,22 @@ def test_sync_listings_upserts_and_drops_vanished(store: Store) -> None:
     later = T0 + timedelta(minutes=5)
     store.sync_listings("shop", [Listing("A", "ref-a2", 3), Listing("C", "ref-c", None)], later)
     a, c = store.listings("shop")
-    assert (a.sku, a.ref, a.observed, a.observed_at, a.last_pushed, a.pushed_at) == ("A", "ref-a2", 3, later, 5, T0)
-    assert (c.sku, c.last_pushed, c.sold_since_push, c.observed, c.status, c.detail) == ("C", None, 0, None, "ok", "")
+    assert (a.sku, a.ref, a.observed, a.observed_at, a.last_pushed, a.pushed_at) == (
+        "A",
+        "ref-a2",
+        3,
+        later,
+        5,
+        T0,
+    )
+    assert (c.sku, c.last_pushed, c.sold_since_push, c.observed, c.status, c.detail) == (
+        "C",
+        None,
+        0,
+        None,
+        "ok",
+        "",
+    )
 
 
 def test_sync_listings_leaves_other_channels_alone(store: Store) -> None:
@@ -41,7 +55,13 @@ def test_record_pushed_resets_sales_and_status(store: Store) -> None:
     assert store.listings("shop")[0].status == "rejected"
     store.record_pushed("shop", {"A": 7, "unlisted": 1}, T0)
     (row,) = store.listings()
-    assert (row.last_pushed, row.pushed_at, row.sold_since_push, row.status, row.detail) == (7, T0, 0, "ok", "")
+    assert (row.last_pushed, row.pushed_at, row.sold_since_push, row.status, row.detail) == (
+        7,
+        T0,
+        0,
+        "ok",
+        "",
+    )
 
 
 def test_record_observed_updates_read_back(store: Store) -> None:

@@ -114,7 +114,10 @@ def test_cancelling_posted_or_settled_lines_asks_for_compensation(store: Store) 
 def test_reserved_by_sku_counts_reserved_and_posted_only(store: Store) -> None:
     """Only reserved and posted lines count; settled, released and compensate do not; filter by SKU."""
     store.ingest_lines(
-        [line(key=k, sku=s, qty=q) for k, s, q in [("1", "A", 1), ("2", "A", 2), ("3", "A", 4), ("4", "B", 8)]],
+        [
+            line(key=k, sku=s, qty=q)
+            for k, s, q in [("1", "A", 1), ("2", "A", 2), ("3", "A", 4), ("4", "B", 8)]
+        ],
         T0,
     )
     store.ingest_lines([line(key="5", sku="B", qty=16), line(key="6", sku="C", qty=32)], T0)
@@ -128,7 +131,9 @@ def test_reserved_by_sku_counts_reserved_and_posted_only(store: Store) -> None:
 
 def test_apply_stock_settles_lines_acknowledged_before_the_read(store: Store) -> None:
     """Posted lines acked before read_started settle; later acks, reserved lines and other SKUs stay."""
-    store.ingest_lines([line(key=k, sku=s, qty=1) for k, s in [("1", "A"), ("2", "A"), ("3", "A"), ("4", "B")]], T0)
+    store.ingest_lines(
+        [line(key=k, sku=s, qty=1) for k, s in [("1", "A"), ("2", "A"), ("3", "A"), ("4", "B")]], T0
+    )
     store.mark_lines(["shop:1001:1", "shop:1001:4"], "posted", T0)
     store.mark_lines(["shop:1001:2"], "posted", T0 + timedelta(seconds=10))
     now = T0 + timedelta(seconds=20)
@@ -152,7 +157,9 @@ def test_apply_stock_overwrites_previous_figures(store: Store) -> None:
 
 def test_settle_orders_settles_reserved_and_posted_lines_of_those_orders(store: Store) -> None:
     """Lines of an imported order stop counting; other orders and released lines are untouched."""
-    store.ingest_lines([line(order="A:1", key="1"), line(order="A:1", key="2"), line(order="A:1", key="3")], T0)
+    store.ingest_lines(
+        [line(order="A:1", key="1"), line(order="A:1", key="2"), line(order="A:1", key="3")], T0
+    )
     store.ingest_lines([line(order="2002", key="1", qty=5)], T0)
     store.mark_lines(["shop:A:1:2"], "posted", T0)
     store.ingest_lines([line(order="A:1", key="3", cancelled=True)], T0)

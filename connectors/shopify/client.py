@@ -1,0 +1,502 @@
+"""The Shopify channel over the Admin GraphQL API: variant levels at one location, compare-and-set
+writes with ``inventorySetQuantities``, orders by update time, and bulk reads for large catalogues.
+
+Every call follows Shopify's cost bucket (``extensions.cost``) so that syncd waits before it would
+be throttled; THROTTLED answers (HTTP 200 or 429) become TransientError with the bucket's wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import structlog
+
+from connectors.base import (
+    ChannelConnector,
+    Listing,
+    OrderLine,
+    OrderPage,
+    QuantityUpdate,
+    TokenStore,
+    UpdateResult,
+    WebhookEvent,
+)
+from connectors.http import HttpClient, RateLimiter, RetryPolicy, json_body, parse_retry_after
+from connectors.shopify import queries
+from connectors.shopify.cost import CostBucket, QueryCost
+from connectors.shopify.payloads import (
+    Invalid,
+    ItemView,
+    OrderView,
+    next_cursor,
+    read_graphql_order,
+    read_item,
+    read_line_nodes,
+    read_variant,
+    require_list,
+    require_object,
+    require_str,
+)
+from connectors.shopify.settings import ShopifySettings
+from connectors.shopify.webhooks import parse_delivery
+from syncd.errors import AuthError, ConnectorError, ProtocolError, TransientError
+
+log = structlog.get_logger("syncd.connectors.shopify")
+
+# Beyond any real catalogue at 250 a page: only a server that never stops paging gets here.
+MAX_PAGES = 10_000
+STALE_CODES = frozenset({"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"})
+BULK_DONE_BAD = frozenset({"FAILED", "CANCELED", "EXPIRED"})
+_ITEM_GID = re.compile(r"^gid://shopify/InventoryItem/\d+$")
+_KEY_NAMESPACE = uuid.UUID("6f1c62a4-3c5e-4b59-9a57-0c1f4e2b7d10")
+
+
+class ShopifyConnector(ChannelConnector):
+    supports_compare_and_set = True
+    max_batch = queries.MAX_QUANTITIES
+    bulk_poll_interval = 2.0
+    bulk_max_wait = 1800.0
+
+    def __init__(
+        self,
+        settings: ShopifySettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Any] | None = None,
+        tokens: TokenStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.name = settings.name
+        self.settings = settings
+        self._sleep = sleep or asyncio.sleep
+        self._path = f"/admin/api/{settings.api_version}/graphql.json"
+        common: dict[str, Any] = {
+            "timeout": settings.timeout.total_seconds(),
+            "retry": RetryPolicy(attempts=settings.retry_attempts),
+            "transport": transport,
+            "sleep": sleep,
+        }
+        self._http = HttpClient(
+            settings.name,
+            settings.root_url,
+            headers={"X-Shopify-Access-Token": settings.access_token.get_secret_value()},
+            rate_limiter=RateLimiter(settings.rate_limit, settings.burst),
+            **common,
+        )
+        # Bulk results live on a storage host: never send the access token there.
+        self._files = HttpClient(settings.name, settings.root_url, **common)
+        self.bucket = CostBucket(clock=clock, sleep=self._sleep)
+        configured = settings.location_id or (settings.location_ids[0] if settings.location_ids else None)
+        self._location: str | None = configured
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._files.aclose()
+
+    # ------------------------------------------------------------------ the GraphQL call
+
+    async def _graphql(
+        self, operation: str, document: str, variables: Mapping[str, Any], cost: float
+    ) -> dict[str, Any]:
+        """``data`` of one operation; ``cost`` is its expected cost until Shopify has said better."""
+        payload = {"query": document, "variables": dict(variables), "operationName": operation}
+        where = f"{operation} ({self._path})"
+
+        async def attempt() -> dict[str, Any]:
+            await self.bucket.reserve(operation, cost)
+            response = await self._http.request(
+                "POST", self._path, json=payload, accept=(429, 500, 502, 503, 504)
+            )
+            if response.status_code >= 500:
+                raise TransientError(
+                    f"{where} answered {response.status_code}",
+                    connector=self.name,
+                    retry_after=parse_retry_after(response.headers.get("retry-after")),
+                )
+            if response.status_code == 429:
+                wait = parse_retry_after(response.headers.get("retry-after"))
+                raise TransientError(
+                    f"{where} answered 429 (throttled)",
+                    connector=self.name,
+                    retry_after=wait if wait is not None else self._throttle_wait(response, operation, cost),
+                )
+            body = json_body(response, dict, connector=self.name)
+            spent = QueryCost.parse(body.get("extensions"))
+            self.bucket.observe(operation, spent)
+            if body.get("errors"):
+                raise self._error(where, body["errors"], spent, operation, cost)
+            data = body.get("data")
+            if not isinstance(data, dict):
+                raise ProtocolError(f"{where} answered no 'data' object", connector=self.name)
+            return data
+
+        result: dict[str, Any] = await self._http.call_with_retries(attempt)
+        return result
+
+    def _throttle_wait(self, response: httpx.Response, operation: str, cost: float) -> float:
+        try:
+            body = response.json()
+        except (ValueError, UnicodeDecodeError):
+            return 1.0
+        spent = QueryCost.parse(body.get("extensions") if isinstance(body, dict) else None)
+        self.bucket.observe(operation, spent)
+        if spent is None:
+            return 1.0
+        return spent.wait_for(spent.requested or self.bucket.expected_cost(operation, cost))
+
+    def _error(
+        self, where: str, errors: Any, spent: QueryCost | None, operation: str, cost: float
+    ) -> ConnectorError:
+        """The error class for top-level ``errors`` (a list of objects, or one string)."""
+        if not isinstance(errors, list):
+            return ConnectorError(f"{where} failed: {str(errors)[:200]}", connector=self.name)
+        codes = {
+            str(e.get("extensions", {}).get("code", ""))
+            for e in errors
+            if isinstance(e, dict)
+            if isinstance(e.get("extensions", {}), dict)
+        }
+        messages = "; ".join(
+            str(e.get("message", "?"))[:200] if isinstance(e, dict) else str(e)[:200] for e in errors[:3]
+        )
+        if "THROTTLED" in codes:
+            requested = (
+                spent.requested if spent and spent.requested else self.bucket.expected_cost(operation, cost)
+            )
+            wait = spent.wait_for(requested) if spent else 1.0
+            return TransientError(f"{where} was throttled", connector=self.name, retry_after=wait)
+        if "ACCESS_DENIED" in codes:
+            return AuthError(f"{where} was refused: {messages}", connector=self.name)
+        if "INTERNAL_SERVER_ERROR" in codes:
+            return TransientError(f"{where} failed on Shopify's side: {messages}", connector=self.name)
+        return ConnectorError(f"{where} failed: {messages}", connector=self.name)
+
+    @contextmanager
+    def _reading(self, where: str) -> Iterator[None]:
+        try:
+            yield
+        except Invalid as exc:
+            raise ProtocolError(f"{where}: {exc}", connector=self.name) from exc
+
+    async def _sync_location(self) -> str:
+        if self._location is None:
+            data = await self._graphql("PrimaryLocation", queries.PRIMARY_LOCATION, {}, cost=1)
+            with self._reading("PrimaryLocation"):
+                location = require_object(data.get("location"), "location")
+                self._location = require_str(location.get("id"), "location.id")
+        return self._location
+
+    # ------------------------------------------------------------------ reading
+
+    async def list_listings(self) -> list[Listing]:
+        listings: dict[str, Listing] = {}
+        for view in await self._all_variants():
+            if not view.sku:
+                continue
+            if view.sku in listings:
+                log.warning("shopify.duplicate_sku", channel=self.name, sku=view.sku, ref=view.ref)
+                continue
+            managed = view.tracked and view.available is not None
+            listings[view.sku] = Listing(
+                sku=view.sku, ref=view.ref, quantity=view.available if managed else None, managed=managed
+            )
+        return list(listings.values())
+
+    async def _all_variants(self) -> list[ItemView]:
+        location = await self._sync_location()
+        if await self._catalogue_size() > self.settings.bulk_threshold:
+            return await self._bulk_variants(location)
+        views: list[ItemView] = []
+        after: str | None = None
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            variables = {"first": queries.VARIANTS_PAGE, "after": after, "locationId": location}
+            data = await self._graphql(
+                "Variants", queries.VARIANTS, variables, cost=queries.VARIANTS_PAGE * 4
+            )
+            with self._reading("Variants"):
+                connection = require_object(data.get("productVariants"), "productVariants")
+                nodes = require_list(connection.get("nodes"), "productVariants.nodes")
+                views.extend(read_variant(raw, f"productVariants.nodes[{i}]") for i, raw in enumerate(nodes))
+                after = next_cursor(connection, "productVariants")
+            if after is None:
+                return views
+            if after in seen:
+                raise ProtocolError(f"Variants returned the cursor {after!r} twice", connector=self.name)
+            seen.add(after)
+        raise ProtocolError(f"Variants has more than {MAX_PAGES} pages", connector=self.name)
+
+    async def _catalogue_size(self) -> int:
+        data = await self._graphql("VariantCount", queries.VARIANT_COUNT, {}, cost=1)
+        with self._reading("VariantCount"):
+            count = require_object(data.get("productVariantsCount"), "productVariantsCount").get("count")
+            if not isinstance(count, int) or isinstance(count, bool):
+                raise Invalid("productVariantsCount.count is not an integer")
+        return count
+
+    async def read_quantities(self, listings: Sequence[Listing]) -> dict[str, int]:
+        sku_by_ref = {listing.ref: listing.sku for listing in listings if _ITEM_GID.match(listing.ref)}
+        if len(sku_by_ref) > self.settings.bulk_threshold:
+            views = await self._bulk_variants(await self._sync_location())
+        else:
+            views = await self._items(sorted(sku_by_ref))
+        return {
+            sku_by_ref[view.ref]: view.available
+            for view in views
+            if view.ref in sku_by_ref and view.tracked and view.available is not None
+        }
+
+    async def _items(self, refs: list[str]) -> list[ItemView]:
+        location = await self._sync_location()
+        views: list[ItemView] = []
+        for start in range(0, len(refs), queries.ITEMS_PAGE):
+            ids = refs[start : start + queries.ITEMS_PAGE]
+            variables = {"ids": ids, "locationId": location}
+            data = await self._graphql(
+                "InventoryItems", queries.INVENTORY_ITEMS, variables, cost=len(ids) * 3
+            )
+            with self._reading("InventoryItems"):
+                nodes = require_list(data.get("nodes"), "nodes")
+                # Unknown ids come back as null.
+                views.extend(read_item(raw, f"nodes[{i}]") for i, raw in enumerate(nodes) if raw)
+        return views
+
+    async def orders_since(self, since: datetime) -> OrderPage:
+        since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+        # Shopify's search compares whole seconds.
+        floor = since.replace(microsecond=0)
+        search = f"updated_at:>='{floor.strftime('%Y-%m-%dT%H:%M:%SZ')}'"
+        lines: dict[str, OrderLine] = {}
+        latest: datetime | None = None
+        after: str | None = None
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            variables = {"first": queries.ORDERS_PAGE, "after": after, "query": search}
+            data = await self._graphql("Orders", queries.ORDERS, variables, cost=queries.ORDERS_PAGE * 13)
+            with self._reading("Orders"):
+                connection = require_object(data.get("orders"), "orders")
+                nodes = require_list(connection.get("nodes"), "orders.nodes")
+                orders = [
+                    read_graphql_order(raw, self.name, f"orders.nodes[{i}]") for i, raw in enumerate(nodes)
+                ]
+                after = next_cursor(connection, "orders")
+            for order in orders:
+                if order.updated_at < floor:
+                    continue
+                latest = order.updated_at if latest is None else max(latest, order.updated_at)
+                order_lines = order.lines + await self._more_lines(order)
+                for line in order_lines:
+                    # An order changed while we page may show up twice; its newest state wins.
+                    known = lines.get(line.key)
+                    if known is None or known.updated_at <= line.updated_at:
+                        lines[line.key] = line
+            if after is None:
+                return OrderPage(lines=list(lines.values()), latest=latest)
+            if after in seen:
+                raise ProtocolError(f"Orders returned the cursor {after!r} twice", connector=self.name)
+            seen.add(after)
+        raise ProtocolError(f"Orders has more than {MAX_PAGES} pages", connector=self.name)
+
+    async def _more_lines(self, order: OrderView) -> list[OrderLine]:
+        """Line items beyond the first page of an order with many lines."""
+        lines: list[OrderLine] = []
+        after = order.more_lines_after
+        while after is not None:
+            variables = {"id": order.gid, "after": after}
+            data = await self._graphql("OrderLineItems", queries.ORDER_LINE_ITEMS, variables, cost=260)
+            with self._reading("OrderLineItems"):
+                node = require_object(data.get("node"), "node")
+                connection = require_object(node.get("lineItems"), "node.lineItems")
+                page = read_line_nodes(
+                    connection, self.name, order.id, order.status, order.updated_at, "node.lineItems"
+                )
+                nxt = next_cursor(connection, "node.lineItems")
+            if nxt == after:
+                raise ProtocolError("OrderLineItems returned the same cursor again", connector=self.name)
+            lines.extend(page)
+            after = nxt
+        return lines
+
+    # ------------------------------------------------------------------ bulk reads
+
+    async def _bulk_variants(self, location: str) -> list[ItemView]:
+        variables = {"query": queries.bulk_variants_query(location)}
+        data = await self._graphql("RunBulkQuery", queries.RUN_BULK_QUERY, variables, cost=10)
+        with self._reading("RunBulkQuery"):
+            payload = require_object(data.get("bulkOperationRunQuery"), "bulkOperationRunQuery")
+            errors = require_list(payload.get("userErrors"), "bulkOperationRunQuery.userErrors")
+            if errors:
+                text = "; ".join(str(e.get("message")) if isinstance(e, dict) else str(e) for e in errors)
+                # Another bulk query of this app still running is the usual cause: try later.
+                raise TransientError(f"bulk query refused: {text[:300]}", connector=self.name)
+            operation = require_object(payload.get("bulkOperation"), "bulkOperationRunQuery.bulkOperation")
+            ident = require_str(operation.get("id"), "bulkOperation.id")
+        waited = 0.0
+        while waited <= self.bulk_max_wait:
+            await self._sleep(self.bulk_poll_interval)
+            waited += self.bulk_poll_interval
+            data = await self._graphql("BulkOperation", queries.BULK_OPERATION, {"id": ident}, cost=1)
+            with self._reading("BulkOperation"):
+                node = require_object(data.get("node"), "node")
+                status = require_str(node.get("status"), "node.status")
+            if status == "COMPLETED":
+                url = node.get("url")
+                return await self._download_variants(url) if isinstance(url, str) and url else []
+            if status in BULK_DONE_BAD:
+                code = node.get("errorCode")
+                message = f"bulk operation {ident} ended {status} ({code})"
+                if code == "ACCESS_DENIED":
+                    raise AuthError(message, connector=self.name)
+                raise TransientError(message, connector=self.name)
+        raise TransientError(
+            f"bulk operation {ident} did not finish in {self.bulk_max_wait:.0f}s", connector=self.name
+        )
+
+    async def _download_variants(self, url: str) -> list[ItemView]:
+        response = await self._files.request("GET", url)
+        views: list[ItemView] = []
+        for number, line in enumerate(response.content.splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"bulk result line {number}"
+            try:
+                raw = json.loads(line)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ProtocolError(f"{where} is not JSON", connector=self.name) from exc
+            with self._reading("bulk result"):
+                views.append(read_variant(raw, where))
+        return views
+
+    # ------------------------------------------------------------------ writing
+
+    async def set_quantities(self, updates: Sequence[QuantityUpdate]) -> UpdateResult:
+        result = UpdateResult()
+        latest: dict[str, QuantityUpdate] = {}
+        for update in updates:
+            if not _ITEM_GID.match(update.ref):
+                result.rejected[update.sku] = f"not a Shopify inventory item id: {update.ref!r}"
+                continue
+            latest[update.ref] = update  # a later update of the same item wins
+        if not latest:
+            return result
+        location = await self._sync_location()
+        pending = list(latest.values())
+        change_from = queries.uses_change_from(self.settings.api_version)
+        if change_from:
+            groups = [pending]
+        else:
+            # ignoreCompareQuantity applies to a whole call: updates without a compare go apart.
+            groups = [
+                [u for u in pending if u.compare is not None],
+                [u for u in pending if u.compare is None],
+            ]
+        salt = uuid.uuid4().hex
+        for group in groups:
+            for start in range(0, len(group), queries.MAX_QUANTITIES):
+                await self._set_chunk(group[start : start + queries.MAX_QUANTITIES], location, salt, result)
+        return result
+
+    async def _set_chunk(
+        self, chunk: list[QuantityUpdate], location: str, salt: str, result: UpdateResult
+    ) -> None:
+        pending = chunk
+        while pending:
+            group, errors = await self._send_set(pending, location, salt)
+            failed: dict[int, str] = {}
+            unplaced: list[str] = []
+            for error in errors:
+                index = _quantity_index(error.get("field"))
+                code, message = str(error.get("code") or ""), str(error.get("message") or "")
+                if index is None or index >= len(pending):
+                    unplaced.append(f"{code}: {message}")
+                    continue
+                update = pending[index]
+                failed[index] = code
+                if code in STALE_CODES:
+                    result.stale.append(update.sku)
+                else:
+                    result.rejected[update.sku] = f"{code}: {message}" if code else message
+            others = [u for i, u in enumerate(pending) if i not in failed]
+            if not errors or group is not None:
+                # Without errors, or when Shopify applied the call anyway, the rest took effect.
+                for update in others:
+                    result.applied[update.sku] = update.quantity
+                return
+            if unplaced:
+                reason = "; ".join(unplaced)[:300]
+                for update in others:
+                    result.rejected[update.sku] = f"refused with the batch: {reason}"
+                return
+            # Shopify applies all or nothing: send the rest again without the refused items.
+            pending = others
+
+    async def _send_set(
+        self, pending: list[QuantityUpdate], location: str, salt: str
+    ) -> tuple[Any, list[dict[str, Any]]]:
+        key = _idempotency_key(pending, salt)
+        version = self.settings.api_version
+        change_from = queries.uses_change_from(version)
+        quantities: list[dict[str, Any]] = []
+        for update in pending:
+            entry: dict[str, Any] = {
+                "inventoryItemId": update.ref,
+                "locationId": location,
+                "quantity": update.quantity,
+            }
+            if change_from:
+                entry["changeFromQuantity"] = update.compare  # null opts out, explicitly
+            elif update.compare is not None:
+                entry["compareQuantity"] = update.compare
+            quantities.append(entry)
+        payload: dict[str, Any] = {
+            "name": "available",
+            "reason": "correction",
+            "referenceDocumentUri": f"gid://syncd/StockSync/{key}",
+            "quantities": quantities,
+        }
+        if not change_from:
+            payload["ignoreCompareQuantity"] = pending[0].compare is None
+        document = queries.set_quantities_mutation(version, key)
+        data = await self._graphql("SetQuantities", document, {"input": payload}, cost=10)
+        with self._reading("SetQuantities"):
+            answer = require_object(data.get("inventorySetQuantities"), "inventorySetQuantities")
+            raw_errors = require_list(answer.get("userErrors"), "inventorySetQuantities.userErrors")
+            errors = [
+                require_object(e, f"inventorySetQuantities.userErrors[{i}]") for i, e in enumerate(raw_errors)
+            ]
+        return answer.get("inventoryAdjustmentGroup"), errors
+
+    # ------------------------------------------------------------------ webhooks
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+        secret = self.settings.webhook_secret
+        return parse_delivery(self.name, secret.get_secret_value() if secret else None, headers, body)
+
+
+def _quantity_index(field: Any) -> int | None:
+    """The item a userError's ``field`` points at, e.g. ["input", "quantities", "3", "quantity"] -> 3."""
+    if not isinstance(field, list):
+        return None
+    for position, part in enumerate(field[:-1]):
+        if part == "quantities":
+            following = str(field[position + 1])
+            return int(following) if following.isdigit() else None
+    return None
+
+
+def _idempotency_key(updates: Sequence[QuantityUpdate], salt: str) -> str:
+    """The same key for the same request (so a retried push is applied once), another otherwise.
+
+    Built from the pushes' own keys; updates without a key use ``salt``, fresh per call.
+    """
+    parts = sorted(f"{u.key or salt}|{u.ref}|{u.quantity}|{u.compare}" for u in updates)
+    return str(uuid.uuid5(_KEY_NAMESPACE, "\n".join(parts)))

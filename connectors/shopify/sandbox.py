@@ -1,0 +1,301 @@
+"""A Shopify Admin GraphQL stand-in (``/admin/api/{version}/graphql.json``) for the demo, the
+end-to-end tests and the benchmarks, with Shopify's cost bucket and THROTTLED answers.
+
+Hooks under ``/_sandbox`` (unauthenticated, never fault-injected):
+
+- ``POST /_sandbox/seed`` ``{"items": [{"sku", "quantity", "parent"?, "tracked"?}]}``: variants,
+  grouped into one product per ``parent``.
+- ``GET /_sandbox/listings`` / ``POST /_sandbox/listings`` ``{"sku", "quantity"}``: read the
+  ``available`` quantities, or edit one as the merchant would in the Shopify admin.
+- ``POST /_sandbox/purchase`` ``{"sku", "quantity"}``: a shopper's order (201 ``{"order_id"}``,
+  409 when the shown quantity is too low, 404 for an unknown SKU); webhook ``orders/create``.
+- ``POST /_sandbox/orders/{id}/cancel``: cancel and restock; webhook ``orders/cancelled``.
+- ``GET /_sandbox/bulk/{id}.jsonl``: results of a finished bulk query (the ``url`` it reports).
+- ``GET|POST /_sandbox/faults``, ``GET /_sandbox/stats``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from connectors.sandbox_kit import FaultInjector, Faults, faults_endpoint, purchase_args, read_json_object
+from connectors.shopify.sandbox_api import Api, Call, operation_name
+from connectors.shopify.sandbox_shop import GraphQLFailure, Shop, StockShortage
+from connectors.shopify.sandbox_webhooks import WebhookSender
+
+SHOP_DOMAIN = "syncd-sandbox.myshopify.com"
+INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
+
+
+class Bucket:
+    """Shopify's leaky bucket of query cost points for one app on one shop."""
+
+    def __init__(self, size: float, restore_rate: float, clock: Callable[[], float] = time.monotonic):
+        self.size = size
+        self.restore_rate = restore_rate
+        self._clock = clock
+        self._level = size
+        self._at = clock()
+
+    def available(self) -> float:
+        now = self._clock()
+        self._level = min(self.size, self._level + (now - self._at) * self.restore_rate)
+        self._at = now
+        return self._level
+
+    def spend(self, points: float) -> None:
+        self._level = self.available() - points
+
+    def cost(self, requested: int, actual: int | None) -> dict[str, Any]:
+        return {
+            "requestedQueryCost": requested,
+            "actualQueryCost": actual,
+            "throttleStatus": {
+                "maximumAvailable": self.size,
+                "currentlyAvailable": int(self.available()),
+                "restoreRate": self.restore_rate,
+            },
+        }
+
+
+class _GraphQL:
+    """The one API route: token check, cost bucket, then the operation by name."""
+
+    def __init__(self, api: Api, bucket: Bucket, access_token: str):
+        self.api = api
+        self.bucket = bucket
+        self._token = access_token.encode()
+
+    async def handle(self, request: Request) -> Response:
+        given = request.headers.get("x-shopify-access-token", "").encode()
+        if not given or not hmac.compare_digest(given, self._token):
+            return JSONResponse({"errors": INVALID_TOKEN}, status_code=401)
+        try:
+            body = await read_json_object(request)
+        except ValueError as exc:
+            return JSONResponse({"errors": str(exc)}, status_code=400)
+        variables = body.get("variables") or {}
+        query = body.get("query")
+        if not isinstance(query, str) or not isinstance(variables, dict):
+            return JSONResponse({"errors": "query must be a string and variables an object"}, status_code=400)
+        name = operation_name(body)
+        operation = self.api.operations.get(name or "")
+        if operation is None:
+            return _failure(
+                GraphQLFailure(f"The sandbox does not implement operation {name!r}", "undefinedField")
+            )
+        call = Call(
+            query=query,
+            variables=variables,
+            version=request.path_params["version"],
+            files_url=str(request.base_url).rstrip("/") + "/_sandbox/bulk",
+        )
+        requested = operation.requested(call)
+        if requested > self.bucket.available():
+            throttled = {
+                "message": "Throttled",
+                "extensions": {
+                    "code": "THROTTLED",
+                    "documentation": "https://shopify.dev/api/usage/rate-limits",
+                },
+            }
+            return JSONResponse(
+                {"errors": [throttled], "extensions": {"cost": self.bucket.cost(requested, None)}}
+            )
+        try:
+            data, actual = operation.run(call)
+        except GraphQLFailure as failure:
+            self.bucket.spend(1)
+            return _failure(failure, self.bucket.cost(requested, 1))
+        self.bucket.spend(actual)
+        return JSONResponse({"data": data, "extensions": {"cost": self.bucket.cost(requested, actual)}})
+
+
+def _failure(failure: GraphQLFailure, cost: dict[str, Any] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"errors": [{"message": failure.message, "extensions": {"code": failure.code}}]}
+    if cost is not None:
+        body["extensions"] = {"cost": cost}
+    return JSONResponse(body)
+
+
+class _Hooks:
+    """The ``/_sandbox`` routes: seeding, shoppers, merchant edits, bulk files, faults, statistics."""
+
+    def __init__(
+        self, api: Api, bucket: Bucket, faults: Faults, calls: Counter[str], webhooks: WebhookSender | None
+    ):
+        self.api = api
+        self.shop = api.shop
+        self.bucket = bucket
+        self.faults = faults
+        self.calls = calls
+        self.webhooks = webhooks
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/_sandbox/seed", self.seed, methods=["POST"]),
+            Route("/_sandbox/listings", self.listings, methods=["GET", "POST"]),
+            Route("/_sandbox/purchase", self.purchase, methods=["POST"]),
+            Route("/_sandbox/orders/{id:int}/cancel", self.cancel, methods=["POST"]),
+            Route("/_sandbox/bulk/{id:int}.jsonl", self.bulk_file, methods=["GET"]),
+            Route("/_sandbox/faults", self.faults_route, methods=["GET", "POST"]),
+            Route("/_sandbox/stats", self.stats, methods=["GET"]),
+        ]
+
+    async def seed(self, request: Request) -> Response:
+        try:
+            body = await read_json_object(request)
+            entries = body.get("items")
+            if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+                raise ValueError("'items' must be a list of objects")
+            count = self.shop.seed(entries)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"seeded": count}, status_code=201)
+
+    async def listings(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                body = await read_json_object(request)
+                sku, quantity = body.get("sku"), body.get("quantity")
+                if not isinstance(sku, str) or not isinstance(quantity, int) or isinstance(quantity, bool):
+                    raise ValueError("body must be {'sku': str, 'quantity': int}")
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            variant = self.shop.by_sku(sku)
+            if variant is None:
+                return JSONResponse({"error": "unknown_sku", "sku": sku}, status_code=404)
+            variant.tracked = True
+            variant.available = quantity
+        shown = [
+            {
+                "sku": v.sku,
+                "quantity": v.available,
+                "inventory_item_id": f"gid://shopify/InventoryItem/{v.item_id}",
+            }
+            for v in self.shop.variants.values()
+            if v.tracked and v.available is not None
+        ]
+        return JSONResponse(shown)
+
+    async def purchase(self, request: Request) -> Response:
+        try:
+            sku, quantity = purchase_args(await read_json_object(request))
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        try:
+            order = self.shop.purchase(sku, quantity)
+        except LookupError:
+            return JSONResponse({"error": "unknown_sku", "sku": sku}, status_code=404)
+        except StockShortage as shortage:
+            return JSONResponse(
+                {"error": "insufficient_stock", "available": shortage.available}, status_code=409
+            )
+        self._notify("orders/create", self.shop.order_rest(order))
+        return JSONResponse({"order_id": str(order.id)}, status_code=201)
+
+    async def cancel(self, request: Request) -> Response:
+        order = self.shop.orders.get(request.path_params["id"])
+        if order is None:
+            return JSONResponse({"error": "unknown_order"}, status_code=404)
+        if self.shop.cancel(order):
+            self._notify("orders/cancelled", self.shop.order_rest(order))
+        return JSONResponse(self.shop.order_rest(order))
+
+    async def bulk_file(self, request: Request) -> Response:
+        content = self.api.bulk_file(request.path_params["id"])
+        if content is None:
+            return JSONResponse({"error": "unknown_or_unfinished_bulk_operation"}, status_code=404)
+        return Response(content, media_type="application/jsonl")
+
+    async def faults_route(self, request: Request) -> Response:
+        return await faults_endpoint(request, self.faults)
+
+    async def stats(self, request: Request) -> Response:
+        bucket = {
+            "maximumAvailable": self.bucket.size,
+            "currentlyAvailable": self.bucket.available(),
+            "restoreRate": self.bucket.restore_rate,
+        }
+        return JSONResponse({"calls": dict(self.calls), "bucket": bucket})
+
+    def _notify(self, topic: str, payload: dict[str, Any]) -> None:
+        if self.webhooks is not None:
+            self.webhooks.emit(topic, payload)
+
+
+def create_app(
+    *,
+    access_token: str,
+    api_version: str = "2026-10",
+    webhook_url: str | None = None,
+    webhook_secret: str = "",
+    faults: Faults | None = None,
+    bucket_size: float = 1000,
+    restore_rate: float = 50.0,
+    seed: int | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """A fresh sandbox shop. ``api_version`` is the version webhooks are sent in (requests may use
+    any version in their path); ``webhook_transport`` routes deliveries in-process (tests)."""
+    faults = faults if faults is not None else Faults()
+    rng = random.Random(seed)
+    calls: Counter[str] = Counter()
+    api = Api(Shop())
+    bucket = Bucket(bucket_size, restore_rate)
+    webhooks = (
+        WebhookSender(webhook_url, webhook_secret, api_version, SHOP_DOMAIN, faults, rng, webhook_transport)
+        if webhook_url
+        else None
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if webhooks is not None:
+            await webhooks.start()
+        try:
+            yield
+        finally:
+            if webhooks is not None:
+                await webhooks.stop()
+
+    injector = Middleware(
+        FaultInjector,
+        faults=faults,
+        calls=calls,
+        rng=rng,
+        error_response=JSONResponse({"errors": "Internal Server Error"}, status_code=500),
+        throttle_response=JSONResponse(
+            {
+                "errors": "Exceeded the rate limit for this shop. Reduce request rates to resume uninterrupted service."
+            },
+            status_code=429,
+            headers={"Retry-After": "1"},
+        ),
+    )
+    graphql = _GraphQL(api, bucket, access_token)
+    app = Starlette(
+        routes=[
+            Route("/admin/api/{version}/graphql.json", graphql.handle, methods=["POST"]),
+            *_Hooks(api, bucket, faults, calls, webhooks).routes(),
+        ],
+        middleware=[injector],
+        lifespan=lifespan,
+    )
+    app.state.shop = api.shop
+    app.state.bucket = bucket
+    app.state.webhooks = webhooks
+    return app

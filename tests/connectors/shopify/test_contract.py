@@ -1,0 +1,50 @@
+"""The shared channel contract, run against the Shopify connector and its sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from connectors.shopify.client import ShopifyConnector
+from connectors.shopify.settings import ShopifySettings
+from tests.connectors.channel_contract import ChannelContract, contract_catalogue
+from tests.connectors.shopify.support import no_wait
+
+
+@pytest.fixture
+async def sandbox(hooks: httpx.AsyncClient) -> httpx.AsyncClient:
+    items = [
+        {"sku": item.sku, "quantity": item.quantity} | ({"parent": item.group} if item.group else {})
+        for item in contract_catalogue()
+    ]
+    response = await hooks.post("/_sandbox/seed", json={"items": items})
+    assert response.status_code == 201
+    return hooks
+
+
+@pytest.fixture
+def channel(shopify: ShopifyConnector, sandbox: httpx.AsyncClient) -> ShopifyConnector:
+    return shopify
+
+
+class TestShopifyContract(ChannelContract):
+    unknown_ref = "gid://shopify/InventoryItem/999999999"
+
+
+class TestShopifyContractOlderVersion(ChannelContract):
+    """The same contract on 2025-10, where compare-and-set uses compareQuantity."""
+
+    unknown_ref = "gid://shopify/InventoryItem/999999999"
+
+    @pytest.fixture
+    async def shopify(
+        self, shop_app: Starlette, make_settings: Callable[..., ShopifySettings]
+    ) -> AsyncIterator[ShopifyConnector]:
+        connector = ShopifyConnector(
+            make_settings(api_version="2025-10"), transport=httpx.ASGITransport(shop_app), sleep=no_wait
+        )
+        yield connector
+        await connector.aclose()

@@ -1,0 +1,87 @@
+"""The HTTP API in-process: events are token-protected and validated; status and readiness."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from syncd.daemon import Daemon
+from tests.daemon.conftest import make_config
+
+TOKEN = "api-token-for-tests-42"
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
+    config = make_config(tmp_path, api={"token": TOKEN})
+    daemon = Daemon(config)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=daemon.app()), base_url="http://syncd"
+    ) as client:
+        yield daemon, client
+    for task in list(daemon._tasks):
+        task.cancel()
+    await daemon.engine.aclose()
+    daemon.store.close()
+
+
+EVENT = {
+    "name": "friday-live",
+    "channel": "webstore",
+    "start": "2030-01-01T18:00:00Z",
+    "end": "2030-01-01T20:00:00Z",
+    "reserve": 50,
+}
+
+
+async def test_events_need_the_token(api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    """Without or with a wrong bearer token the event is refused (401) and not saved."""
+    daemon, client = api
+    assert (await client.post("/api/events", json=EVENT)).status_code == 401
+    wrong = await client.post("/api/events", json=EVENT, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert daemon.engine.events == []
+
+
+async def test_event_is_validated_saved_listed_and_deleted(api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    """A good event is 201 and listed; bad ones are 400 naming the field; delete removes it."""
+    daemon, client = api
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    bad = await client.post("/api/events", json={**EVENT, "end": "2029-01-01T00:00:00Z"}, headers=auth)
+    assert bad.status_code == 400 and "end must be after start" in str(bad.json()["problems"])
+    unknown = await client.post("/api/events", json={**EVENT, "channel": "mall"}, headers=auth)
+    assert unknown.status_code == 400 and "mall" in unknown.json()["error"]
+    naive = await client.post("/api/events", json={**EVENT, "start": "2030-01-01T18:00:00"}, headers=auth)
+    assert naive.status_code == 400 and "start" in str(naive.json()["problems"])
+    created = await client.post("/api/events", json=EVENT, headers=auth)
+    assert created.status_code == 201
+    listed = (await client.get("/api/events")).json()
+    assert [(e["name"], e["active"]) for e in listed] == [("friday-live", False)]
+    assert (await client.delete("/api/events/friday-live", headers=auth)).status_code == 200
+    assert (await client.get("/api/events")).json() == []
+    assert (await client.delete("/api/events/friday-live", headers=auth)).status_code == 404
+
+
+async def test_no_token_configured_means_events_api_is_off(tmp_path: Path) -> None:
+    """Without api.token the events API answers 403 rather than accepting anyone."""
+    daemon = Daemon(make_config(tmp_path))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=daemon.app()), base_url="http://syncd"
+    ) as client:
+        response = await client.post("/api/events", json=EVENT, headers={"Authorization": "Bearer x"})
+    assert response.status_code == 403 and "api.token" in response.json()["error"]
+    await daemon.engine.aclose()
+    daemon.store.close()
+
+
+async def test_status_and_readiness_before_any_cycle(api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    """Before the first cycle /ready is 503 naming each connector; /api/status has no secret."""
+    _, client = api
+    ready = await client.get("/ready")
+    assert ready.status_code == 503
+    assert any(r.startswith("erp:") for r in ready.json()["reasons"])
+    status = (await client.get("/api/status")).text
+    assert TOKEN not in status and "propagation_seconds" in status
