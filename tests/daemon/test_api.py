@@ -48,7 +48,7 @@ async def test_events_need_the_token(api: tuple[Daemon, httpx.AsyncClient]) -> N
 
 async def test_event_is_validated_saved_listed_and_deleted(api: tuple[Daemon, httpx.AsyncClient]) -> None:
     """A good event is 201 and listed; bad ones are 400 naming the field; delete removes it."""
-    daemon, client = api
+    _, client = api
     auth = {"Authorization": f"Bearer {TOKEN}"}
     bad = await client.post("/api/events", json={**EVENT, "end": "2029-01-01T00:00:00Z"}, headers=auth)
     assert bad.status_code == 400 and "end must be after start" in str(bad.json()["problems"])
