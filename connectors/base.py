@@ -166,7 +166,8 @@ class ErpConnector(Connector):
         """Record stock movements; return the keys the ERP has acknowledged.
 
         Idempotent by ``Movement.key``: a key already recorded is acknowledged again and not
-        applied twice. A refused movement raises RejectedError naming its SKU.
+        applied twice. A movement the ERP refuses (unknown SKU, not enough stock) is logged and left
+        out of the result, so the others in the batch still count; the caller retries it later.
         """
 
     async def imported_orders(self, order_refs: Sequence[str]) -> set[str]:

@@ -77,7 +77,7 @@ class ShopifyConnector(ChannelConnector):
     ):
         self.name = settings.name
         self.settings = settings
-        self._sleep = sleep or asyncio.sleep
+        self._sleep = sleep if sleep is not None else asyncio.sleep
         self._path = f"/admin/api/{settings.api_version}/graphql.json"
         common: dict[str, Any] = {
             "timeout": settings.timeout.total_seconds(),

@@ -10,12 +10,6 @@ from connectors.mock_erp.sandbox import ErpSandbox
 from syncd.errors import AuthError, TransientError
 
 
-# connectors/http.py passes tenacity 9.2 the deprecated ``initial``; drop once it uses ``multiplier``.
-tenacity_initial_deprecated = pytest.mark.filterwarnings(
-    "ignore:The 'initial' parameter is deprecated:DeprecationWarning"
-)
-
-
 def sale(key: str, sku: str, units: int = 1) -> Movement:
     return Movement(key=key, sku=sku, delta=-units, reason="sale", reference=key.rsplit(":", 1)[0])
 
@@ -31,7 +25,7 @@ async def test_read_stock_follows_every_page(connect, sandbox: ErpSandbox) -> No
     assert sandbox.calls["GET /api/v1/stock"] == 3
 
 
-async def test_read_stock_of_an_empty_erp(erp, sandbox: ErpSandbox) -> None:
+async def test_read_stock_of_an_empty_erp(erp) -> None:
     """An ERP without SKUs reads as an empty list, not an error."""
     assert await erp.read_stock() == []
 
@@ -160,7 +154,6 @@ async def test_wrong_api_key_is_an_auth_error(connect, sandbox: ErpSandbox) -> N
     assert sandbox.calls["total"] == 1
 
 
-@tenacity_initial_deprecated
 async def test_server_errors_are_retried_until_success(connect, sandbox: ErpSandbox) -> None:
     """Injected 500s are retried and the call succeeds once the ERP recovers."""
     sandbox.db.set_stock([("A", 2)])
@@ -179,7 +172,6 @@ async def test_server_errors_are_retried_until_success(connect, sandbox: ErpSand
     assert sandbox.calls["GET /api/v1/stock"] == 3
 
 
-@tenacity_initial_deprecated
 async def test_persistent_errors_raise_transient_after_all_attempts(connect, sandbox: ErpSandbox) -> None:
     """An ERP that keeps failing raises TransientError after exactly retry_attempts tries."""
     erp = connect(retry_attempts=3)
