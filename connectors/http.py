@@ -148,8 +148,12 @@ class HttpClient:
         path: str,
         *,
         accept: tuple[int, ...] = (),
+        retry: bool = True,
         **kwargs: Any,
     ) -> httpx.Response:
+        """Send a request; ``retry=False`` makes one attempt, for callers with a retry loop of their own."""
+        if not retry:
+            return await self._send_once(method, path, accept, **kwargs)
         return await self.call_with_retries(lambda: self._send_once(method, path, accept, **kwargs))
 
     async def call_with_retries(self, attempt: Callable[[], Any]) -> Any:
@@ -175,7 +179,7 @@ class HttpClient:
                 error=str(exc),
             )
 
-        options: dict[str, Any] = {"sleep": self._sleep} if self._sleep else {}
+        options: dict[str, Any] = {"sleep": self._sleep} if self._sleep is not None else {}
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransientError),
             stop=stop_after_attempt(max(1, policy.attempts)),

@@ -9,6 +9,8 @@ import httpx
 from connectors.base import ChannelConnector, ErpConnector
 from connectors.mock_erp.client import MockErpConnector
 from connectors.mock_erp.settings import MockErpSettings
+from connectors.shopify.client import ShopifyConnector
+from connectors.shopify.settings import ShopifySettings
 from connectors.woocommerce.client import WooCommerceConnector
 from connectors.woocommerce.settings import WooCommerceSettings
 
@@ -18,6 +20,7 @@ ERP_TYPES: dict[str, tuple[type[Any], type[ErpConnector]]] = {
 
 CHANNEL_TYPES: dict[str, tuple[type[Any], type[ChannelConnector]]] = {
     "woocommerce": (WooCommerceSettings, WooCommerceConnector),
+    "shopify": (ShopifySettings, ShopifyConnector),
 }
 
 

@@ -25,7 +25,8 @@ class Faults:
     """Faults a sandbox injects into its API (not into its hooks).
 
     ``error_rate`` and ``throttle_rate`` are probabilities per request; ``latency_ms`` is added to
-    every API request. The webhook settings apply to sandboxes that deliver webhooks.
+    every API request. The webhook settings apply to sandboxes that deliver webhooks; a delivery
+    waits between ``webhook_delay_ms`` and ``webhook_delay_max_ms``.
     """
 
     latency_ms: float = 0.0
@@ -34,6 +35,12 @@ class Faults:
     webhook_drop_rate: float = 0.0
     webhook_duplicate_rate: float = 0.0
     webhook_delay_ms: float = 0.0
+    webhook_delay_max_ms: float = 0.0
+
+    def webhook_delay_seconds(self, rng: random.Random) -> float:
+        """A delivery's delay: ``webhook_delay_ms``, or uniform up to ``webhook_delay_max_ms`` if larger."""
+        low, high = self.webhook_delay_ms, max(self.webhook_delay_ms, self.webhook_delay_max_ms)
+        return (low if high == low else rng.uniform(low, high)) / 1000
 
     def update(self, changes: dict[str, Any]) -> None:
         known = {f.name for f in fields(self)}

@@ -28,11 +28,12 @@ from pydantic import (
 from connectors.mock_erp.settings import MockErpSettings
 from connectors.registry import CHANNEL_TYPES, ERP_TYPES
 from connectors.settings import Duration
+from connectors.shopify.settings import ShopifySettings
 from connectors.woocommerce.settings import WooCommerceSettings
 from syncd.errors import ConfigError
 
 ErpSettings = Annotated[MockErpSettings, Field(discriminator="type")]
-ChannelSettings = Annotated[WooCommerceSettings, Field(discriminator="type")]
+ChannelSettings = Annotated[WooCommerceSettings | ShopifySettings, Field(discriminator="type")]
 
 
 class _Model(BaseModel):

@@ -114,7 +114,7 @@ class ShopifyConnector(ChannelConnector):
         async def attempt() -> dict[str, Any]:
             await self.bucket.reserve(operation, cost)
             response = await self._http.request(
-                "POST", self._path, json=payload, accept=(429, 500, 502, 503, 504)
+                "POST", self._path, json=payload, accept=(429, 500, 502, 503, 504), retry=False
             )
             if response.status_code >= 500:
                 raise TransientError(

@@ -75,8 +75,9 @@ class WebhookSender:
         task.add_done_callback(self._tasks.discard)
 
     async def _deliver(self, topic: str, body: bytes, source: str, copies: int) -> None:
-        if self.faults.webhook_delay_ms:
-            await asyncio.sleep(self.faults.webhook_delay_ms / 1000)
+        delay = self.faults.webhook_delay_seconds(self.rng)
+        if delay:
+            await asyncio.sleep(delay)
         resource, _, event = topic.partition(".")
         for _ in range(copies):
             headers = {

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, select, tuple_, update
+from sqlalchemy import Connection, bindparam, case, delete, func, select, tuple_, update
 
-from connectors.base import Listing, OrderLine
+from connectors.base import Listing, OrderLine, StoredToken, TokenStore
 from syncd.core import Drift, PlannedPush
+from syncd.errors import StoreError
 from syncd.store import models as t
 from syncd.store.database import Database
 from syncd.store.models import UtcDateTime
@@ -117,7 +118,7 @@ class RunRow:
     error: str | None
 
 
-class Store:
+class Store(TokenStore):
     """The ledger. ``url`` is an SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://...``."""
 
     def __init__(self, url: str) -> None:
@@ -293,7 +294,9 @@ class Store:
         A new open line is ``reserved`` and adds its quantity to the listing's sold_since_push.
         A new line already cancelled is stored as ``released`` and touches nothing else.
         A known reserved line now cancelled becomes ``released``; a known posted or settled line
-        now cancelled becomes ``compensate``. Anything else already known is a duplicate.
+        now cancelled becomes ``compensate``; either way, if it was sold after the listing's last
+        push, it is taken out of sold_since_push again (the channel restocks a cancelled order).
+        Anything else already known is a duplicate.
         """
         new: list[OrderLine] = []
         released: list[OrderLine] = []
@@ -323,7 +326,35 @@ class Store:
                 )
                 params = [{"b_channel": c, "b_sku": s, "b_units": n} for (c, s), n in sorted(sold.items())]
                 conn.execute(bump, params)
+            cancelled = [*released, *to_compensate]
+            if cancelled:
+                self._unsell(conn, cancelled)
         return IngestResult(new=new, released=released, to_compensate=to_compensate, duplicates=duplicates)
+
+    @staticmethod
+    def _unsell(conn: Connection, cancelled: Sequence[OrderLine]) -> None:
+        """Channels put a cancelled order's units back on sale by themselves: a cancelled line that
+        was counted in its listing's sold_since_push (sold after the last push) stops counting."""
+        ol, li = t.order_line, t.listing
+        for line in cancelled:
+            created = conn.execute(
+                select(ol.c.created_at).where(
+                    ol.c.channel == line.channel, ol.c.order_id == line.order_id, ol.c.line_key == line.line_key
+                )
+            ).scalar()
+            conn.execute(
+                update(li)
+                .where(
+                    li.c.channel == line.channel,
+                    li.c.sku == line.sku,
+                    (li.c.pushed_at.is_(None)) | (li.c.pushed_at <= created),
+                )
+                .values(
+                    sold_since_push=case(
+                        (li.c.sold_since_push > line.quantity, li.c.sold_since_push - line.quantity), else_=0
+                    )
+                )
+            )
 
     def lines_in_state(self, state: str, limit: int = 1000) -> list[LineRow]:
         ol = t.order_line
@@ -506,6 +537,44 @@ class Store:
         with self._db.transaction("save cursor") as conn:
             stmt = insert(conn, t.cursor).values(name=name, value=value)
             conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"value": value}))
+
+    # -- channel tokens (connectors.base.TokenStore) ------------------------------------------
+    def load_token(self, name: str) -> StoredToken | None:
+        tk = t.token
+        with self._db.transaction("read token", write=False) as conn:
+            value: str | None = conn.execute(select(tk.c.value).where(tk.c.name == name)).scalar()
+        if value is None:
+            return None
+        try:
+            data = json.loads(value)
+            return StoredToken(
+                access_token=data["access_token"],
+                refresh_token=data["refresh_token"],
+                access_expires_at=datetime.fromisoformat(data["access_expires_at"]),
+                refresh_expires_at=(
+                    datetime.fromisoformat(data["refresh_expires_at"]) if data.get("refresh_expires_at") else None
+                ),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            # Never echo the row: it holds secrets.
+            raise StoreError(f"the saved token {name!r} is unreadable ({type(exc).__name__})") from None
+
+    def save_token(self, name: str, token: StoredToken) -> None:
+        value = json.dumps(
+            {
+                "access_token": token.access_token,
+                "refresh_token": token.refresh_token,
+                "access_expires_at": token.access_expires_at.isoformat(),
+                "refresh_expires_at": token.refresh_expires_at.isoformat() if token.refresh_expires_at else None,
+            }
+        )
+        with self._db.transaction("save token") as conn:
+            stmt = insert(conn, t.token).values(name=name, value=value, expires_at=token.access_expires_at)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["name"], set_={"value": value, "expires_at": token.access_expires_at}
+                )
+            )
 
     # -- webhooks and leases ----------------------------------------------------------------
     def mark_webhook_seen(self, key: str, now: datetime, ttl: timedelta) -> bool:

@@ -88,15 +88,17 @@ def test_new_cancelled_line_is_stored_released_and_touches_nothing(store: Store)
 
 
 def test_cancelling_a_reserved_line_releases_it(store: Store) -> None:
-    """A reserved line seen cancelled is released; the channel's sold_since_push is left as it was."""
+    """A reserved line seen cancelled is released, and its units stop counting as sold (once)."""
     store.sync_listings("shop", [Listing("A", "ref-a", 10)], T0)
     store.ingest_lines([line(qty=2)], T0)
     result = store.ingest_lines([line(qty=2, cancelled=True)], T0)
     assert result.released == [line(qty=2, cancelled=True)]
     assert store.reserved_by_sku() == {}
-    assert sold_since_push(store) == 2
+    assert sold_since_push(store) == 0
+    store.ingest_lines([line(key="9", qty=5)], T0)
     again = store.ingest_lines([line(qty=2, cancelled=True)], T0)
     assert again.released == [] and again.duplicates == 1
+    assert sold_since_push(store) == 5
 
 
 def test_cancelling_posted_or_settled_lines_asks_for_compensation(store: Store) -> None:
@@ -184,3 +186,17 @@ def test_mark_lines_moves_lines_and_ignores_unknown_keys(store: Store) -> None:
     (row,) = store.lines_in_state("released")
     assert (row.key, row.created_at, row.updated_at) == ("shop:1001:1", T0, T0 + timedelta(seconds=1))
     assert [r.key for r in store.lines_in_state("reserved", limit=5)] == ["shop:1001:2"]
+
+
+def test_cancelled_line_sold_after_the_push_no_longer_counts_as_sold(store: Store) -> None:
+    """A line sold after the last push and then cancelled is taken out of sold_since_push."""
+    from connectors.base import Listing, OrderLine
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    store.sync_listings("web", [Listing("A", "p:1", 10)], t0)
+    store.record_pushed("web", {"A": 10}, t0)
+    sale = OrderLine("web", "o1", "1", "A", 3, "open", t0)
+    store.ingest_lines([sale], t0 + timedelta(seconds=1))
+    assert store.listings("web")[0].sold_since_push == 3
+    store.ingest_lines([OrderLine("web", "o1", "1", "A", 3, "cancelled", t0)], t0 + timedelta(seconds=2))
+    assert store.listings("web")[0].sold_since_push == 0
