@@ -177,7 +177,7 @@ async def run_demo(
     env = {**DEMO_ENV, **os.environ}
     config: Config = load_config(config_path, env=env)
     configure_logging(config.logging.level, config.logging.format, config.secrets())
-    erp_url, shop_url = config.erp.base_url, config.channels[0].base_url
+    erp_url, shop_url = str(config.erp.base_url), str(config.channels[0].base_url)
     erp_port, shop_port = httpx.URL(erp_url).port or 8101, httpx.URL(shop_url).port or 8102
     daemon_url = f"http://127.0.0.1:{config.server.port}"
     data_dir = (

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from starlette.applications import Starlette
@@ -137,7 +137,7 @@ class _Api:
                 raise invalid_param("type", "type is not one of simple, grouped, external, and variable.")
             items = [item for item in items if item.type == kind]
         items = _sorted(request, items, {"id": _by_id, "date": _by_created, "modified": _by_modified})
-        return _paginated(request, [self.shop.item_json(item) for item in items])
+        return _paginated(request, items, self.shop.item_json)
 
     def _product(self, ident: int) -> Item:
         item = self.shop.items.get(ident)
@@ -163,7 +163,7 @@ class _Api:
     async def list_variations(self, request: Request) -> Response:
         items = self.shop.variations_of(request.path_params["pid"])
         items = _sorted(request, items, {"id": _by_id, "date": _by_created, "modified": _by_modified})
-        return _paginated(request, [self.shop.item_json(item) for item in items])
+        return _paginated(request, items, self.shop.item_json)
 
     async def get_variation(self, request: Request) -> Response:
         item = self._variation(request.path_params["pid"], request.path_params["id"])
@@ -279,7 +279,7 @@ class _Api:
         orders = _sorted(
             request, orders, {"id": lambda o: (o.id,), "date": _by_created, "modified": _by_modified}
         )
-        return _paginated(request, [self.shop.order_json(order) for order in orders])
+        return _paginated(request, orders, self.shop.order_json)
 
     async def get_order(self, request: Request) -> Response:
         order = self.shop.orders.get(request.path_params["id"])
@@ -321,7 +321,11 @@ def _parse_date(value: str, name: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _paginated(request: Request, rows: Sequence[dict[str, Any]]) -> Response:
+T = TypeVar("T")
+
+
+def _paginated(request: Request, rows: Sequence[T], render: Callable[[T], dict[str, Any]]) -> Response:
+    """One page of ``rows``, rendered (only that page: rendering everything is quadratic)."""
     params = request.query_params
     per_page = as_int(params.get("per_page", "10"), "per_page")
     if not 1 <= per_page <= 100:
@@ -340,7 +344,9 @@ def _paginated(request: Request, rows: Sequence[dict[str, Any]]) -> Response:
         links.append(f'<{base.include_query_params(page=page + 1)}>; rel="next"')
     if links:
         headers["Link"] = ", ".join(links)
-    return JSONResponse(list(rows[(page - 1) * per_page : page * per_page]), headers=headers)
+    return JSONResponse(
+        [render(row) for row in rows[(page - 1) * per_page : page * per_page]], headers=headers
+    )
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
