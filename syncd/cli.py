@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("sandbox", help="run one sandbox API by itself")
-    p.add_argument("name", choices=["mock_erp", "woocommerce"])
+    p.add_argument("name", choices=["mock_erp", "woocommerce", "shopify", "tiktok_shop"])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--data-dir", default="data/sandbox", help="where sandboxes with files keep them")

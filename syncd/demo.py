@@ -32,7 +32,17 @@ DEMO_ENV = {
     "SYNCD_DEMO_WC_KEY": "ck_demo",
     "SYNCD_DEMO_WC_SECRET": "cs_demo",
     "SYNCD_DEMO_WC_WEBHOOK_SECRET": "demo-webhook-secret",
+    "SYNCD_DEMO_SHOPIFY_TOKEN": "shpat_demo",
+    "SYNCD_DEMO_SHOPIFY_SECRET": "demo-shopify-client-secret",
+    "SYNCD_DEMO_TIKTOK_APP_KEY": "demoappkey",
+    "SYNCD_DEMO_TIKTOK_APP_SECRET": "demo-tiktok-app-secret",
+    "SYNCD_DEMO_TIKTOK_ACCESS_TOKEN": "demo-tiktok-access",
+    "SYNCD_DEMO_TIKTOK_REFRESH_TOKEN": "demo-tiktok-refresh",
+    "SYNCD_DEMO_TIKTOK_SHOP_CIPHER": "ROW_demo_cipher",
 }
+SANDBOXES = ("mock_erp", "woocommerce", "shopify", "tiktok_shop")
+# Who buys where in the demo (a TikTok-led shop): channel type -> share of purchases.
+DEMAND = {"tiktok_shop": 0.60, "shopify": 0.25, "woocommerce": 0.15}
 
 _PRODUCTS = ["TEE", "HOODIE", "CAP", "SOCKS", "MUG", "TOTE", "POSTER", "STICKER", "BOTTLE", "JACKET"]
 _COLOURS = ["BLK", "WHT", "RED", "NVY", "GRN"]
@@ -59,7 +69,26 @@ def build_sandbox(name: str, *, data_dir: str = "data/sandbox", webhook_url: str
             webhook_url=webhook_url,
             webhook_secret=_env("SYNCD_DEMO_WC_WEBHOOK_SECRET"),
         )
-    raise ValueError(f"unknown sandbox {name!r}; known: mock_erp, woocommerce")
+    if name == "shopify":
+        from connectors.shopify.sandbox import create_app as shopify_app
+
+        return shopify_app(
+            access_token=_env("SYNCD_DEMO_SHOPIFY_TOKEN"),
+            webhook_url=webhook_url,
+            webhook_secret=_env("SYNCD_DEMO_SHOPIFY_SECRET"),
+        )
+    if name == "tiktok_shop":
+        from connectors.tiktok_shop.sandbox import create_app as tiktok_app
+
+        return tiktok_app(
+            app_key=_env("SYNCD_DEMO_TIKTOK_APP_KEY"),
+            app_secret=_env("SYNCD_DEMO_TIKTOK_APP_SECRET"),
+            access_token=_env("SYNCD_DEMO_TIKTOK_ACCESS_TOKEN"),
+            refresh_token=_env("SYNCD_DEMO_TIKTOK_REFRESH_TOKEN"),
+            shop_cipher=_env("SYNCD_DEMO_TIKTOK_SHOP_CIPHER"),
+            webhook_url=webhook_url,
+        )
+    raise ValueError(f"unknown sandbox {name!r}; known: {', '.join(SANDBOXES)}")
 
 
 def demo_catalogue(count: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -88,41 +117,57 @@ def demo_catalogue(count: int, rng: random.Random) -> list[dict[str, Any]]:
     return items
 
 
-async def seed(erp: httpx.AsyncClient, shop: httpx.AsyncClient, count: int, rng: random.Random) -> list[str]:
-    """Seed both sandboxes unless the ERP already holds a catalogue; return the SKUs."""
+async def seed(
+    erp: httpx.AsyncClient, shops: dict[str, httpx.AsyncClient], count: int, rng: random.Random
+) -> list[str]:
+    """Seed the ERP and every channel unless the ERP already holds a catalogue; return the SKUs."""
     existing = (await erp.get("/_sandbox/stock")).json()
     if existing:
         catalogue = [{"sku": row["sku"], "on_hand": row["on_hand"], "parent": None} for row in existing]
     else:
         catalogue = demo_catalogue(count, rng)
-        await erp.post(
-            "/_sandbox/seed", json={"items": [{"sku": i["sku"], "quantity": i["on_hand"]} for i in catalogue]}
-        )
-    shop_items = []
-    for item in catalogue:
-        # The web store was last synced a while ago: its figures are off by a few units.
-        stale = max(0, item["on_hand"] + rng.choice([-3, -1, 0, 0, 0, 2, 5]))
-        entry: dict[str, Any] = {"sku": item["sku"], "quantity": stale}
-        if item.get("parent"):
-            entry["parent"] = item["parent"]
-        shop_items.append(entry)
-    shop_items += [{"sku": "LEGACY-0001", "quantity": 7}, {"sku": "LEGACY-0002", "quantity": 3}]
-    if not (await shop.get("/_sandbox/listings")).json():
-        response = await shop.post("/_sandbox/seed", json={"items": shop_items})
-        response.raise_for_status()
+        items = [{"sku": i["sku"], "quantity": i["on_hand"]} for i in catalogue]
+        (await erp.post("/_sandbox/seed", json={"items": items})).raise_for_status()
+    for name, shop in shops.items():
+        if (await shop.get("/_sandbox/listings")).json():
+            continue
+        shop_items = []
+        for item in catalogue:
+            # The channels were last synced a while ago: their figures are off by a few units.
+            stale = max(0, item["on_hand"] + rng.choice([-3, -1, 0, 0, 0, 2, 5]))
+            entry: dict[str, Any] = {"sku": item["sku"], "quantity": stale}
+            if item.get("parent"):
+                entry["parent"] = item["parent"]
+            shop_items.append(entry)
+        # Two old listings the ERP does not know: reported as unmapped, never zeroed.
+        shop_items += [
+            {"sku": f"LEGACY-{name.upper()}-1", "quantity": 7},
+            {"sku": f"LEGACY-{name.upper()}-2", "quantity": 3},
+        ]
+        (await shop.post("/_sandbox/seed", json={"items": shop_items})).raise_for_status()
     return [i["sku"] for i in catalogue]
 
 
 async def shoppers(
-    erp: httpx.AsyncClient, shop: httpx.AsyncClient, skus: list[str], rate: float, rng: random.Random
+    erp: httpx.AsyncClient,
+    shops: dict[str, httpx.AsyncClient],
+    demand: dict[str, float],
+    skus: list[str],
+    rate: float,
+    rng: random.Random,
 ) -> None:
-    """Buy on the web store at ``rate`` per second, with a popularity skew; now and then a restock in
-    the ERP, a manual edit in the shop admin (drift for the next reconcile) or a cancellation."""
+    """Buy at ``rate`` per second, on each channel by its share of ``demand``, with a popularity
+    skew; now and then a restock in the ERP, a manual edit in a channel's admin (drift for the
+    next reconcile) or a cancellation."""
     weights = [1 / (rank + 1) ** 0.8 for rank in range(len(skus))]
-    orders: list[str] = []
+    names = list(shops)
+    shares = [demand.get(n, 0.1) for n in names]
+    orders: list[tuple[str, str]] = []
     while True:
         await asyncio.sleep(rng.expovariate(rate))
         roll = rng.random()
+        name = rng.choices(names, shares)[0]
+        shop = shops[name]
         try:
             if roll < 0.90:
                 sku = rng.choices(skus, weights)[0]
@@ -130,10 +175,10 @@ async def shoppers(
                     "/_sandbox/purchase", json={"sku": sku, "quantity": rng.choice([1, 1, 1, 2])}
                 )
                 if response.status_code == 201:
-                    orders.append(str(response.json()["order_id"]))
-                    log.info("demo.purchase", sku=sku, order=orders[-1])
+                    orders.append((name, str(response.json()["order_id"])))
+                    log.info("demo.purchase", channel=name, sku=sku, order=orders[-1][1])
                 else:
-                    log.info("demo.purchase_refused", sku=sku, status=response.status_code)
+                    log.info("demo.purchase_refused", channel=name, sku=sku, status=response.status_code)
             elif roll < 0.95:
                 sku = rng.choice(skus)
                 stock = {row["sku"]: row["on_hand"] for row in (await erp.get("/_sandbox/stock")).json()}
@@ -144,11 +189,11 @@ async def shoppers(
             elif roll < 0.98:
                 sku = rng.choice(skus)
                 await shop.post("/_sandbox/listings", json={"sku": sku, "quantity": rng.randint(0, 50)})
-                log.info("demo.manual_edit", sku=sku)
+                log.info("demo.manual_edit", channel=name, sku=sku)
             elif orders:
-                order = orders.pop(rng.randrange(len(orders)))
-                await shop.post(f"/_sandbox/orders/{order}/cancel")
-                log.info("demo.cancel", order=order)
+                channel, order = orders.pop(rng.randrange(len(orders)))
+                await shops[channel].post(f"/_sandbox/orders/{order}/cancel")
+                log.info("demo.cancel", channel=channel, order=order)
         except httpx.HTTPError as exc:
             log.warning("demo.shopper_error", error=str(exc))
 
@@ -166,6 +211,10 @@ async def _wait_started(server: uvicorn.Server, task: asyncio.Task[Any], what: s
         await asyncio.sleep(0.05)
 
 
+def _channel_url(channel: Any) -> str:
+    return str(getattr(channel, "base_url", None) or getattr(channel, "root_url", ""))
+
+
 async def run_demo(
     *,
     config_path: str = "config/demo.yaml",
@@ -177,33 +226,38 @@ async def run_demo(
     env = {**DEMO_ENV, **os.environ}
     config: Config = load_config(config_path, env=env)
     configure_logging(config.logging.level, config.logging.format, config.secrets())
-    erp_url, shop_url = str(config.erp.base_url), str(config.channels[0].base_url)
-    erp_port, shop_port = httpx.URL(erp_url).port or 8101, httpx.URL(shop_url).port or 8102
     daemon_url = f"http://127.0.0.1:{config.server.port}"
     data_dir = (
         str(Path(config.database_url.removeprefix("sqlite:///")).parent)
         if config.database_url.startswith("sqlite:///")
         else "data/demo"
     )
+    servers: list[tuple[QuietServer, asyncio.Task[Any]]] = []
 
-    erp_server = _server(build_sandbox("mock_erp", data_dir=data_dir), erp_port)
-    shop_server = _server(
-        build_sandbox("woocommerce", webhook_url=f"{daemon_url}/webhooks/{config.channels[0].name}"),
-        shop_port,
-    )
-    servers = []
-    for server, what in ((erp_server, "mock ERP sandbox"), (shop_server, "WooCommerce sandbox")):
+    async def start(app: ASGIApp, url: str, what: str) -> None:
+        server = _server(app, httpx.URL(url).port or 80)
         task = asyncio.create_task(server.serve())
         servers.append((server, task))
         await _wait_started(server, task, what)
 
+    erp_url = str(config.erp.base_url)
+    await start(build_sandbox("mock_erp", data_dir=data_dir), erp_url, "mock ERP sandbox")
+    channels = [c for c in config.channels if c.enabled]
+    for channel in channels:
+        app = build_sandbox(channel.type, webhook_url=f"{daemon_url}/webhooks/{channel.name}")
+        await start(app, _channel_url(channel), f"{channel.type} sandbox")
+
     rng = random.Random(7)
-    async with (
-        httpx.AsyncClient(base_url=erp_url, timeout=30) as erp,
-        httpx.AsyncClient(base_url=shop_url, timeout=30) as shop,
-    ):
-        catalogue = await seed(erp, shop, skus, rng)
-        log.info("demo.seeded", skus=len(catalogue), erp=erp_url, webstore=shop_url)
+    erp = httpx.AsyncClient(base_url=erp_url, timeout=30)
+    shops = {c.name: httpx.AsyncClient(base_url=_channel_url(c), timeout=30) for c in channels}
+    try:
+        catalogue = await seed(erp, shops, skus, rng)
+        log.info(
+            "demo.seeded",
+            skus=len(catalogue),
+            erp=erp_url,
+            channels={c.name: _channel_url(c) for c in channels},
+        )
 
         daemon = Daemon(config)
         daemon_server = _server(daemon.app(), config.server.port)
@@ -215,7 +269,8 @@ async def run_demo(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        shopper_task = asyncio.create_task(shoppers(erp, shop, catalogue, rate, rng))
+        demand = {c.name: DEMAND.get(c.type, 0.1) for c in channels}
+        shopper_task = asyncio.create_task(shoppers(erp, shops, demand, catalogue, rate, rng))
         with suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=duration)
         shopper_task.cancel()
@@ -223,8 +278,11 @@ async def run_demo(
             await shopper_task
         daemon_server.should_exit = True
         await daemon_task
-    for server, task in reversed(servers):
-        server.should_exit = True
-        await task
+    finally:
+        for client in [erp, *shops.values()]:
+            await client.aclose()
+        for server, task in reversed(servers):
+            server.should_exit = True
+            await task
     log.info("demo.stopped")
     return 0

@@ -154,6 +154,8 @@ class Engine:
         self._awaiting: defaultdict[str, list[datetime]] = defaultdict(list)
         self._sales: defaultdict[str, deque[tuple[datetime, int]]] = defaultdict(deque)
         self.events = self._load_events()
+        self._stale: defaultdict[str, set[str]] = defaultdict(set)
+        self._resolving_stale = False
         self.propagation: deque[float] = deque(maxlen=2000)
 
     # ------------------------------------------------------------------ connector calls
@@ -596,7 +598,12 @@ class Engine:
             reserved = self.store.reserved_by_sku(sku_list)
             belief: dict[Key, int | None] = {}
             for row in rows:
-                if believed == "observed" or row.last_pushed is None:
+                # The freshest knowledge wins: a read-back newer than the last push, or the push
+                # minus the sales seen since.
+                fresher_read = row.observed_at is not None and (
+                    row.pushed_at is None or row.observed_at > row.pushed_at
+                )
+                if believed == "observed" or row.last_pushed is None or fresher_read:
                     belief[(row.channel, row.sku)] = row.observed
                 else:
                     belief[(row.channel, row.sku)] = max(0, row.last_pushed - row.sold_since_push)
@@ -628,7 +635,30 @@ class Engine:
         """Send every pending push, each channel on its own (one down never stops the others)."""
         report = report or CycleReport("flush")
         await asyncio.gather(*(self._flush_channel(name, report) for name in self.channels))
+        if any(self._stale.values()) and not self._resolving_stale:
+            self._resolving_stale = True
+            try:
+                await self._resolve_stale(report)
+            finally:
+                self._resolving_stale = False
         self._observe_propagation()
+
+    async def _resolve_stale(self, report: CycleReport) -> None:
+        """A compare-and-set push came back stale: a sale raced it. Re-read those listings, ingest
+        the channels' orders, and plan them again (once; a further race waits for the next cycle)."""
+        stale, self._stale = self._stale, defaultdict(set)
+        touched: set[str] = set()
+        for name, skus in stale.items():
+            rows = self.store.listings(name, skus=sorted(skus))
+            listings = [Listing(r.sku, r.ref, r.observed) for r in rows]
+            observed = await self._call(name, self.channels[name].read_quantities(listings), report)
+            if observed:
+                self.store.record_observed(name, observed, self.clock())
+                touched.update(observed)
+        await self._pull_orders(report)
+        if touched:
+            log.info("push.stale_replanned", skus=len(touched))
+            await self._plan_and_push(touched, report, believed="expected")
 
     def _observe_propagation(self) -> None:
         """A sale has propagated once no push for its SKU waits in the outbox: every channel has
@@ -693,6 +723,8 @@ class Engine:
             for sku in result.stale:
                 if sku in by_sku:
                     self.store.fail_push(by_sku[sku].id, "stale compare value", now, give_up=True)
+            if result.stale:
+                self._stale[name].update(s for s in result.stale if s in by_sku)
             self.metrics.pushes.labels(name, "rejected").inc(len(result.rejected))
             self.metrics.pushes.labels(name, "stale").inc(len(result.stale))
             report.counts["pushes_rejected"] += len(result.rejected)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,7 +59,6 @@ TOKEN_EXPIRED = 105002
 BAD_SIGN = 106001
 # Missing sign, bad timestamp, bad token or app_key, shop_cipher refused (told apart by message).
 BAD_REQUEST_AUTH = 36009004
-THROTTLE_WAIT = 1.0
 # Far beyond any real catalogue: only a server that never ends paging gets here.
 MAX_PAGES = 10_000
 INVENTORY_SEARCH_SKUS = 100
@@ -178,7 +177,9 @@ class TikTokShopConnector(ChannelConnector):
                 return result
             except _TokenExpired as exc:
                 if refreshed:
-                    raise AuthError(f"{method} {path}: token refused right after a refresh", connector=self.name) from exc
+                    raise AuthError(
+                        f"{method} {path}: token refused right after a refresh", connector=self.name
+                    ) from exc
                 await self._refresh_token(exc.token)
                 refreshed = True
 
@@ -189,7 +190,8 @@ class TikTokShopConnector(ChannelConnector):
         except (ValueError, UnicodeDecodeError) as exc:
             self._raise_for_status(response, where, "")
             raise ProtocolError(
-                f"{where} answered a body that is not JSON ({len(response.content)} bytes)", connector=self.name
+                f"{where} answered a body that is not JSON ({len(response.content)} bytes)",
+                connector=self.name,
             ) from exc
         code = body.get("code") if isinstance(body, dict) else None
         if not isinstance(code, int) or isinstance(code, bool):
@@ -208,7 +210,7 @@ class TikTokShopConnector(ChannelConnector):
         detail = f"{where} answered code {code}: {remote} (request_id {body.get('request_id', '?')})"
         if code == THROTTLED or status == 429:
             wait = parse_retry_after(response.headers.get("retry-after"))
-            wait = THROTTLE_WAIT if wait is None else wait
+            wait = self.settings.throttle_wait.total_seconds() if wait is None else wait
             if self._http.rate_limiter is not None:
                 self._http.rate_limiter.pause(wait)
             raise TransientError(detail, connector=self.name, retry_after=wait)
@@ -229,7 +231,9 @@ class TikTokShopConnector(ChannelConnector):
         detail = f"{where} answered {status}" + (f": {remote}" if remote else "")
         if status == 429 or status >= 500:
             raise TransientError(
-                detail, connector=self.name, retry_after=parse_retry_after(response.headers.get("retry-after"))
+                detail,
+                connector=self.name,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
         if status in (401, 403):
             raise AuthError(detail, connector=self.name)
@@ -258,7 +262,9 @@ class TikTokShopConnector(ChannelConnector):
             }
 
             async def attempt() -> dict[str, Any]:
-                response = await self._auth_http.request("GET", TOKEN_REFRESH, params=params, accept=ALL_ERRORS)
+                response = await self._auth_http.request(
+                    "GET", TOKEN_REFRESH, params=params, accept=ALL_ERRORS
+                )
                 return self._envelope(response, f"GET {TOKEN_REFRESH}")
 
             data: dict[str, Any] = await self._auth_http.call_with_retries(attempt)
@@ -291,7 +297,9 @@ class TikTokShopConnector(ChannelConnector):
     def _protocol(self, where: str, exc: Invalid) -> ProtocolError:
         return ProtocolError(f"{where}: {exc}", connector=self.name)
 
-    async def _pages(self, path: str, body: dict[str, Any], extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    async def _pages(
+        self, path: str, body: dict[str, Any], extra: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """``data`` of every page of a search, following ``next_page_token`` until it is empty."""
         pages: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -304,11 +312,15 @@ class TikTokShopConnector(ChannelConnector):
             pages.append(data)
             following = data.get("next_page_token") or ""
             if not isinstance(following, str):
-                raise ProtocolError(f"POST {path} answered a next_page_token that is not a string", connector=self.name)
+                raise ProtocolError(
+                    f"POST {path} answered a next_page_token that is not a string", connector=self.name
+                )
             if not following:
                 return pages
             if following in seen:
-                raise ProtocolError(f"POST {path} returned page token {following[:40]!r} twice", connector=self.name)
+                raise ProtocolError(
+                    f"POST {path} returned page token {following[:40]!r} twice", connector=self.name
+                )
             if len(pages) >= MAX_PAGES:
                 raise ProtocolError(f"POST {path} has more than {MAX_PAGES} pages", connector=self.name)
             seen.add(following)
@@ -421,14 +433,18 @@ class TikTokShopConnector(ChannelConnector):
                 for sku_id in [s for s in group if s in unknown]:
                     stock = found.get(sku_id)
                     if stock is None or stock.product_id != product_id:
-                        result.rejected[group.pop(sku_id).sku] = f"TikTok Shop has no SKU {sku_id} in product {product_id}"
+                        result.rejected[group.pop(sku_id).sku] = (
+                            f"TikTok Shop has no SKU {sku_id} in product {product_id}"
+                        )
         for product_id, group in groups.items():
             if group:
                 await self._update_product(product_id, group, result)
         await self._reread_low(groups, result)
         return result
 
-    async def _update_product(self, product_id: str, group: dict[str, QuantityUpdate], result: UpdateResult) -> None:
+    async def _update_product(
+        self, product_id: str, group: dict[str, QuantityUpdate], result: UpdateResult
+    ) -> None:
         path = f"/product/202309/products/{product_id}/inventory/update"
         body = {
             "skus": [
@@ -490,7 +506,7 @@ class TikTokShopConnector(ChannelConnector):
 
     # ------------------------------------------------------------------ webhooks
 
-    def parse_webhook(self, headers: Any, body: bytes) -> WebhookEvent:
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
         return parse_delivery(
             self.name, self.settings.app_key, self.settings.app_secret.get_secret_value(), headers, body
         )

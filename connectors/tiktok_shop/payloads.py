@@ -90,7 +90,10 @@ def read_products(data: dict[str, Any], where: str) -> list[SkuStock]:
                 inv_where = f"{sku_where}.inventory[{inv_index}]"
                 inventory = require_object(raw_inv, inv_where)
                 warehouses.append(
-                    (require_str(inventory, "warehouse_id", inv_where), require_int(inventory, "quantity", inv_where))
+                    (
+                        require_str(inventory, "warehouse_id", inv_where),
+                        require_int(inventory, "quantity", inv_where),
+                    )
                 )
             stocks.append(
                 SkuStock(

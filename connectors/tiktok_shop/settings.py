@@ -31,9 +31,16 @@ class TikTokShopSettings(ChannelSettings):
         description="Warehouse that receives a SKU's whole quantity (others get 0); default: the SKU's first.",
     )
     reread_below: int | None = Field(
-        default=5, ge=0, description="Re-read a SKU right after writing a quantity at or below this; None: never."
+        default=5,
+        ge=0,
+        description="Re-read a SKU right after writing a quantity at or below this; None: never.",
     )
     token_refresh_margin: Duration = Field(
         default=timedelta(hours=1), description="Refresh the access token this long before it expires."
+    )
+    throttle_wait: Duration = Field(
+        default=timedelta(seconds=1),
+        gt=timedelta(0),
+        description="Pause after code 36009002 (too many requests); TikTok gives no Retry-After.",
     )
     page_size: int = Field(default=100, ge=1, le=100)

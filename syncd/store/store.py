@@ -339,7 +339,9 @@ class Store(TokenStore):
         for line in cancelled:
             created = conn.execute(
                 select(ol.c.created_at).where(
-                    ol.c.channel == line.channel, ol.c.order_id == line.order_id, ol.c.line_key == line.line_key
+                    ol.c.channel == line.channel,
+                    ol.c.order_id == line.order_id,
+                    ol.c.line_key == line.line_key,
                 )
             ).scalar()
             conn.execute(
@@ -552,7 +554,9 @@ class Store(TokenStore):
                 refresh_token=data["refresh_token"],
                 access_expires_at=datetime.fromisoformat(data["access_expires_at"]),
                 refresh_expires_at=(
-                    datetime.fromisoformat(data["refresh_expires_at"]) if data.get("refresh_expires_at") else None
+                    datetime.fromisoformat(data["refresh_expires_at"])
+                    if data.get("refresh_expires_at")
+                    else None
                 ),
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -565,7 +569,9 @@ class Store(TokenStore):
                 "access_token": token.access_token,
                 "refresh_token": token.refresh_token,
                 "access_expires_at": token.access_expires_at.isoformat(),
-                "refresh_expires_at": token.refresh_expires_at.isoformat() if token.refresh_expires_at else None,
+                "refresh_expires_at": token.refresh_expires_at.isoformat()
+                if token.refresh_expires_at
+                else None,
             }
         )
         with self._db.transaction("save token") as conn:
