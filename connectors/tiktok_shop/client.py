@@ -37,12 +37,11 @@ from connectors.tiktok_shop.payloads import (
     read_order,
     read_products,
     read_update_errors,
-    require_object,
 )
 from connectors.tiktok_shop.settings import TikTokShopSettings
 from connectors.tiktok_shop.signing import RequestSigner
 from connectors.tiktok_shop.webhooks import parse_delivery
-from syncd.errors import AuthError, ConnectorError, ProtocolError, TransientError
+from syncd.errors import AuthError, ConnectorError, ProtocolError, StoreError, TransientError
 
 log = structlog.get_logger("syncd.connectors.tiktok_shop")
 
@@ -289,7 +288,8 @@ class TikTokShopConnector(ChannelConnector):
                 self._expires_at = token.access_expires_at
             try:
                 self._tokens.save_token(self._token_name, token)
-            except Exception as exc:  # noqa: BLE001 - the new token still works in memory
+            except StoreError as exc:
+                # The new token works in memory; only a restart before the next refresh loses it.
                 log.error("tiktok_shop.token_not_saved", channel=self.name, error=type(exc).__name__)
 
     # ------------------------------------------------------------------ reading

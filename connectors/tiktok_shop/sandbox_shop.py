@@ -195,7 +195,7 @@ class Shop:
             raise LookupError(seller_sku)
         if quantity > sku.total:
             raise StockShortage(sku.total)
-        items = []
+        items: list[LineItem] = []
         for warehouse in sku.stock:
             while sku.stock[warehouse] > 0 and len(items) < quantity:
                 sku.stock[warehouse] -= 1
