@@ -73,7 +73,9 @@ async def run(config_path: str, interval: float, max_runtime: float) -> int:
                 outcome = {"pushed": {}, "errors": [f"erp: {exc}"]}
             print(json.dumps({"event": "naive.cycle", "cycle": cycle, **outcome}), flush=True)
             with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=max(0.0, min(interval, deadline - time.monotonic())))
+                await asyncio.wait_for(
+                    stop.wait(), timeout=max(0.0, min(interval, deadline - time.monotonic()))
+                )
     finally:
         for connector in [erp, *channels]:
             await connector.aclose()
@@ -81,7 +83,9 @@ async def run(config_path: str, interval: float, max_runtime: float) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, help="a syncd YAML config (its erp and channels are used)")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between pushes")
     parser.add_argument("--max-runtime", type=float, default=3600.0, help="stop after this many seconds")

@@ -186,6 +186,7 @@ class ChannelConnector(Connector):
 
     supports_compare_and_set: bool = False
     max_batch: int = 100
+    uses_tokens: bool = False  # True: the constructor takes ``tokens: TokenStore`` to keep refreshed tokens
 
     @abc.abstractmethod
     async def list_listings(self) -> list[Listing]:
@@ -210,6 +211,15 @@ class ChannelConnector(Connector):
         Raises SignatureError when the signature is missing or wrong, PayloadError when the
         body cannot be understood. Header names are matched case-insensitively.
         """
+
+    @property
+    def webhooks_carry_lines(self) -> bool:
+        """False for channels whose webhooks name an order without its lines (see event_lines)."""
+        return True
+
+    async def event_lines(self, event: WebhookEvent) -> list[OrderLine]:
+        """The order lines of a verified webhook event, fetching them if the event only names them."""
+        return event.lines
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,13 @@ from typing import Any
 
 import httpx
 
-from connectors.base import ChannelConnector, ErpConnector
+from connectors.base import ChannelConnector, ErpConnector, TokenStore
 from connectors.mock_erp.client import MockErpConnector
 from connectors.mock_erp.settings import MockErpSettings
 from connectors.shopify.client import ShopifyConnector
 from connectors.shopify.settings import ShopifySettings
+from connectors.tiktok_shop.client import TikTokShopConnector
+from connectors.tiktok_shop.settings import TikTokShopSettings
 from connectors.woocommerce.client import WooCommerceConnector
 from connectors.woocommerce.settings import WooCommerceSettings
 
@@ -21,6 +23,7 @@ ERP_TYPES: dict[str, tuple[type[Any], type[ErpConnector]]] = {
 CHANNEL_TYPES: dict[str, tuple[type[Any], type[ChannelConnector]]] = {
     "woocommerce": (WooCommerceSettings, WooCommerceConnector),
     "shopify": (ShopifySettings, ShopifyConnector),
+    "tiktok_shop": (TikTokShopSettings, TikTokShopConnector),
 }
 
 
@@ -29,6 +32,12 @@ def build_erp(settings: Any, transport: httpx.AsyncBaseTransport | None = None) 
     return ERP_TYPES[settings.type][1](settings, transport=transport)  # type: ignore[call-arg]
 
 
-def build_channel(settings: Any, transport: httpx.AsyncBaseTransport | None = None) -> ChannelConnector:
-    """Instantiate the channel connector its settings' ``type`` names."""
-    return CHANNEL_TYPES[settings.type][1](settings, transport=transport)  # type: ignore[call-arg]
+def build_channel(
+    settings: Any, transport: httpx.AsyncBaseTransport | None = None, tokens: TokenStore | None = None
+) -> ChannelConnector:
+    """Instantiate the channel connector its settings' ``type`` names; connectors that refresh
+    their own tokens get ``tokens`` to keep them in."""
+    cls = CHANNEL_TYPES[settings.type][1]
+    if cls.uses_tokens:
+        return cls(settings, transport=transport, tokens=tokens)  # type: ignore[call-arg]
+    return cls(settings, transport=transport)  # type: ignore[call-arg]

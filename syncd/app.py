@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import structlog
@@ -13,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 
 from syncd.config import EventSettings
+from syncd.daemon import WEBHOOK_DEDUPE_TTL
 from syncd.errors import PayloadError, SignatureError, StoreError
 from syncd.status_page import render_status_page
 
@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from syncd.daemon import Daemon
 
 log = structlog.get_logger("syncd.http")
-
-WEBHOOK_DEDUPE_TTL = timedelta(days=7)
 
 
 def create_app(daemon: Daemon) -> FastAPI:
@@ -122,9 +120,13 @@ def create_app(daemon: Daemon) -> FastAPI:
             return JSONResponse({"error": f"malformed payload: {exc}"}, status_code=400)
         if event.ping:
             return JSONResponse({"ok": True})
-        if event.dedupe_key and store.mark_webhook_seen(
-            f"{channel}:{event.dedupe_key}", engine.clock(), WEBHOOK_DEDUPE_TTL
-        ):
+        dedupe = f"{channel}:{event.dedupe_key}" if event.dedupe_key else None
+        if not connector.webhooks_carry_lines:
+            # The lines must be fetched: do it after answering, and only then remember the
+            # delivery, so a redelivery after a failed fetch is not thrown away.
+            daemon.spawn(daemon.fetch_event(channel, event, dedupe), name=f"webhook-fetch:{channel}")
+            return JSONResponse({"ok": True, "accepted": True})
+        if dedupe and store.mark_webhook_seen(dedupe, engine.clock(), WEBHOOK_DEDUPE_TTL):
             return JSONResponse({"ok": True, "duplicate": True})
         # Record the lines before answering, so a 200 means the sale is in the ledger; the pushes
         # it causes happen after the answer.

@@ -29,11 +29,14 @@ from connectors.mock_erp.settings import MockErpSettings
 from connectors.registry import CHANNEL_TYPES, ERP_TYPES
 from connectors.settings import Duration
 from connectors.shopify.settings import ShopifySettings
+from connectors.tiktok_shop.settings import TikTokShopSettings
 from connectors.woocommerce.settings import WooCommerceSettings
 from syncd.errors import ConfigError
 
 ErpSettings = Annotated[MockErpSettings, Field(discriminator="type")]
-ChannelSettings = Annotated[WooCommerceSettings | ShopifySettings, Field(discriminator="type")]
+ChannelSettings = Annotated[
+    WooCommerceSettings | ShopifySettings | TikTokShopSettings, Field(discriminator="type")
+]
 
 
 class _Model(BaseModel):

@@ -62,7 +62,7 @@ BAD_REQUEST_AUTH = 36009004
 MAX_PAGES = 10_000
 INVENTORY_SEARCH_SKUS = 100
 ORDER_DETAIL_IDS = 50
-# Every error status is read here, so the inner request never retries; our attempt loop does.
+# Every error status is read here from the envelope; our attempt loop does the retrying.
 ALL_ERRORS = tuple(range(300, 600))
 # Expiry fields above this are Unix times, below it lifetimes in seconds (TikTok documents neither).
 _EPOCH_THRESHOLD = 1_000_000_000
@@ -86,6 +86,7 @@ class _TokenExpired(AuthError):
 
 
 class TikTokShopConnector(ChannelConnector):
+    uses_tokens = True
     """TikTok Shop has no compare-and-set: a write replaces the shown quantity outright.
 
     A sale landing between syncd's plan and its write is overwritten (the channel then shows one
@@ -164,7 +165,7 @@ class TikTokShopConnector(ChannelConnector):
 
         async def attempt() -> dict[str, Any]:
             response = await self._http.request(
-                method, path, params=params or {}, content=content, accept=ALL_ERRORS
+                method, path, params=params or {}, content=content, accept=ALL_ERRORS, retry=False
             )
             return self._envelope(response, f"{method} {path}")
 
@@ -262,7 +263,7 @@ class TikTokShopConnector(ChannelConnector):
 
             async def attempt() -> dict[str, Any]:
                 response = await self._auth_http.request(
-                    "GET", TOKEN_REFRESH, params=params, accept=ALL_ERRORS
+                    "GET", TOKEN_REFRESH, params=params, accept=ALL_ERRORS, retry=False
                 )
                 return self._envelope(response, f"GET {TOKEN_REFRESH}")
 
@@ -391,6 +392,16 @@ class TikTokShopConnector(ChannelConnector):
                     lines[line.key] = line
         return OrderPage(lines=list(lines.values()), latest=latest)
 
+    @property
+    def webhooks_carry_lines(self) -> bool:
+        return False
+
+    async def event_lines(self, event: WebhookEvent) -> list[OrderLine]:
+        # Order notifications carry the order id and status only: fetch the order's lines.
+        if event.topic.startswith("order:"):
+            return await self.lines_for_orders([event.topic.removeprefix("order:")])
+        return event.lines
+
     async def lines_for_orders(self, order_ids: list[str]) -> list[OrderLine]:
         """The current lines of the given orders (order detail), for webhooks that carry only an id.
 
@@ -426,9 +437,9 @@ class TikTokShopConnector(ChannelConnector):
                 result.rejected[update.sku] = f"unrecognised TikTok Shop ref {update.ref!r}"
                 continue
             groups.setdefault(target[0], {})[target[1]] = update
-        unknown = [sku_id for group in groups.values() for sku_id in group if sku_id not in self._warehouses]
+        unknown = {sku_id for group in groups.values() for sku_id in group if sku_id not in self._warehouses}
         if unknown:
-            found = await self._inventory(unknown)
+            found = await self._inventory(sorted(unknown))
             for product_id, group in groups.items():
                 for sku_id in [s for s in group if s in unknown]:
                     stock = found.get(sku_id)
@@ -466,6 +477,8 @@ class TikTokShopConnector(ChannelConnector):
             reason = refused.get(sku_id) or ("; ".join(general) if general else None)
             if reason:
                 result.rejected[update.sku] = reason
+                # Its warehouses may have changed in Seller Center: look them up afresh next time.
+                self._warehouses.pop(sku_id, None)
             else:
                 result.applied[update.sku] = update.quantity
 

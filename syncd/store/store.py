@@ -594,6 +594,13 @@ class Store(TokenStore):
             fresh = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(ws.c.key)
             return conn.execute(fresh).first() is None
 
+    def is_webhook_seen(self, key: str, now: datetime) -> bool:
+        """True if the delivery key was recorded and has not expired (read only)."""
+        ws = t.webhook_seen
+        with self._db.transaction("read webhook delivery", write=False) as conn:
+            found = conn.execute(select(ws.c.key).where(ws.c.key == key, ws.c.expires_at > now)).first()
+        return found is not None
+
     def acquire_lease(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
         """Take or renew the named lease for ``holder``; False while another holder's is unexpired."""
         le = t.lease

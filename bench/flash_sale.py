@@ -1,0 +1,878 @@
+"""Benchmark: a flash sale on a few hot SKUs, sold on three channels at once, for three ways of syncing.
+
+Modes: ``syncd`` (the daemon as a subprocess, webhooks + polling + low-stock mode), ``syncd-poll-only``
+(the same daemon, no webhooks) and ``naive`` (``bench/naive_sync.py``: push the ERP's on-hand to
+every channel every minute). The sandboxes (mock ERP, TikTok Shop, Shopify, WooCommerce) run in this
+process on loopback with API latency and imperfect webhooks; simulated shoppers buy through each
+channel's ``/_sandbox/purchase``, and a ground-truth tally at each channel's door counts every sale
+and every refusal. Run ``python bench/flash_sale.py --json bench/results/flash_sale.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import platform
+import random
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import yaml
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from connectors.sandbox_kit import Faults  # noqa: E402
+from syncd.config import AutoThresholdSettings, parse_config  # noqa: E402
+from syncd.core import ChannelPolicy, SkuStock, channel_targets  # noqa: E402
+from syncd.daemon import QuietServer  # noqa: E402
+from syncd.logs import configure_logging  # noqa: E402
+
+MODES = ("syncd", "syncd-poll-only", "naive")
+# Channel name -> (sandbox type, share of shoppers, low-stock weight, API latency in ms).
+CHANNELS: dict[str, tuple[str, float, int, float]] = {
+    "tiktok": ("tiktok_shop", 0.60, 60, 100.0),
+    "shopify": ("shopify", 0.25, 25, 90.0),
+    "web": ("woocommerce", 0.15, 15, 70.0),
+}
+ERP_LATENCY_MS = 60.0
+WEBHOOK_FAULTS = {
+    "webhook_delay_ms": 200.0,
+    "webhook_delay_max_ms": 2000.0,
+    "webhook_drop_rate": 0.01,
+    "webhook_duplicate_rate": 0.01,
+}
+SKU_HEADER = "x-bench-sku"
+CRED = {
+    "SYNCD_BENCH_ERP_KEY": "bench-erp-key-0001",
+    "SYNCD_BENCH_WC_KEY": "ck_bench",
+    "SYNCD_BENCH_WC_SECRET": "cs_bench",
+    "SYNCD_BENCH_WC_HOOK": "bench-wc-hook-secret",
+    "SYNCD_BENCH_SHOPIFY_TOKEN": "shpat_bench_0001",
+    "SYNCD_BENCH_SHOPIFY_HOOK": "bench-shopify-client-secret",
+    "SYNCD_BENCH_TTS_KEY": "bench-app-key",
+    "SYNCD_BENCH_TTS_SECRET": "bench-app-secret",
+    "SYNCD_BENCH_TTS_ACCESS": "bench-access-token",
+    "SYNCD_BENCH_TTS_REFRESH": "bench-refresh-token",
+    "SYNCD_BENCH_TTS_CIPHER": "bench-shop-cipher",
+}
+
+
+# ---------------------------------------------------------------------------- scenario
+
+
+@dataclass(frozen=True)
+class Scenario:
+    stock: dict[str, int]  # the ERP's initial on-hand: the ground truth of what exists
+    hot: list[str]
+    arrivals: list[tuple[float, str, str]]  # (seconds into the burst, channel, sku)
+
+
+def make_scenario(args: argparse.Namespace, seed: int, channels: list[str]) -> Scenario:
+    rng = random.Random(seed)
+    hot = [f"HOT-{i + 1:02d}" for i in range(args.hot_skus)]
+    stock = {sku: args.hot_units // args.hot_skus for sku in hot}
+    for sku in hot[: args.hot_units % args.hot_skus]:
+        stock[sku] += 1
+    catalogue = [f"CAT-{i:05d}" for i in range(args.catalogue)]
+    stock |= {sku: rng.randint(10, 60) for sku in catalogue}
+    # N Poisson arrivals conditioned on falling in the burst are N sorted uniform times.
+    times = sorted(rng.uniform(0, args.burst_seconds) for _ in range(args.attempts))
+    mix = [CHANNELS[c][1] for c in channels]
+    arrivals = []
+    for t in times:
+        channel = rng.choices(channels, mix)[0]
+        sku = rng.choice(hot) if rng.random() < 0.9 or not catalogue else rng.choice(catalogue)
+        arrivals.append((t, channel, sku))
+    return Scenario(stock, hot, arrivals)
+
+
+# ---------------------------------------------------------------------------- ground truth
+
+
+@dataclass
+class Truth:
+    """Every purchase decision, counted at the instant the channel sandbox makes it."""
+
+    initial: dict[str, int]
+    sold: Counter[str] = field(default_factory=Counter)
+    sold_by_channel: Counter[tuple[str, str]] = field(default_factory=Counter)
+    attempts: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+    refused_with_stock: Counter[str] = field(default_factory=Counter)
+    other: Counter[int] = field(default_factory=Counter)
+
+    def record(self, channel: str, sku: str, status: int) -> None:
+        self.attempts[sku] += 1
+        if status == 201:
+            self.sold[sku] += 1
+            self.sold_by_channel[(channel, sku)] += 1
+        elif status == 409:
+            self.refused[sku] += 1
+            if self.initial.get(sku, 0) - self.sold[sku] > 0:
+                self.refused_with_stock[sku] += 1
+        else:
+            self.other[status] += 1
+
+
+class Tally:
+    """ASGI wrapper around a channel sandbox: sees each purchase's status before anyone else runs."""
+
+    def __init__(self, app: ASGIApp, channel: str, truth: Truth):
+        self.app, self.channel, self.truth = app, channel, truth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/_sandbox/purchase":
+            await self.app(scope, receive, send)
+            return
+        sku = dict(scope["headers"]).get(SKU_HEADER.encode(), b"").decode()
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.truth.record(self.channel, sku, message["status"])
+            await send(message)
+
+        await self.app(scope, receive, watch)
+
+
+# ---------------------------------------------------------------------------- sandboxes
+
+
+def available_channels() -> tuple[list[str], list[str]]:
+    """The channels whose sandbox and connector this checkout has; and notes on any missing."""
+    present, notes = [], []
+    for name, (kind, *_rest) in CHANNELS.items():
+        try:
+            _sandbox_factory(kind)
+            parse_config(_config_dict(1, 2, {name: 3}, {}, "sqlite:///x.db", 2), env=CRED)
+        except Exception as exc:
+            notes.append(f"{name} ({kind}) left out: {type(exc).__name__}: {str(exc)[:200]}")
+            continue
+        present.append(name)
+    return present, notes
+
+
+def _sandbox_factory(kind: str) -> Callable[..., ASGIApp]:
+    if kind == "woocommerce":
+        from connectors.woocommerce.sandbox import create_app as woo
+
+        return lambda url, faults, seed: woo(
+            consumer_key=CRED["SYNCD_BENCH_WC_KEY"],
+            consumer_secret=CRED["SYNCD_BENCH_WC_SECRET"],
+            webhook_url=url,
+            webhook_secret=CRED["SYNCD_BENCH_WC_HOOK"],
+            faults=faults,
+            seed=seed,
+        )
+    if kind == "shopify":
+        from connectors.shopify.sandbox import create_app as shopify
+
+        return lambda url, faults, seed: shopify(
+            access_token=CRED["SYNCD_BENCH_SHOPIFY_TOKEN"],
+            webhook_url=url,
+            webhook_secret=CRED["SYNCD_BENCH_SHOPIFY_HOOK"],
+            faults=faults,
+            seed=seed,
+        )
+    if kind == "tiktok_shop":
+        from connectors.tiktok_shop.sandbox import create_app as tiktok
+
+        return lambda url, faults, seed: tiktok(
+            app_key=CRED["SYNCD_BENCH_TTS_KEY"],
+            app_secret=CRED["SYNCD_BENCH_TTS_SECRET"],
+            access_token=CRED["SYNCD_BENCH_TTS_ACCESS"],
+            refresh_token=CRED["SYNCD_BENCH_TTS_REFRESH"],
+            shop_cipher=CRED["SYNCD_BENCH_TTS_CIPHER"],
+            webhook_url=url,
+            faults=faults,
+            seed=seed,
+        )
+    raise ValueError(kind)
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def free_port() -> int:
+    with _listening_socket() as sock:
+        return int(sock.getsockname()[1])
+
+
+class Servers:
+    """Sandboxes served by uvicorn on loopback in this event loop."""
+
+    def __init__(self) -> None:
+        self.running: list[tuple[QuietServer, asyncio.Task[None]]] = []
+
+    async def start(self, app: ASGIApp) -> str:
+        sock = _listening_socket()
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_keep_alive=30)
+        server = QuietServer(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        deadline = time.monotonic() + 15
+        while not server.started:
+            if task.done() or time.monotonic() > deadline:
+                raise OSError(f"a sandbox could not start on port {port}")
+            await asyncio.sleep(0.02)
+        self.running.append((server, task))
+        return f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        for server, _ in self.running:
+            server.should_exit = True
+        for _, task in self.running:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, timeout=15)
+        self.running.clear()
+
+
+# ---------------------------------------------------------------------------- config
+
+
+def _config_dict(
+    daemon_port: int,
+    erp_port: int,
+    channel_ports: dict[str, int],
+    schedule: dict[str, str],
+    database_url: str,
+    threshold: int | str,
+    log_level: str = "info",
+) -> dict[str, Any]:
+    base = "http://127.0.0.1:{}"
+    entries: list[dict[str, Any]] = []
+    for name, port in channel_ports.items():
+        kind, _share, weight, _latency = CHANNELS[name]
+        entry: dict[str, Any] = {"name": name, "type": kind, "policy": {"weight": weight}}
+        if kind == "woocommerce":
+            entry |= {
+                "base_url": base.format(port),
+                "consumer_key": "${SYNCD_BENCH_WC_KEY}",
+                "consumer_secret": "${SYNCD_BENCH_WC_SECRET}",
+                "webhook_secret": "${SYNCD_BENCH_WC_HOOK}",
+            }
+        elif kind == "shopify":
+            entry |= {
+                "base_url": base.format(port),
+                "access_token": "${SYNCD_BENCH_SHOPIFY_TOKEN}",
+                "webhook_secret": "${SYNCD_BENCH_SHOPIFY_HOOK}",
+            }
+        else:
+            entry |= {
+                "base_url": base.format(port),
+                "auth_base_url": base.format(port),
+                "app_key": "${SYNCD_BENCH_TTS_KEY}",
+                "app_secret": "${SYNCD_BENCH_TTS_SECRET}",
+                "access_token": "${SYNCD_BENCH_TTS_ACCESS}",
+                "refresh_token": "${SYNCD_BENCH_TTS_REFRESH}",
+                "shop_cipher": "${SYNCD_BENCH_TTS_CIPHER}",
+            }
+        entries.append(entry)
+    return {
+        "database_url": database_url,
+        "server": {"host": "127.0.0.1", "port": daemon_port},
+        "schedule": schedule,
+        "stock": {"safety_stock": 0, "low_stock_threshold": threshold},
+        "erp": {"type": "mock_erp", "base_url": base.format(erp_port), "api_key": "${SYNCD_BENCH_ERP_KEY}"},
+        "channels": entries,
+        "logging": {"level": log_level, "format": "json"},
+    }
+
+
+def schedule_for(scale: float) -> dict[str, str]:
+    """syncd's default poll and reconcile intervals, compressed by the time scale."""
+    return {
+        "order_poll_interval": f"{45 / scale:g}s",
+        "erp_poll_interval": f"{60 / scale:g}s",
+        "reconcile_interval": f"{300 / scale:g}s",
+    }
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if the benchmark dies, so nothing outlives a killed run."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Child:
+    """A subprocess with its output in a file; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str]):
+        self.log = log
+        self.handle = log.open("wb")
+        self.popen = subprocess.Popen(
+            argv,
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            preexec_fn=_die_with_parent,
+        )
+
+    def usage(self) -> dict[str, float | None]:
+        """CPU seconds (user + system) and peak RSS so far, from /proc."""
+        pid = self.popen.pid
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            status = Path(f"/proc/{pid}/status").read_text()
+            hwm = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+            rss_mb = int(hwm.split()[1]) / 1024
+        except (OSError, StopIteration, IndexError, ValueError):
+            return {"cpu_seconds": None, "peak_rss_mb": None}
+        return {"cpu_seconds": round(cpu, 2), "peak_rss_mb": round(rss_mb, 1)}
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self) -> int | None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+        self.handle.close()
+        return self.popen.returncode
+
+    def tail(self, lines: int = 15) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def wait_until(check: Callable[[], Awaitable[Any]], limit: float, what: str, child: Child) -> Any:
+    deadline = time.monotonic() + limit
+    last: Any = None
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise RuntimeError(f"{what}: the process exited ({child.popen.returncode}):\n{child.tail()}")
+        try:
+            last = await check()
+            if last:
+                return last
+        except httpx.HTTPError as exc:
+            last = exc
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"timed out after {limit:.0f} s waiting for {what} (last: {str(last)[:300]})")
+
+
+# ---------------------------------------------------------------------------- one run
+
+
+async def run_once(args: argparse.Namespace, mode: str, seed: int, channels: list[str]) -> dict[str, Any]:
+    scenario = make_scenario(args, seed, channels)
+    truth = Truth(dict(scenario.stock))
+    servers = Servers()
+    child: Child | None = None
+    daemon: httpx.AsyncClient | None = None
+    webhooks = mode == "syncd"
+    daemon_port = free_port()
+    with tempfile.TemporaryDirectory(prefix="flash-sale-") as tmp:
+        try:
+            erp_faults = Faults(latency_ms=ERP_LATENCY_MS)
+            from connectors.mock_erp.sandbox import create_app as erp_app
+
+            erp_url = await servers.start(
+                erp_app(
+                    api_key=CRED["SYNCD_BENCH_ERP_KEY"], db_path=f"{tmp}/erp.db", faults=erp_faults, seed=seed
+                )
+            )
+            urls: dict[str, str] = {}
+            for i, name in enumerate(channels):
+                kind, _share, _weight, latency = CHANNELS[name]
+                faults = Faults(latency_ms=latency, **WEBHOOK_FAULTS)
+                hook_url = f"http://127.0.0.1:{daemon_port}/webhooks/{name}" if webhooks else None
+                app = _sandbox_factory(kind)(hook_url, faults, seed * 100 + i)
+                urls[name] = await servers.start(Tally(app, name, truth))
+            async with contextlib.AsyncExitStack() as stack:
+                clients = {
+                    name: await stack.enter_async_context(
+                        httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=200))
+                    )
+                    for name, url in {"erp": erp_url, **urls}.items()
+                }
+                items = [{"sku": sku, "quantity": qty} for sku, qty in scenario.stock.items()]
+                for client in clients.values():
+                    (await client.post("/_sandbox/seed", json={"items": items})).raise_for_status()
+
+                threshold: int | str = "auto" if args.threshold is None else args.threshold
+                config = _config_dict(
+                    daemon_port,
+                    httpx.URL(erp_url).port or 0,
+                    {n: httpx.URL(u).port or 0 for n, u in urls.items()},
+                    schedule_for(args.time_scale),
+                    f"sqlite:///{tmp}/syncd.db",
+                    threshold,
+                )
+                config_path = Path(tmp) / "syncd.yaml"
+                config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+                env = {**os.environ, **CRED, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+                started = time.monotonic()
+                if mode == "naive":
+                    argv = [
+                        sys.executable,
+                        str(ROOT / "bench" / "naive_sync.py"),
+                        "--config",
+                        str(config_path),
+                        "--interval",
+                        f"{args.naive_interval / args.time_scale:g}",
+                        "--max-runtime",
+                        str(args.burst_seconds + 600),
+                    ]
+                    log_path = Path(tmp) / "naive.log"
+                    child = Child(argv, log_path, env)
+                    await wait_until(
+                        lambda: _naive_cycles(log_path), args.ready_timeout, "the first push", child
+                    )
+                else:
+                    argv = [sys.executable, "-m", "syncd.cli", "run", "--config", str(config_path)]
+                    child = Child(argv, Path(tmp) / "syncd.log", env)
+                    daemon = await stack.enter_async_context(
+                        httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon_port}", timeout=30)
+                    )
+                    await wait_until(
+                        lambda: _reconciled(daemon), args.ready_timeout, "the first reconcile", child
+                    )
+                expected = _initial_targets(scenario.stock, channels, threshold, mode)
+                await wait_until(
+                    lambda: _at_targets(clients, expected), args.ready_timeout, "channels at target", child
+                )
+                ready_seconds = time.monotonic() - started
+                usage_before = child.usage()
+
+                burst = await shoppers(clients, scenario.arrivals, args.time_scale)
+                settle = await _settle(args, child, daemon)
+                usage = child.usage()
+                status = (await daemon.get("/api/status")).json() if daemon is not None else None
+                stats = {n: (await c.get("/_sandbox/stats")).json() for n, c in clients.items()}
+                listings = {n: (await clients[n].get("/_sandbox/listings")).json() for n in channels}
+        finally:
+            # Requests cut off by the stop are expected; the sandboxes' tracebacks for them are noise.
+            uvicorn_errors = logging.getLogger("uvicorn.error")
+            level = uvicorn_errors.level
+            uvicorn_errors.setLevel(logging.CRITICAL)
+            try:
+                if child is not None:
+                    child.stop()
+                await servers.stop()
+            finally:
+                uvicorn_errors.setLevel(level)
+        log_events = _log_events(child.log) if child is not None else {}
+        if child is not None and args.keep_logs is not None:
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            shutil.copy(child.log, args.keep_logs / f"{mode}-seed{seed}.log")
+            (args.keep_logs / f"{mode}-seed{seed}.yaml").write_text((Path(tmp) / "syncd.yaml").read_text())
+    return _metrics(
+        scenario,
+        truth,
+        channels,
+        status=status,
+        stats=stats,
+        listings=listings,
+        usage=usage,
+        usage_before=usage_before,
+        extra={
+            "seed": seed,
+            "mode": mode,
+            "ready_seconds": round(ready_seconds, 1),
+            **burst,
+            **settle,
+            "process_log_events": log_events,
+        },
+    )
+
+
+async def _naive_cycles(log: Path) -> int:
+    text = await asyncio.to_thread(log.read_text, errors="replace")
+    return sum(1 for line in text.splitlines() if '"naive.cycle"' in line)
+
+
+async def _reconciled(daemon: httpx.AsyncClient) -> bool:
+    status = (await daemon.get("/api/status")).json()
+    runs = [r for r in status.get("runs", []) if r["kind"] == "reconcile" and r["finished_at"]]
+    if runs and runs[0]["error"]:
+        raise RuntimeError(f"the first reconcile failed: {runs[0]['error']}")
+    return bool(runs) and status.get("ledger", {}).get("pushes_pending", 1) == 0
+
+
+def _initial_targets(
+    stock: dict[str, int], channels: list[str], threshold: int | str, mode: str
+) -> dict[str, dict[str, int]]:
+    """What each channel must show before the sale: the ERP figure for the naive tool; syncd's
+    targets (low-stock split below the threshold; with ``auto`` and no sales yet, its floor)."""
+    if mode == "naive":
+        return {c: dict(stock) for c in channels}
+    level = AutoThresholdSettings().floor if threshold == "auto" else int(threshold)
+    policies = [ChannelPolicy(c, weight=CHANNELS[c][2]) for c in channels]
+    targets: dict[str, dict[str, int]] = {c: {} for c in channels}
+    for sku, on_hand in stock.items():
+        for channel, target in channel_targets(SkuStock(sku, on_hand, 0, 0, level), policies).items():
+            targets[channel][sku] = target
+    return targets
+
+
+async def _at_targets(
+    clients: dict[str, httpx.AsyncClient], expected: dict[str, dict[str, int]]
+) -> str | bool:
+    off = 0
+    for channel, targets in expected.items():
+        shown = {
+            row["sku"]: row["quantity"] for row in (await clients[channel].get("/_sandbox/listings")).json()
+        }
+        off += sum(1 for sku, target in targets.items() if shown.get(sku) != target)
+    return True if off == 0 else False
+
+
+async def shoppers(
+    clients: dict[str, httpx.AsyncClient], arrivals: list[tuple[float, str, str]], scale: float
+) -> dict[str, Any]:
+    """Send each purchase attempt at its arrival time, without waiting for earlier ones."""
+    tasks: list[asyncio.Task[int]] = []
+    lag = 0.0
+
+    async def buy(channel: str, sku: str) -> int:
+        try:
+            response = await clients[channel].post(
+                "/_sandbox/purchase", json={"sku": sku, "quantity": 1}, headers={SKU_HEADER: sku}
+            )
+        except httpx.HTTPError:
+            return -1
+        return response.status_code
+
+    start = time.monotonic()
+    for at, channel, sku in arrivals:
+        delay = start + at / scale - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lag = max(lag, -delay)
+        tasks.append(asyncio.create_task(buy(channel, sku)))
+    done, pending = await asyncio.wait(tasks, timeout=60) if tasks else (set(), set())
+    for task in pending:
+        task.cancel()
+    codes = Counter(t.result() for t in done)
+    return {
+        "burst_wall_seconds": round(time.monotonic() - start, 1),
+        "max_arrival_lag_seconds": round(lag, 3),
+        "purchase_transport_errors": codes.get(-1, 0) + len(pending),
+    }
+
+
+async def _settle(args: argparse.Namespace, child: Child, daemon: httpx.AsyncClient | None) -> dict[str, Any]:
+    """Wait the settle period, then (syncd) until its outbox is empty, at most 60 s more."""
+    await asyncio.sleep(args.settle)
+    drained = None
+    if daemon is not None:
+
+        async def empty() -> bool:
+            status = (await daemon.get("/api/status")).json()
+            return status.get("ledger", {}).get("pushes_pending", 1) == 0
+
+        try:
+            await wait_until(empty, 60, "the outbox to drain", child)
+            drained = True
+        except TimeoutError:
+            drained = False
+    return {"outbox_drained_after_settle": drained}
+
+
+def _log_events(path: Path) -> dict[str, int]:
+    """How often each structured event appears in the process log (a rough trace of what it did)."""
+    events: Counter[str] = Counter()
+    with contextlib.suppress(OSError):
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("event"), str):
+                events[record["event"]] += 1
+    return dict(events.most_common(25))
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def _metrics(
+    scenario: Scenario,
+    truth: Truth,
+    channels: list[str],
+    *,
+    status: dict[str, Any] | None,
+    stats: dict[str, Any],
+    listings: dict[str, Any],
+    usage: dict[str, float | None],
+    usage_before: dict[str, float | None],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    stock = scenario.stock
+    oversold = {sku: max(0, truth.sold[sku] - stock[sku]) for sku in truth.sold}
+    left = {
+        sku: max(0, stock[sku] - truth.sold[sku])
+        for sku in truth.attempts
+        if truth.attempts[sku] > stock[sku]
+    }
+    refusals = sum(truth.refused_with_stock.values())
+    hot_units = sum(stock[s] for s in scenario.hot)
+    hot_sold = sum(min(truth.sold[s], stock[s]) for s in scenario.hot)
+    propagation = (status or {}).get("propagation_seconds") or {}
+    cpu, cpu_before = usage.get("cpu_seconds"), usage_before.get("cpu_seconds")
+    calls = {name: int(s.get("calls", {}).get("total", 0)) for name, s in stats.items()}
+    return {
+        **{k: v for k, v in extra.items() if k in ("mode", "seed")},
+        "attempts": sum(truth.attempts.values()),
+        "units_sold": sum(truth.sold.values()),
+        "oversold_units": sum(oversold.values()),
+        "undersold_units": refusals + sum(left.values()),
+        "undersold_refusals_with_stock": refusals,
+        "undersold_units_left": sum(left.values()),
+        "refused": sum(truth.refused.values()),
+        "hot_sell_through": round(hot_sold / hot_units, 4) if hot_units else None,
+        "propagation_p50_seconds": propagation.get("p50"),
+        "propagation_p95_seconds": propagation.get("p95"),
+        "propagation_p99_seconds": propagation.get("p99"),
+        "propagation_samples": propagation.get("samples"),
+        "api_calls": {n: calls[n] for n in channels},
+        "api_calls_channels_total": sum(calls[n] for n in channels),
+        "api_calls_erp": calls.get("erp", 0),
+        "process_cpu_seconds": cpu,
+        "process_burst_cpu_seconds": round(cpu - cpu_before, 2)
+        if cpu is not None and cpu_before is not None
+        else None,
+        "process_peak_rss_mb": usage.get("peak_rss_mb"),
+        "unexpected_purchase_statuses": {str(k): v for k, v in truth.other.items()},
+        "hot_skus": {
+            sku: {
+                "stock": stock[sku],
+                "sold": truth.sold[sku],
+                "sold_by_channel": {c: truth.sold_by_channel[(c, sku)] for c in channels},
+                "refused_with_stock": truth.refused_with_stock[sku],
+                "shown_at_end": {
+                    c: next((r["quantity"] for r in listings[c] if r["sku"] == sku), None) for c in channels
+                },
+            }
+            for sku in scenario.hot
+        },
+        "oversold_skus": {sku: n for sku, n in oversold.items() if n},
+        **{k: v for k, v in extra.items() if k not in ("mode", "seed")},
+        "daemon_low_stock_at_end": (status or {}).get("low_stock"),
+    }
+
+
+TABLE_ROWS: list[tuple[str, str, str]] = [
+    ("units_sold", "Units sold", "{:.0f}"),
+    ("oversold_units", "**Oversold units**", "{:.0f}"),
+    ("undersold_units", "Undersold units", "{:.0f}"),
+    ("hot_sell_through", "Hot-stock sell-through", "{:.0%}"),
+    ("propagation_p50_seconds", "Propagation p50 (s)", "{:.2f}"),
+    ("propagation_p95_seconds", "Propagation p95 (s)", "{:.2f}"),
+    ("propagation_p99_seconds", "Propagation p99 (s)", "{:.2f}"),
+    ("api_calls_channels_total", "Channel API calls", "{:.0f}"),
+    ("api_calls_erp", "ERP API calls", "{:.0f}"),
+    ("process_cpu_seconds", "Process CPU (s)", "{:.1f}"),
+    ("process_peak_rss_mb", "Peak RSS (MB)", "{:.0f}"),
+]
+
+
+def spread(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """min/median/max over seeds of every numeric metric (None where a mode has no value)."""
+    out: dict[str, dict[str, float | None]] = {}
+    keys = [
+        k for k, v in runs[0].items() if (isinstance(v, int | float) and not isinstance(v, bool)) or v is None
+    ]
+    for key in keys:
+        values = [r[key] for r in runs if isinstance(r.get(key), int | float)]
+        if key in ("seed",):
+            continue
+        out[key] = (
+            {"min": min(values), "median": statistics.median(values), "max": max(values)}
+            if values
+            else {"min": None, "median": None, "max": None}
+        )
+    for channel in runs[0]["api_calls"]:
+        values = [r["api_calls"][channel] for r in runs]
+        out[f"api_calls.{channel}"] = {
+            "min": min(values),
+            "median": statistics.median(values),
+            "max": max(values),
+        }
+    return out
+
+
+def table(summary: dict[str, dict[str, dict[str, float | None]]], command: str, seeds: list[int]) -> str:
+    modes = list(summary)
+    lines = [
+        "| Metric | " + " | ".join(f"`{m}`" for m in modes) + " |",
+        "|---|" + "---|" * len(modes),
+    ]
+    for key, label, fmt in TABLE_ROWS:
+        cells = []
+        for mode in modes:
+            s = summary[mode].get(key)
+            if s is None or s["median"] is None:
+                cells.append("n/a")
+                continue
+            med, low, high = (fmt.format(s[k]) for k in ("median", "min", "max"))
+            cells.append(med if low == high else f"{med} ({low}-{high})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"Median (min-max) over seeds {', '.join(map(str, seeds))}. Command: `{command}`")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--attempts", type=int, default=3000, help="purchase attempts in the burst")
+    parser.add_argument("--duration", type=float, default=60.0, help="burst length in scenario seconds")
+    parser.add_argument("--hot-skus", type=int, default=3)
+    parser.add_argument("--hot-units", type=int, default=300, help="ERP stock of the hot SKUs, in total")
+    parser.add_argument("--catalogue", type=int, default=1000, help="other SKUs (moderate stock)")
+    parser.add_argument(
+        "--threshold", type=int, default=None, help="fixed low-stock threshold (default: auto)"
+    )
+    parser.add_argument("--naive-interval", type=float, default=60.0, help="seconds between naive pushes")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="compress the scenario clock: burst and every poll/push interval are divided by this "
+        "(API latency and webhook delays are not)",
+    )
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait after the burst")
+    parser.add_argument("--ready-timeout", type=float, default=180.0)
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--keep-logs", type=Path, help="copy each run's process log and config here")
+    parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
+    args = parser.parse_args(argv)
+    if args.quick:
+        # The default scenario shrunk tenfold in attempts and hot units, so demand still outruns stock.
+        args.seeds, args.attempts, args.duration, args.catalogue, args.hot_units = "1", 300, 10.0, 200, 30
+    args.burst_seconds = args.duration
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = set(modes) - set(MODES)
+    if unknown or not modes:
+        parser.error(f"unknown mode(s) {sorted(unknown)}; known: {', '.join(MODES)}")
+    if args.hot_skus < 1 or args.attempts < 0 or args.time_scale <= 0:
+        parser.error("--hot-skus must be >= 1, --attempts >= 0, --time-scale > 0")
+    args.mode_list = modes
+    args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
+    return args
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    channels, notes = available_channels()
+    if not channels:
+        raise SystemExit("no channel sandbox is available")
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in args.mode_list}
+    for seed in args.seed_list:
+        for mode in args.mode_list:
+            print(f"flash-sale: mode {mode}, seed {seed} ...", file=sys.stderr, flush=True)
+            result = await run_once(args, mode, seed, channels)
+            runs[mode].append(result)
+            print(
+                f"  sold {result['units_sold']}, oversold {result['oversold_units']}, "
+                f"undersold {result['undersold_units']}, p95 {result['propagation_p95_seconds']}",
+                file=sys.stderr,
+                flush=True,
+            )
+    summary = {mode: spread(results) for mode, results in runs.items()}
+    command = "python bench/flash_sale.py " + shlex.join(sys.argv[1:])
+    share = sum(CHANNELS[c][1] for c in channels)
+    return {
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {platform.system()}, {os.cpu_count()} CPUs",
+        "command": command.strip(),
+        "parameters": {
+            "modes": args.mode_list,
+            "seeds": args.seed_list,
+            "attempts": args.attempts,
+            "duration_seconds": args.duration,
+            "hot_skus": args.hot_skus,
+            "hot_units": args.hot_units,
+            "catalogue": args.catalogue,
+            "catalogue_stock": "uniform 10..60 per SKU",
+            "demand": "90% of attempts on the hot SKUs (uniformly), 10% on the catalogue; quantity 1",
+            "threshold": "auto" if args.threshold is None else args.threshold,
+            "safety_stock": 0,
+            "naive_interval_seconds": args.naive_interval,
+            "time_scale": args.time_scale,
+            "time_scale_note": "burst, syncd poll/reconcile intervals and the naive interval divided by "
+            "the time scale; API latency, webhook delays and push debounce are not",
+            "settle_seconds": args.settle,
+            "channels": {
+                c: {
+                    "type": CHANNELS[c][0],
+                    "shopper_share": round(CHANNELS[c][1] / share, 4),
+                    "low_stock_weight": CHANNELS[c][2],
+                    "api_latency_ms": CHANNELS[c][3],
+                }
+                for c in channels
+            },
+            "erp_api_latency_ms": ERP_LATENCY_MS,
+            "webhook_faults": WEBHOOK_FAULTS,
+            "schedule": schedule_for(args.time_scale),
+            "connector_rate_limits": "connector defaults (syncd and naive alike)",
+        },
+        "channels_missing": notes,
+        "definitions": {
+            "oversold_units": "per SKU max(0, units sold on all channels - ERP's initial stock), summed",
+            "undersold_units": "purchases refused (409) while initial stock - units sold so far > 0, "
+            "plus units left unsold of SKUs whose attempts exceeded their stock",
+            "hot_sell_through": "sum over hot SKUs of min(sold, stock) / hot units",
+            "propagation": "the daemon's /api/status propagation_seconds: ingestion of a sale (after "
+            "webhook delivery or poll) until every channel acknowledged; not measured for naive",
+            "process_cpu_seconds": "user+system CPU of the daemon or naive process, start to end",
+        },
+        "summary": summary,
+        "runs": runs,
+        "table_markdown": table(summary, command.strip(), args.seed_list),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging("warning", "console")
+    results = asyncio.run(bench(args))
+    print(results["table_markdown"])
+    if results["channels_missing"]:
+        print("\nChannels left out: " + "; ".join(results["channels_missing"]))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

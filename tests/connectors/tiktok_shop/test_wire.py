@@ -1,0 +1,712 @@
+"""Wire-level behaviour of the TikTok Shop connector against scripted answers (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.base import Listing, MemoryTokenStore, QuantityUpdate, StoredToken
+from connectors.tiktok_shop.client import TikTokApiError, TikTokShopConnector
+from connectors.tiktok_shop.settings import TikTokShopSettings
+from connectors.tiktok_shop.signing import request_sign
+from syncd.errors import AuthError, ProtocolError, TransientError
+from tests.connectors.tiktok_shop.support import (
+    ACCESS_TOKEN,
+    APP_KEY,
+    APP_SECRET,
+    REFRESH_TOKEN,
+    SHOP_CIPHER,
+    no_wait,
+)
+
+PRODUCTS = "/product/202309/products/search"
+INVENTORY = "/product/202309/inventory/search"
+ORDERS = "/order/202309/orders/search"
+REFRESH = "/api/v2/token/refresh"
+NOW = 1_760_000_000
+
+Answer = tuple[int, Any, dict[str, str]]
+
+
+def env(data: Any = None, code: int = 0, message: str = "Success") -> dict[str, Any]:
+    return {"code": code, "message": message, "request_id": "req-1", "data": data}
+
+
+def ok(data: Any = None) -> Answer:
+    return (200, env(data if data is not None else {}), {})
+
+
+def product(pid: str, *skus: tuple[str, str, list[tuple[str, int]]]) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "status": "ACTIVATE",
+        "skus": [
+            {
+                "id": sid,
+                "seller_sku": seller,
+                "inventory": [{"warehouse_id": w, "quantity": q} for w, q in stock],
+            }
+            for sid, seller, stock in skus
+        ],
+    }
+
+
+def inventory(pid: str, sid: str, seller: str, stock: list[tuple[str, int]]) -> dict[str, Any]:
+    return {
+        "inventory": [
+            {
+                "product_id": pid,
+                "skus": [
+                    {
+                        "id": sid,
+                        "seller_sku": seller,
+                        "total_available_quantity": sum(q for _, q in stock),
+                        "total_committed_quantity": 0,
+                        "warehouse_inventory": [
+                            {"warehouse_id": w, "available_quantity": q, "committed_quantity": 0}
+                            for w, q in stock
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+
+
+class Wire:
+    """A scripted server: per path, answers given in turn (the last one repeats); requests kept."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, list[Answer | Callable[[httpx.Request], Answer]]] = {}
+        self.requests: list[httpx.Request] = []
+
+    def on(self, path: str, *answers: Answer | Callable[[httpx.Request], Answer]) -> Wire:
+        self.routes[path] = list(answers)
+        return self
+
+    def calls(self, path: str) -> list[httpx.Request]:
+        return [request for request in self.requests if request.url.path == path]
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        queue = self.routes.get(request.url.path)
+        if not queue:
+            return httpx.Response(404, json=env(code=40404, message="no route"))
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        if callable(answer):
+            answer = answer(request)
+        status, body, headers = answer
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return httpx.Response(status, content=content, headers=headers)
+
+
+class Clock:
+    """Seconds that advance on every reading, so that each signature gets its own timestamp."""
+
+    def __init__(self, start: float = NOW) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        self.now += 1
+        return self.now
+
+
+@pytest.fixture
+def wire() -> Wire:
+    return Wire()
+
+
+@pytest.fixture
+async def make_conn(
+    wire: Wire, make_settings: Callable[..., TikTokShopSettings]
+) -> AsyncIterator[Callable[..., TikTokShopConnector]]:
+    made: list[TikTokShopConnector] = []
+
+    def make(tokens: MemoryTokenStore | None = None, **overrides: Any) -> TikTokShopConnector:
+        connector = TikTokShopConnector(
+            make_settings(**overrides),
+            transport=httpx.MockTransport(wire),
+            sleep=no_wait,
+            tokens=tokens,
+            clock=Clock(),
+        )
+        made.append(connector)
+        return connector
+
+    yield make
+    for connector in made:
+        await connector.aclose()
+
+
+@pytest.fixture
+def conn(make_conn: Callable[..., TikTokShopConnector]) -> TikTokShopConnector:
+    return make_conn()
+
+
+def one_product_page() -> Answer:
+    return ok({"products": [product("P1", ("S1", "A", [("W1", 4)]))], "next_page_token": ""})
+
+
+# ---------------------------------------------------------------------------- signing on the wire
+
+
+async def test_every_request_is_signed_with_its_own_timestamp(wire: Wire, conn: TikTokShopConnector) -> None:
+    """Each try carries app_key, shop_cipher, a fresh timestamp, a valid sign and the token header."""
+    wire.on(PRODUCTS, (200, env(code=36009002, message="Too many requests"), {}), one_product_page())
+
+    await conn.list_listings()
+
+    first, second = wire.calls(PRODUCTS)
+    for request in (first, second):
+        params = request.url.params
+        assert params["app_key"] == APP_KEY and params["shop_cipher"] == SHOP_CIPHER
+        assert "access_token" not in params
+        assert request.headers["x-tts-access-token"] == ACCESS_TOKEN
+        assert request.headers["content-type"] == "application/json"
+        assert params["sign"] == request_sign(
+            APP_SECRET, request.url.path, params.multi_items(), request.content
+        )
+    assert first.url.params["timestamp"] != second.url.params["timestamp"]
+    assert first.url.params["sign"] != second.url.params["sign"]
+    assert json.loads(first.content) == {"status": "ACTIVATE"}
+    assert first.url.params["page_size"] == "100"
+
+
+# ---------------------------------------------------------------------------- envelope codes
+
+
+async def test_nonzero_code_with_http_200_is_an_error(wire: Wire, conn: TikTokShopConnector) -> None:
+    """An envelope with code != 0 raises even though HTTP said 200, and is not retried."""
+    wire.on(PRODUCTS, (200, env(code=12019001, message="Param error"), {}))
+
+    with pytest.raises(TikTokApiError, match="12019001") as caught:
+        await conn.list_listings()
+
+    assert caught.value.code == 12019001
+    assert len(wire.calls(PRODUCTS)) == 1
+
+
+async def test_throttling_code_is_retried_then_succeeds(wire: Wire, conn: TikTokShopConnector) -> None:
+    """Code 36009002 is throttling: the call is retried and its eventual answer used."""
+    throttled: Answer = (200, env(code=36009002, message="Too many requests"), {})
+    wire.on(PRODUCTS, throttled, throttled, one_product_page())
+
+    listings = await conn.list_listings()
+
+    assert listings == [Listing("A", "P1:S1", 4)]
+    assert len(wire.calls(PRODUCTS)) == 3
+
+
+async def test_persistent_throttling_ends_in_transient_error(wire: Wire, conn: TikTokShopConnector) -> None:
+    """When every try is throttled the caller gets a TransientError after retry_attempts tries."""
+    wire.on(PRODUCTS, (200, env(code=36009002, message="Too many requests"), {}))
+
+    with pytest.raises(TransientError, match="36009002"):
+        await conn.list_listings()
+
+    assert len(wire.calls(PRODUCTS)) == 4
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (429, env(code=36009002, message="Too many requests"), {"Retry-After": "0"}),
+        (429, b"Too Many Requests", {}),
+        (503, b"<html>busy</html>", {}),
+        (500, env(code=36009003, message="Internal error"), {}),
+    ],
+    ids=["429-envelope", "429-plain", "503-plain", "500-internal"],
+)
+async def test_http_throttling_and_server_errors_are_retried(
+    wire: Wire, conn: TikTokShopConnector, answer: Answer
+) -> None:
+    """HTTP 429 and 5xx, with or without an envelope, are retried and the call then succeeds."""
+    wire.on(PRODUCTS, answer, one_product_page())
+
+    assert [listing.sku for listing in await conn.list_listings()] == ["A"]
+    assert len(wire.calls(PRODUCTS)) == 2
+
+
+async def test_connection_failures_are_retried_without_nesting(
+    make_settings: Callable[..., TikTokShopSettings],
+) -> None:
+    """A dropped connection is retried re-signed, and retry_attempts bounds the total number of sends."""
+    sent: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        raise httpx.ConnectError("connection refused", request=request)
+
+    conn = TikTokShopConnector(
+        make_settings(retry_attempts=3), transport=httpx.MockTransport(refuse), sleep=no_wait, clock=Clock()
+    )
+    try:
+        with pytest.raises(TransientError):
+            await conn.list_listings()
+    finally:
+        await conn.aclose()
+
+    assert len(sent) == 3
+    assert len({request.url.params["sign"] for request in sent}) == 3
+
+
+async def test_bad_sign_is_an_auth_error(wire: Wire, conn: TikTokShopConnector) -> None:
+    """Code 106001 (invalid signature) raises AuthError at once: retrying cannot fix the secret."""
+    wire.on(PRODUCTS, (200, env(code=106001, message="Invalid signature"), {}))
+
+    with pytest.raises(AuthError, match="106001"):
+        await conn.list_listings()
+
+    assert len(wire.calls(PRODUCTS)) == 1
+
+
+@pytest.mark.parametrize("code", [36009004, 105001])
+async def test_other_credential_codes_are_auth_errors(
+    wire: Wire, conn: TikTokShopConnector, code: int
+) -> None:
+    """Bad token or app_key (36009004) and other 105xxx token codes raise AuthError without a refresh."""
+    wire.on(PRODUCTS, (200, env(code=code, message="Invalid credentials"), {}))
+
+    with pytest.raises(AuthError):
+        await conn.list_listings()
+
+    assert wire.calls(REFRESH) == []
+
+
+def refreshed(access: str = "TTP_new", refresh: str = "TTP_new_refresh") -> Answer:
+    return ok(
+        {
+            "access_token": access,
+            "access_token_expire_in": NOW + 7 * 86400,
+            "refresh_token": refresh,
+            "refresh_token_expire_in": NOW + 365 * 86400,
+        }
+    )
+
+
+async def test_expired_token_is_refreshed_saved_and_the_call_retried(
+    wire: Wire, make_conn: Callable[..., TikTokShopConnector]
+) -> None:
+    """On 105002 the token is refreshed once, saved to the TokenStore, and the call succeeds with it."""
+    tokens = MemoryTokenStore()
+    conn = make_conn(tokens)
+    wire.on(PRODUCTS, (200, env(code=105002, message="Access token is expired"), {}), one_product_page())
+    wire.on(REFRESH, refreshed())
+
+    assert [listing.sku for listing in await conn.list_listings()] == ["A"]
+
+    [refresh] = wire.calls(REFRESH)
+    assert refresh.url.params["refresh_token"] == REFRESH_TOKEN
+    assert refresh.url.params["grant_type"] == "refresh_token"
+    assert [r.headers["x-tts-access-token"] for r in wire.calls(PRODUCTS)] == [ACCESS_TOKEN, "TTP_new"]
+    saved = tokens.load_token("tiktok_shop:tiktok")
+    assert saved is not None
+    assert (saved.access_token, saved.refresh_token) == ("TTP_new", "TTP_new_refresh")
+    assert saved.access_expires_at == datetime.fromtimestamp(NOW + 7 * 86400, UTC)
+
+
+async def test_token_refused_again_after_refresh_is_an_auth_error(
+    wire: Wire, conn: TikTokShopConnector
+) -> None:
+    """A second 105002 right after a refresh raises AuthError instead of refreshing in a loop."""
+    wire.on(PRODUCTS, (200, env(code=105002, message="Access token is expired"), {}))
+    wire.on(REFRESH, refreshed())
+
+    with pytest.raises(AuthError, match="after a refresh"):
+        await conn.list_listings()
+
+    assert len(wire.calls(REFRESH)) == 1
+    assert len(wire.calls(PRODUCTS)) == 2
+
+
+async def test_refused_refresh_is_an_auth_error_without_secrets(
+    wire: Wire, conn: TikTokShopConnector
+) -> None:
+    """A refresh the auth host refuses raises AuthError whose message holds no secret or token."""
+    wire.on(PRODUCTS, (200, env(code=105002, message="Access token is expired"), {}))
+    wire.on(REFRESH, (200, env(code=36009004, message="Invalid refresh_token"), {}))
+
+    with pytest.raises(AuthError) as caught:
+        await conn.list_listings()
+
+    text = str(caught.value) + repr(caught.value)
+    for secret in (APP_SECRET, ACCESS_TOKEN, REFRESH_TOKEN):
+        assert secret not in text
+
+
+async def test_stored_token_wins_and_is_refreshed_before_it_expires(
+    wire: Wire, make_conn: Callable[..., TikTokShopConnector]
+) -> None:
+    """A token from the TokenStore is used over settings, and refreshed ahead of its expiry."""
+    tokens = MemoryTokenStore()
+    soon = datetime.fromtimestamp(NOW + 60, UTC)
+    tokens.save_token("tiktok_shop:tiktok", StoredToken("TTP_stored", "TTP_stored_refresh", soon))
+    conn = make_conn(tokens)
+    wire.on(PRODUCTS, one_product_page())
+    wire.on(REFRESH, refreshed())
+
+    await conn.list_listings()
+
+    [refresh] = wire.calls(REFRESH)
+    assert refresh.url.params["refresh_token"] == "TTP_stored_refresh"
+    assert [r.headers["x-tts-access-token"] for r in wire.calls(PRODUCTS)] == ["TTP_new"]
+    saved = tokens.load_token("tiktok_shop:tiktok")
+    assert saved is not None and saved.access_token == "TTP_new"
+
+
+async def test_token_far_from_expiry_is_not_refreshed(
+    wire: Wire, make_conn: Callable[..., TikTokShopConnector]
+) -> None:
+    """A stored token valid beyond the refresh margin is used as is."""
+    tokens = MemoryTokenStore()
+    later = datetime.fromtimestamp(NOW, UTC) + timedelta(days=3)
+    tokens.save_token("tiktok_shop:tiktok", StoredToken("TTP_stored", "TTP_stored_refresh", later))
+    conn = make_conn(tokens)
+    wire.on(PRODUCTS, one_product_page())
+
+    await conn.list_listings()
+
+    assert wire.calls(REFRESH) == []
+    assert [r.headers["x-tts-access-token"] for r in wire.calls(PRODUCTS)] == ["TTP_stored"]
+
+
+# ---------------------------------------------------------------------------- malformed answers
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"code":0,"message":"Success","data":{"products":[{"id":"P1"',
+        b"",
+        b"[1, 2]",
+        b'{"message":"no code"}',
+        b'{"code":"0","data":{}}',
+        b'{"code":0,"data":[]}',
+        b'{"code":0,"data":{"products":{"id":"P1"}}}',
+        b'{"code":0,"data":{"products":[{"id":"P1","skus":[{"id":"S1","seller_sku":"A","inventory":[{"warehouse_id":"W1","quantity":"4"}]}]}]}}',
+        b'{"code":0,"data":{"products":[],"next_page_token":7}}',
+    ],
+    ids=[
+        "truncated",
+        "empty",
+        "array",
+        "no-code",
+        "string-code",
+        "data-list",
+        "products-object",
+        "quantity-string",
+        "token-number",
+    ],
+)
+async def test_malformed_bodies_are_protocol_errors(
+    wire: Wire, conn: TikTokShopConnector, body: bytes
+) -> None:
+    """A truncated, non-JSON or wrongly shaped answer raises ProtocolError, never a wrong listing."""
+    wire.on(PRODUCTS, (200, body, {}))
+
+    with pytest.raises(ProtocolError):
+        await conn.list_listings()
+
+
+# ---------------------------------------------------------------------------- pagination
+
+
+async def test_pages_are_followed_by_page_token(wire: Wire, conn: TikTokShopConnector) -> None:
+    """list_listings follows next_page_token until it is empty and lists every page's SKUs."""
+    wire.on(
+        PRODUCTS,
+        ok({"products": [product("P1", ("S1", "A", [("W1", 1)]))], "next_page_token": "t2"}),
+        ok({"products": [product("P2", ("S2", "B", [("W1", 2)]))], "next_page_token": "t3"}),
+        ok({"products": [product("P3", ("S3", "C", [("W1", 3)]))]}),
+    )
+
+    listings = await conn.list_listings()
+
+    assert [(listing.sku, listing.quantity) for listing in listings] == [("A", 1), ("B", 2), ("C", 3)]
+    assert [r.url.params.get("page_token") for r in wire.calls(PRODUCTS)] == [None, "t2", "t3"]
+
+
+async def test_a_page_token_returned_twice_stops_with_protocol_error(
+    wire: Wire, conn: TikTokShopConnector
+) -> None:
+    """A server that hands out the same page token again raises ProtocolError instead of looping."""
+    wire.on(
+        PRODUCTS,
+        ok({"products": [product("P1", ("S1", "A", [("W1", 1)]))], "next_page_token": "same"}),
+        ok({"products": [product("P2", ("S2", "B", [("W1", 1)]))], "next_page_token": "same"}),
+    )
+
+    with pytest.raises(ProtocolError, match="twice"):
+        await conn.list_listings()
+
+    assert len(wire.calls(PRODUCTS)) == 2
+
+
+async def test_empty_search_answer_is_an_empty_list(wire: Wire, conn: TikTokShopConnector) -> None:
+    """A shop without products answers data without 'products': that is no listings, not an error."""
+    wire.on(PRODUCTS, ok({"total_count": 0, "next_page_token": ""}))
+
+    assert await conn.list_listings() == []
+
+
+# ---------------------------------------------------------------------------- listings and stock
+
+
+async def test_listing_quantity_is_the_sum_over_warehouses(wire: Wire, conn: TikTokShopConnector) -> None:
+    """A SKU stocked in several warehouses shows their sum; SKUs without seller_sku are left out."""
+    wire.on(
+        PRODUCTS,
+        ok(
+            {
+                "products": [
+                    product("P1", ("S1", "A", [("W1", 3), ("W2", 4)]), ("S2", "", [("W1", 9)])),
+                ]
+            }
+        ),
+    )
+
+    assert await conn.list_listings() == [Listing("A", "P1:S1", 7)]
+
+
+async def test_read_quantities_uses_inventory_search(wire: Wire, conn: TikTokShopConnector) -> None:
+    """read_quantities asks inventory search for the listings' SKU ids and keys totals by SKU."""
+    wire.on(INVENTORY, ok(inventory("P1", "S1", "A", [("W1", 2), ("W2", 5)])))
+
+    read = await conn.read_quantities([Listing("A", "P1:S1", 0), Listing("GONE", "P9:S9", 1)])
+
+    assert read == {"A": 7}
+    [request] = wire.calls(INVENTORY)
+    assert json.loads(request.content) == {"sku_ids": ["S1", "S9"]}
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def update_path(pid: str) -> str:
+    return f"/product/202309/products/{pid}/inventory/update"
+
+
+async def test_whole_quantity_goes_to_the_first_warehouse(wire: Wire, conn: TikTokShopConnector) -> None:
+    """A write puts the target on the SKU's first warehouse and 0 on its others, so the sum is the target."""
+    wire.on(PRODUCTS, ok({"products": [product("P1", ("S1", "A", [("W1", 3), ("W2", 4)]))]}))
+    wire.on(update_path("P1"), ok({}))
+    [listing] = await conn.list_listings()
+
+    result = await conn.set_quantities([QuantityUpdate("A", listing.ref, 9)])
+
+    assert result.applied == {"A": 9}
+    [request] = wire.calls(update_path("P1"))
+    assert json.loads(request.content) == {
+        "skus": [
+            {
+                "id": "S1",
+                "inventory": [{"warehouse_id": "W1", "quantity": 9}, {"warehouse_id": "W2", "quantity": 0}],
+            }
+        ]
+    }
+
+
+async def test_configured_warehouse_receives_the_quantity(
+    wire: Wire, make_conn: Callable[..., TikTokShopConnector]
+) -> None:
+    """With warehouse_id set, that warehouse gets the target; unknown SKUs are looked up first."""
+    conn = make_conn(warehouse_id="W2")
+    wire.on(INVENTORY, ok(inventory("P1", "S1", "A", [("W1", 3), ("W2", 4)])))
+    wire.on(update_path("P1"), ok({}))
+
+    result = await conn.set_quantities([QuantityUpdate("A", "P1:S1", 9)])
+
+    assert result.applied == {"A": 9}
+    [request] = wire.calls(update_path("P1"))
+    assert json.loads(request.content)["skus"][0]["inventory"] == [
+        {"warehouse_id": "W1", "quantity": 0},
+        {"warehouse_id": "W2", "quantity": 9},
+    ]
+
+
+async def test_per_sku_errors_are_rejected_and_the_rest_applied(
+    wire: Wire, conn: TikTokShopConnector
+) -> None:
+    """data.errors naming a sku_id rejects that SKU with TikTok's reason; its neighbours apply."""
+    wire.on(
+        PRODUCTS,
+        ok({"products": [product("P1", ("S1", "A", [("W1", 1)]), ("S2", "B", [("W1", 1)]))]}),
+    )
+    error = {
+        "code": 12052230,
+        "message": "SKU is not live",
+        "detail": {"sku_id": "S2", "extra_errors": [{"warehouse_id": "W1", "code": 1, "message": "frozen"}]},
+    }
+    wire.on(update_path("P1"), ok({"errors": [error]}))
+    await conn.list_listings()
+
+    result = await conn.set_quantities([QuantityUpdate("A", "P1:S1", 10), QuantityUpdate("B", "P1:S2", 10)])
+
+    assert result.applied == {"A": 10}
+    assert set(result.rejected) == {"B"}
+    assert "12052230" in result.rejected["B"] and "frozen" in result.rejected["B"]
+
+
+async def test_product_level_error_rejects_its_skus_only(wire: Wire, conn: TikTokShopConnector) -> None:
+    """A code error for one product's update rejects that product's SKUs; other products apply."""
+    wire.on(
+        PRODUCTS,
+        ok({"products": [product("P1", ("S1", "A", [("W1", 1)])), product("P2", ("S2", "B", [("W1", 1)]))]}),
+    )
+    wire.on(update_path("P1"), (200, env(code=12052048, message="Product is not live"), {}))
+    wire.on(update_path("P2"), ok({}))
+    await conn.list_listings()
+
+    result = await conn.set_quantities([QuantityUpdate("A", "P1:S1", 10), QuantityUpdate("B", "P2:S2", 10)])
+
+    assert result.applied == {"B": 10}
+    assert result.rejected == {"A": "12052048: Product is not live"}
+
+
+async def test_malformed_ref_is_rejected_without_a_call(wire: Wire, conn: TikTokShopConnector) -> None:
+    """A ref that is not ``product:sku`` is rejected for its SKU and nothing is sent."""
+    result = await conn.set_quantities([QuantityUpdate("A", "not-a-ref", 1)])
+
+    assert set(result.rejected) == {"A"}
+    assert wire.requests == []
+
+
+async def test_low_quantity_writes_are_read_back(wire: Wire, conn: TikTokShopConnector) -> None:
+    """After writing a quantity at or below reread_below, applied reports what TikTok then shows."""
+    wire.on(
+        PRODUCTS,
+        ok({"products": [product("P1", ("S1", "A", [("W1", 9)]), ("S2", "B", [("W1", 9)]))]}),
+    )
+    wire.on(update_path("P1"), ok({}))
+    # A sale landed between the write and the read-back: TikTok shows 2, not the 3 written.
+    wire.on(INVENTORY, ok(inventory("P1", "S1", "A", [("W1", 2)])))
+    await conn.list_listings()
+
+    result = await conn.set_quantities([QuantityUpdate("A", "P1:S1", 3), QuantityUpdate("B", "P1:S2", 40)])
+
+    assert result.applied == {"A": 2, "B": 40}
+    [reread] = wire.calls(INVENTORY)
+    assert json.loads(reread.content) == {"sku_ids": ["S1"]}
+
+
+# ---------------------------------------------------------------------------- orders
+
+
+def order(oid: str, status: str, update_time: int, *items: tuple[str, str, str, str]) -> dict[str, Any]:
+    return {
+        "id": oid,
+        "status": status,
+        "create_time": update_time - 5,
+        "update_time": update_time,
+        "line_items": [
+            {"id": iid, "sku_id": sid, "seller_sku": seller, "product_id": "P1", "display_status": shown}
+            for iid, sid, seller, shown in items
+        ],
+    }
+
+
+async def test_order_lines_are_counted_per_sku(wire: Wire, conn: TikTokShopConnector) -> None:
+    """Line items are units: two items of one SKU are one line of quantity 2, keyed by the SKU id."""
+    wire.on(
+        ORDERS,
+        ok(
+            {
+                "orders": [
+                    order(
+                        "O1",
+                        "AWAITING_SHIPMENT",
+                        NOW,
+                        ("L1", "S1", "A", "AWAITING_SHIPMENT"),
+                        ("L2", "S2", "B", "AWAITING_SHIPMENT"),
+                        ("L3", "S1", "A", "AWAITING_SHIPMENT"),
+                        # The same line item listed twice is still one unit.
+                        ("L3", "S1", "A", "AWAITING_SHIPMENT"),
+                    )
+                ],
+                "next_page_token": "",
+            }
+        ),
+    )
+
+    page = await conn.orders_since(datetime.fromtimestamp(NOW - 60, UTC))
+
+    got = sorted((line.order_id, line.line_key, line.sku, line.quantity, line.status) for line in page.lines)
+    assert got == [("O1", "S1", "A", 2, "open"), ("O1", "S2", "B", 1, "open")]
+    assert page.latest == datetime.fromtimestamp(NOW, UTC)
+    [request] = wire.calls(ORDERS)
+    assert json.loads(request.content) == {"update_time_ge": NOW - 60}
+    assert request.url.params["sort_field"] == "update_time"
+
+
+async def test_cancelled_orders_and_fully_cancelled_skus_are_cancelled(
+    wire: Wire, conn: TikTokShopConnector
+) -> None:
+    """A CANCELLED order cancels its lines; a SKU whose every unit is cancelled is cancelled too."""
+    wire.on(
+        ORDERS,
+        ok(
+            {
+                "orders": [
+                    order("O1", "CANCELLED", NOW, ("L1", "S1", "A", "CANCELLED")),
+                    order(
+                        "O2",
+                        "AWAITING_SHIPMENT",
+                        NOW,
+                        ("L2", "S1", "A", "CANCELLED"),
+                        ("L3", "S2", "B", "CANCELLED"),
+                        ("L4", "S2", "B", "AWAITING_SHIPMENT"),
+                    ),
+                ]
+            }
+        ),
+    )
+
+    page = await conn.orders_since(datetime.fromtimestamp(NOW - 60, UTC))
+
+    got = sorted((line.order_id, line.sku, line.quantity, line.status) for line in page.lines)
+    assert got == [("O1", "A", 1, "cancelled"), ("O2", "A", 1, "cancelled"), ("O2", "B", 2, "open")]
+
+
+async def test_orders_are_paged_and_older_ones_dropped(wire: Wire, conn: TikTokShopConnector) -> None:
+    """orders_since reads every page and leaves out orders last changed before ``since``."""
+    wire.on(
+        ORDERS,
+        ok(
+            {
+                "orders": [order("O1", "COMPLETED", NOW - 120, ("L1", "S1", "A", "COMPLETED"))],
+                "next_page_token": "p2",
+            }
+        ),
+        ok({"orders": [order("O2", "UNPAID", NOW + 5, ("L2", "S1", "A", "UNPAID"))], "next_page_token": ""}),
+    )
+
+    page = await conn.orders_since(datetime.fromtimestamp(NOW, UTC))
+
+    assert [(line.order_id, line.status) for line in page.lines] == [("O2", "open")]
+    assert page.latest == datetime.fromtimestamp(NOW + 5, UTC)
+    assert wire.calls(ORDERS)[1].url.params["page_token"] == "p2"
+
+
+async def test_lines_for_orders_reads_order_detail(wire: Wire, conn: TikTokShopConnector) -> None:
+    """lines_for_orders fetches the named orders by id and counts their line items per SKU."""
+    wire.on(
+        "/order/202309/orders",
+        ok(
+            {
+                "orders": [
+                    order("O7", "AWAITING_SHIPMENT", NOW, ("L1", "S1", "A", "X"), ("L2", "S1", "A", "X"))
+                ]
+            }
+        ),
+    )
+
+    lines = await conn.lines_for_orders(["O7", "O7"])
+
+    assert [(line.order_id, line.sku, line.quantity) for line in lines] == [("O7", "A", 2)]
+    [request] = wire.calls("/order/202309/orders")
+    assert request.method == "GET" and request.url.params["ids"] == "O7"
