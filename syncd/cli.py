@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="sandboxes + daemon + simulated shoppers, no credentials needed")
     p.add_argument("--config", "-c", default="config/demo.yaml")
     p.add_argument("--skus", type=int, default=300, help="catalogue size")
-    p.add_argument("--rate", type=float, default=2.0, help="simulated purchases per second")
+    p.add_argument("--rate", type=float, default=2.0, help="simulated purchases per second (0: none)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_demo)
     return parser

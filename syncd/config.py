@@ -148,6 +148,16 @@ class EventSettings(_Model):
 class ApiSettings(_Model):
     token: SecretStr | None = Field(default=None, description="Bearer token for POST/DELETE /api/events.")
 
+    @field_validator("token")
+    @classmethod
+    def _empty_is_off(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token (an unset ${VAR:-}) turns the API off rather than accepting "Bearer ".
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("the API token must be at least 16 characters")
+        return value
+
 
 class ReadinessSettings(_Model):
     max_success_age: Duration = Field(

@@ -270,7 +270,9 @@ async def run_demo(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         demand = {c.name: DEMAND.get(c.type, 0.1) for c in channels}
-        shopper_task = asyncio.create_task(shoppers(erp, shops, demand, catalogue, rate, rng))
+        shopper_task = asyncio.create_task(
+            shoppers(erp, shops, demand, catalogue, rate, rng) if rate > 0 else asyncio.sleep(0)
+        )
         with suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=duration)
         shopper_task.cancel()

@@ -29,7 +29,17 @@ def test_quick_run_reports_every_metric(tmp_path: Path) -> None:
     """`flash_sale.py --quick --modes syncd` exits 0 and writes each metric per run, its spread and the table."""
     out = tmp_path / "flash_sale.json"
     done = subprocess.run(
-        [sys.executable, "bench/flash_sale.py", "--quick", "--modes", "syncd", "--json", str(out)],
+        [
+            sys.executable,
+            "bench/flash_sale.py",
+            "--quick",
+            "--modes",
+            "syncd",
+            "--settle",
+            "1",
+            "--json",
+            str(out),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
