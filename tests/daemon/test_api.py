@@ -90,7 +90,9 @@ async def test_status_and_readiness_before_any_cycle(api: tuple[Daemon, httpx.As
 async def test_empty_token_turns_the_api_off(tmp_path: Path) -> None:
     """An empty api.token (an unset variable) disables the events API instead of matching "Bearer "."""
     daemon = Daemon(make_config(tmp_path, api={"token": ""}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=daemon.app()), base_url="http://syncd") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=daemon.app()), base_url="http://syncd"
+    ) as client:
         response = await client.post("/api/events", json=EVENT, headers={"Authorization": "Bearer "})
     assert response.status_code == 403
     await daemon.engine.aclose()

@@ -50,7 +50,10 @@ def test_demo_converges_every_channel_to_its_target(tmp_path: Path) -> None:
             wait_for(lambda: daemon.get("/health").status_code == 200, timeout=30, what="/health within 30 s")
             assert time.monotonic() - started < 30
             wait_for(
-                lambda: any(r["kind"] == "reconcile" and r["finished_at"] for r in daemon.get("/api/status").json()["runs"]),
+                lambda: any(
+                    r["kind"] == "reconcile" and r["finished_at"]
+                    for r in daemon.get("/api/status").json()["runs"]
+                ),
                 timeout=120,
                 what="the first reconcile",
             )
@@ -60,23 +63,36 @@ def test_demo_converges_every_channel_to_its_target(tmp_path: Path) -> None:
             assert all(c["healthy"] for c in status["connectors"]), status["connectors"]
         loaded = load_config(path, env={})
         with httpx.Client(timeout=10) as client:
-            stock = {r["sku"]: r["on_hand"] for r in client.get(f"{config['erp']['base_url']}/_sandbox/stock").json()}
+            stock = {
+                r["sku"]: r["on_hand"]
+                for r in client.get(f"{config['erp']['base_url']}/_sandbox/stock").json()
+            }
             shown = {
-                c.name: {r["sku"]: r["quantity"] for r in client.get(f"{config['channels'][i]['base_url']}/_sandbox/listings").json()}
+                c.name: {
+                    r["sku"]: r["quantity"]
+                    for r in client.get(f"{config['channels'][i]['base_url']}/_sandbox/listings").json()
+                }
                 for i, c in enumerate(loaded.channels)
             }
         policies = [
-            ChannelPolicy(c.name, c.policy.share, c.policy.buffer, c.policy.cap, c.policy.priority, c.policy.weight)
+            ChannelPolicy(
+                c.name, c.policy.share, c.policy.buffer, c.policy.cap, c.policy.priority, c.policy.weight
+            )
             for c in loaded.channels
         ]
         for sku, on_hand in stock.items():
-            state = SkuStock(sku, on_hand, 0, loaded.stock.safety_for(sku), int(loaded.stock.threshold_for(sku)))
+            state = SkuStock(
+                sku, on_hand, 0, loaded.stock.safety_for(sku), int(loaded.stock.threshold_for(sku))
+            )
             targets = channel_targets(state, policies)
             for name, listings in shown.items():
                 assert listings[sku] == targets[name], (name, sku, listings[sku], targets[name])
         for name, listings in shown.items():
             legacy = {sku: qty for sku, qty in listings.items() if sku.startswith("LEGACY-")}
-            assert legacy and all(qty in (3, 7) for qty in legacy.values()), (name, legacy)  # unmapped, untouched
+            assert legacy and all(qty in (3, 7) for qty in legacy.values()), (
+                name,
+                legacy,
+            )  # unmapped, untouched
     finally:
         proc.send_signal(signal.SIGINT)
         try:
