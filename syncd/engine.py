@@ -106,6 +106,11 @@ class _Plan:
     unmapped: list[Key]
 
 
+def _p95(samples: Iterable[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)] if ordered else 0.0
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -157,6 +162,7 @@ class Engine:
         self._stale: defaultdict[str, set[str]] = defaultdict(set)
         self._resolving_stale = False
         self.propagation: deque[float] = deque(maxlen=2000)
+        self.sale_lag: deque[float] = deque(maxlen=2000)
 
     # ------------------------------------------------------------------ connector calls
     async def _call(self, name: str, operation: Awaitable[T], report: CycleReport) -> T | None:
@@ -221,6 +227,10 @@ class Engine:
         now = self.clock()
         for line in [*result.new, *result.released, *result.to_compensate]:
             self._awaiting[line.sku].append(now)
+        for line in result.new:
+            # How late sales reach syncd (webhook delay, or the poll interval): part of the time
+            # in which other channels can still sell the same unit.
+            self.sale_lag.append(max(0.0, (now - line.updated_at).total_seconds()))
         self._record_sales(result.new, now)
         for line in result.new:
             self.metrics.orders.labels(line.channel).inc()
@@ -563,9 +573,10 @@ class Engine:
         if auto.latency is not None:
             return auto.latency.total_seconds()
         # Too few samples say more about luck than about the channels.
-        if len(self.propagation) < 20:
+        if len(self.propagation) < 20 or len(self.sale_lag) < 20:
             return auto.default_latency.total_seconds()
-        return float(self.propagation_percentiles()["p95"] or 0.0)
+        # From a sale to the other channels knowing: how late syncd hears of it, plus the push.
+        return _p95(self.sale_lag) + _p95(self.propagation)
 
     def _auto_threshold(self, sku: str, channels: int, now: datetime, latency: float) -> int:
         auto = self.config.stock.auto_threshold
