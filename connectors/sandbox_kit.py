@@ -2,20 +2,29 @@
 
 A sandbox is a small Starlette app that behaves like one real API for the parts syncd uses.
 ``FaultInjector`` wraps its API routes (never the ``/_sandbox`` hooks) to add latency, errors and
-throttling on demand; ``POST /_sandbox/faults`` changes them at run time.
+throttling on demand; ``POST /_sandbox/faults`` changes them at run time. ``SandboxHooks`` and
+``WebhookSender`` are the skeletons of a channel sandbox's hooks and webhook deliveries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import httpx
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+from structlog.typing import FilteringBoundLogger
 
 HOOK_PREFIX = "/_sandbox"
 
@@ -135,3 +144,211 @@ def purchase_args(body: dict[str, Any]) -> tuple[str, int]:
     if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
         raise ValueError("'quantity' must be a positive integer")
     return sku, quantity
+
+
+def listing_args(body: dict[str, Any]) -> tuple[str, int]:
+    """Validate a ``POST /_sandbox/listings`` body: ``{"sku": str, "quantity": int}``."""
+    sku, quantity = body.get("sku"), body.get("quantity")
+    if not isinstance(sku, str) or not isinstance(quantity, int) or isinstance(quantity, bool):
+        raise ValueError("body must be {'sku': str, 'quantity': int}")
+    return sku, quantity
+
+
+class StockShortage(Exception):
+    """A purchase asked for more units than the shop shows."""
+
+    def __init__(self, available: int):
+        self.available = available
+        super().__init__(f"only {available} available")
+
+
+class SandboxHooks(ABC):
+    """The ``/_sandbox`` routes every channel sandbox has; a subclass adapts them to its shop.
+
+    The shop side raises ``ValueError`` for a bad seed, ``LookupError`` for an unknown SKU and
+    ``StockShortage`` for a purchase larger than the stock.
+    """
+
+    cancel_path = HOOK_PREFIX + "/orders/{id:int}/cancel"
+
+    def __init__(self, faults: Faults, calls: Counter[str]):
+        self.faults = faults
+        self.calls = calls
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route(HOOK_PREFIX + "/seed", self.seed, methods=["POST"]),
+            Route(HOOK_PREFIX + "/listings", self.listings, methods=["GET", "POST"]),
+            Route(HOOK_PREFIX + "/purchase", self.purchase, methods=["POST"]),
+            Route(self.cancel_path, self.cancel, methods=["POST"]),
+            *self.extra_routes(),
+            Route(HOOK_PREFIX + "/faults", self.faults_route, methods=["GET", "POST"]),
+            Route(HOOK_PREFIX + "/stats", self.stats, methods=["GET"]),
+        ]
+
+    def extra_routes(self) -> list[BaseRoute]:
+        return []
+
+    @abstractmethod
+    def seed_items(self, entries: list[dict[str, Any]]) -> int: ...
+
+    @abstractmethod
+    async def listings(self, request: Request) -> Response: ...
+
+    @abstractmethod
+    def place_order(self, request: Request, sku: str, quantity: int) -> int | str:
+        """Buy as a shopper would (notifying webhooks); the id ``/_sandbox/purchase`` answers."""
+
+    @abstractmethod
+    def cancel_order(self, request: Request, order_id: Any) -> dict[str, Any] | None:
+        """Cancel as the merchant would (notifying webhooks); the order's JSON, None if unknown."""
+
+    def stats_body(self) -> dict[str, Any]:
+        return {"calls": dict(self.calls)}
+
+    async def seed(self, request: Request) -> Response:
+        try:
+            body = await read_json_object(request)
+            entries = body.get("items")
+            if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+                raise ValueError("'items' must be a list of objects")
+            count = self.seed_items(entries)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"seeded": count}, status_code=201)
+
+    async def purchase(self, request: Request) -> Response:
+        try:
+            sku, quantity = purchase_args(await read_json_object(request))
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        try:
+            order_id = self.place_order(request, sku, quantity)
+        except LookupError:
+            return JSONResponse({"error": "unknown_sku", "sku": sku}, status_code=404)
+        except StockShortage as shortage:
+            return JSONResponse(
+                {"error": "insufficient_stock", "available": shortage.available}, status_code=409
+            )
+        return JSONResponse({"order_id": order_id}, status_code=201)
+
+    async def cancel(self, request: Request) -> Response:
+        order = self.cancel_order(request, request.path_params["id"])
+        if order is None:
+            return JSONResponse({"error": "unknown_order"}, status_code=404)
+        return JSONResponse(order)
+
+    async def faults_route(self, request: Request) -> Response:
+        return await faults_endpoint(request, self.faults)
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(self.stats_body())
+
+
+class WebhookSender:
+    """Delivers webhooks to one URL in the background; ``start``/``stop`` bracket the app's lifespan.
+
+    A subclass builds the platform's payloads and headers and passes them to ``_schedule``; this
+    applies the drop, duplicate and delay faults, and logs (never raises) failed deliveries.
+    ``retries`` extra attempts follow a failed or refused one, ``retry_delay`` seconds apart.
+    """
+
+    log: FilteringBoundLogger
+    timeout = 10.0
+    retries = 0
+    retry_delay = 0.5
+
+    def __init__(
+        self,
+        url: str,
+        faults: Faults,
+        rng: random.Random,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        self.url = url
+        self.faults = faults
+        self.rng = rng
+        self.delivered = 0
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._client = httpx.AsyncClient(transport=self._transport, timeout=httpx.Timeout(self.timeout))
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def drain(self) -> None:
+        """Wait until every delivery scheduled so far has been attempted."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _schedule(
+        self, payload: dict[str, Any], headers: Callable[[bytes], dict[str, str]], **context: Any
+    ) -> None:
+        """Deliver ``payload`` later; ``headers`` is asked once per copy, ``context`` goes to logs."""
+        if self._client is None:
+            self.log.warning("sandbox.webhook.not_started", **context)
+            return
+        if self.faults.webhook_drop_rate and self.rng.random() < self.faults.webhook_drop_rate:
+            self.log.info("sandbox.webhook.dropped", **context)
+            return
+        copies = 2 if self.rng.random() < self.faults.webhook_duplicate_rate else 1
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        task = asyncio.get_running_loop().create_task(self._deliver(body, headers, copies, context))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(
+        self,
+        body: bytes,
+        headers: Callable[[bytes], dict[str, str]],
+        copies: int,
+        context: dict[str, Any],
+    ) -> None:
+        delay = self.faults.webhook_delay_seconds(self.rng)
+        if delay:
+            await asyncio.sleep(delay)
+        for _ in range(copies):
+            sent = headers(body)
+            for attempt in range(1 + self.retries):
+                client = self._client
+                if client is None:
+                    return
+                try:
+                    response = await client.post(self.url, content=body, headers=sent)
+                except httpx.HTTPError as exc:
+                    self.log.info("sandbox.webhook.failed", error=type(exc).__name__, **context)
+                else:
+                    if response.status_code < 300:
+                        self.delivered += 1
+                        break
+                    self.log.info("sandbox.webhook.refused", status=response.status_code, **context)
+                if attempt < self.retries:
+                    await asyncio.sleep(self.retry_delay)
+
+
+def webhook_lifespan(
+    webhooks: WebhookSender | None,
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """A Starlette lifespan that runs ``webhooks`` (if any) while the app serves."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if webhooks is not None:
+            await webhooks.start()
+        try:
+            yield
+        finally:
+            if webhooks is not None:
+                await webhooks.stop()
+
+    return lifespan

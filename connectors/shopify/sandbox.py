@@ -20,8 +20,7 @@ import hmac
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -31,9 +30,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from connectors.sandbox_kit import FaultInjector, Faults, faults_endpoint, purchase_args, read_json_object
+from connectors.sandbox_kit import (
+    FaultInjector,
+    Faults,
+    SandboxHooks,
+    listing_args,
+    read_json_object,
+    webhook_lifespan,
+)
 from connectors.shopify.sandbox_api import Api, Call, operation_name
-from connectors.shopify.sandbox_shop import GraphQLFailure, Shop, StockShortage
+from connectors.shopify.sandbox_shop import GraphQLFailure, Shop
 from connectors.shopify.sandbox_webhooks import WebhookSender
 
 SHOP_DOMAIN = "syncd-sandbox.myshopify.com"
@@ -131,48 +137,28 @@ def _failure(failure: GraphQLFailure, cost: dict[str, Any] | None = None) -> JSO
     return JSONResponse(body)
 
 
-class _Hooks:
+class _Hooks(SandboxHooks):
     """The ``/_sandbox`` routes: seeding, shoppers, merchant edits, bulk files, faults, statistics."""
 
     def __init__(
         self, api: Api, bucket: Bucket, faults: Faults, calls: Counter[str], webhooks: WebhookSender | None
     ):
+        super().__init__(faults, calls)
         self.api = api
         self.shop = api.shop
         self.bucket = bucket
-        self.faults = faults
-        self.calls = calls
         self.webhooks = webhooks
 
-    def routes(self) -> list[BaseRoute]:
-        return [
-            Route("/_sandbox/seed", self.seed, methods=["POST"]),
-            Route("/_sandbox/listings", self.listings, methods=["GET", "POST"]),
-            Route("/_sandbox/purchase", self.purchase, methods=["POST"]),
-            Route("/_sandbox/orders/{id:int}/cancel", self.cancel, methods=["POST"]),
-            Route("/_sandbox/bulk/{id:int}.jsonl", self.bulk_file, methods=["GET"]),
-            Route("/_sandbox/faults", self.faults_route, methods=["GET", "POST"]),
-            Route("/_sandbox/stats", self.stats, methods=["GET"]),
-        ]
+    def extra_routes(self) -> list[BaseRoute]:
+        return [Route("/_sandbox/bulk/{id:int}.jsonl", self.bulk_file, methods=["GET"])]
 
-    async def seed(self, request: Request) -> Response:
-        try:
-            body = await read_json_object(request)
-            entries = body.get("items")
-            if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-                raise ValueError("'items' must be a list of objects")
-            count = self.shop.seed(entries)
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"seeded": count}, status_code=201)
+    def seed_items(self, entries: list[dict[str, Any]]) -> int:
+        return self.shop.seed(entries)
 
     async def listings(self, request: Request) -> Response:
         if request.method == "POST":
             try:
-                body = await read_json_object(request)
-                sku, quantity = body.get("sku"), body.get("quantity")
-                if not isinstance(sku, str) or not isinstance(quantity, int) or isinstance(quantity, bool):
-                    raise ValueError("body must be {'sku': str, 'quantity': int}")
+                sku, quantity = listing_args(await read_json_object(request))
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
             variant = self.shop.by_sku(sku)
@@ -191,29 +177,18 @@ class _Hooks:
         ]
         return JSONResponse(shown)
 
-    async def purchase(self, request: Request) -> Response:
-        try:
-            sku, quantity = purchase_args(await read_json_object(request))
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        try:
-            order = self.shop.purchase(sku, quantity)
-        except LookupError:
-            return JSONResponse({"error": "unknown_sku", "sku": sku}, status_code=404)
-        except StockShortage as shortage:
-            return JSONResponse(
-                {"error": "insufficient_stock", "available": shortage.available}, status_code=409
-            )
+    def place_order(self, request: Request, sku: str, quantity: int) -> str:
+        order = self.shop.purchase(sku, quantity)
         self._notify("orders/create", self.shop.order_rest(order))
-        return JSONResponse({"order_id": str(order.id)}, status_code=201)
+        return str(order.id)
 
-    async def cancel(self, request: Request) -> Response:
-        order = self.shop.orders.get(request.path_params["id"])
+    def cancel_order(self, request: Request, order_id: int) -> dict[str, Any] | None:
+        order = self.shop.orders.get(order_id)
         if order is None:
-            return JSONResponse({"error": "unknown_order"}, status_code=404)
+            return None
         if self.shop.cancel(order):
             self._notify("orders/cancelled", self.shop.order_rest(order))
-        return JSONResponse(self.shop.order_rest(order))
+        return self.shop.order_rest(order)
 
     async def bulk_file(self, request: Request) -> Response:
         content = self.api.bulk_file(request.path_params["id"])
@@ -221,16 +196,13 @@ class _Hooks:
             return JSONResponse({"error": "unknown_or_unfinished_bulk_operation"}, status_code=404)
         return Response(content, media_type="application/jsonl")
 
-    async def faults_route(self, request: Request) -> Response:
-        return await faults_endpoint(request, self.faults)
-
-    async def stats(self, request: Request) -> Response:
+    def stats_body(self) -> dict[str, Any]:
         bucket = {
             "maximumAvailable": self.bucket.size,
             "currentlyAvailable": self.bucket.available(),
             "restoreRate": self.bucket.restore_rate,
         }
-        return JSONResponse({"calls": dict(self.calls), "bucket": bucket})
+        return {"calls": dict(self.calls), "bucket": bucket}
 
     def _notify(self, topic: str, payload: dict[str, Any]) -> None:
         if self.webhooks is not None:
@@ -262,16 +234,6 @@ def create_app(
         else None
     )
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if webhooks is not None:
-            await webhooks.start()
-        try:
-            yield
-        finally:
-            if webhooks is not None:
-                await webhooks.stop()
-
     injector = Middleware(
         FaultInjector,
         faults=faults,
@@ -293,7 +255,7 @@ def create_app(
             *_Hooks(api, bucket, faults, calls, webhooks).routes(),
         ],
         middleware=[injector],
-        lifespan=lifespan,
+        lifespan=webhook_lifespan(webhooks),
     )
     app.state.shop = api.shop
     app.state.bucket = bucket

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.sandbox_kit import StockShortage
+
 LOCATION_ID = 1
 LOCATION_GID = f"gid://shopify/Location/{LOCATION_ID}"
 MAX_PAGE = 250
@@ -33,12 +35,6 @@ class GraphQLFailure(Exception):
         self.message = message
         self.code = code
         super().__init__(message)
-
-
-class StockShortage(Exception):
-    def __init__(self, available: int):
-        self.available = available
-        super().__init__(f"only {available} available")
 
 
 def utc_now() -> datetime:

@@ -77,54 +77,43 @@ def require_int(obj: dict[str, Any], key: str, where: str) -> int:
 
 def read_products(data: dict[str, Any], where: str) -> list[SkuStock]:
     """The SKUs of a products search page (``data.products[].skus[]``)."""
-    stocks: list[SkuStock] = []
-    for index, raw in enumerate(optional_list(data, "products", where)):
-        product_where = f"{where}.products[{index}]"
-        product = require_object(raw, product_where)
-        product_id = require_str(product, "id", product_where)
-        for sku_index, raw_sku in enumerate(optional_list(product, "skus", product_where)):
-            sku_where = f"{product_where}.skus[{sku_index}]"
-            sku = require_object(raw_sku, sku_where)
-            warehouses = []
-            for inv_index, raw_inv in enumerate(optional_list(sku, "inventory", sku_where)):
-                inv_where = f"{sku_where}.inventory[{inv_index}]"
-                inventory = require_object(raw_inv, inv_where)
-                warehouses.append(
-                    (
-                        require_str(inventory, "warehouse_id", inv_where),
-                        require_int(inventory, "quantity", inv_where),
-                    )
-                )
-            stocks.append(
-                SkuStock(
-                    product_id=product_id,
-                    sku_id=require_str(sku, "id", sku_where),
-                    seller_sku=require_str(sku, "seller_sku", sku_where, default=""),
-                    warehouses=tuple(warehouses),
-                    total=sum(quantity for _, quantity in warehouses),
-                )
-            )
-    return stocks
+    return _read_skus(data, where, ("products", "id", "inventory", "quantity", None))
 
 
 def read_inventory(data: dict[str, Any], where: str) -> list[SkuStock]:
     """The SKUs of an inventory search answer (``data.inventory[].skus[]``)."""
+    keys = (
+        "inventory",
+        "product_id",
+        "warehouse_inventory",
+        "available_quantity",
+        "total_available_quantity",
+    )
+    return _read_skus(data, where, keys)
+
+
+def _read_skus(
+    data: dict[str, Any], where: str, keys: tuple[str, str, str, str, str | None]
+) -> list[SkuStock]:
+    # The two answers nest the same way under different names; without a total key the SKU's total
+    # is the sum of its warehouses.
+    products_key, product_id_key, stock_key, quantity_key, total_key = keys
     stocks: list[SkuStock] = []
-    for index, raw in enumerate(optional_list(data, "inventory", where)):
-        product_where = f"{where}.inventory[{index}]"
+    for index, raw in enumerate(optional_list(data, products_key, where)):
+        product_where = f"{where}.{products_key}[{index}]"
         product = require_object(raw, product_where)
-        product_id = require_str(product, "product_id", product_where)
+        product_id = require_str(product, product_id_key, product_where)
         for sku_index, raw_sku in enumerate(optional_list(product, "skus", product_where)):
             sku_where = f"{product_where}.skus[{sku_index}]"
             sku = require_object(raw_sku, sku_where)
             warehouses = []
-            for inv_index, raw_inv in enumerate(optional_list(sku, "warehouse_inventory", sku_where)):
-                inv_where = f"{sku_where}.warehouse_inventory[{inv_index}]"
+            for inv_index, raw_inv in enumerate(optional_list(sku, stock_key, sku_where)):
+                inv_where = f"{sku_where}.{stock_key}[{inv_index}]"
                 inventory = require_object(raw_inv, inv_where)
                 warehouses.append(
                     (
                         require_str(inventory, "warehouse_id", inv_where),
-                        require_int(inventory, "available_quantity", inv_where),
+                        require_int(inventory, quantity_key, inv_where),
                     )
                 )
             stocks.append(
@@ -133,7 +122,11 @@ def read_inventory(data: dict[str, Any], where: str) -> list[SkuStock]:
                     sku_id=require_str(sku, "id", sku_where),
                     seller_sku=require_str(sku, "seller_sku", sku_where, default=""),
                     warehouses=tuple(warehouses),
-                    total=require_int(sku, "total_available_quantity", sku_where),
+                    total=(
+                        sum(quantity for _, quantity in warehouses)
+                        if total_key is None
+                        else require_int(sku, total_key, sku_where)
+                    ),
                 )
             )
     return stocks

@@ -29,8 +29,7 @@ import random
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -40,7 +39,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from connectors.sandbox_kit import FaultInjector, Faults, faults_endpoint, purchase_args, read_json_object
+from connectors.sandbox_kit import (
+    FaultInjector,
+    Faults,
+    SandboxHooks,
+    read_json_object,
+    webhook_lifespan,
+)
 from connectors.tiktok_shop.sandbox_shop import (
     BAD_REQUEST_AUTH,
     BAD_SIGN,
@@ -49,7 +54,6 @@ from connectors.tiktok_shop.sandbox_shop import (
     THROTTLED,
     TOKEN_EXPIRED,
     Shop,
-    StockShortage,
     TtsError,
 )
 from connectors.tiktok_shop.sandbox_webhooks import WebhookSender
@@ -336,36 +340,21 @@ def _page(request: Request, rows: list[Any]) -> tuple[list[Any], str]:
     return rows[offset:end], following
 
 
-class _Hooks:
+class _Hooks(SandboxHooks):
     """The ``/_sandbox`` routes: seeding, shoppers, manual edits, tokens, faults and statistics."""
 
+    cancel_path = "/_sandbox/orders/{id}/cancel"
+
     def __init__(self, shop: Shop, faults: Faults, calls: Counter[str], webhooks: WebhookSender | None):
+        super().__init__(faults, calls)
         self.shop = shop
-        self.faults = faults
-        self.calls = calls
         self.webhooks = webhooks
 
-    def routes(self) -> list[BaseRoute]:
-        return [
-            Route("/_sandbox/seed", self.seed, methods=["POST"]),
-            Route("/_sandbox/listings", self.listings, methods=["GET", "POST"]),
-            Route("/_sandbox/purchase", self.purchase, methods=["POST"]),
-            Route("/_sandbox/orders/{id}/cancel", self.cancel, methods=["POST"]),
-            Route("/_sandbox/tokens/expire", self.expire_tokens, methods=["POST"]),
-            Route("/_sandbox/faults", self.faults_route, methods=["GET", "POST"]),
-            Route("/_sandbox/stats", self.stats, methods=["GET"]),
-        ]
+    def extra_routes(self) -> list[BaseRoute]:
+        return [Route("/_sandbox/tokens/expire", self.expire_tokens, methods=["POST"])]
 
-    async def seed(self, request: Request) -> Response:
-        try:
-            body = await read_json_object(request)
-            entries = body.get("items")
-            if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-                raise ValueError("'items' must be a list of objects")
-            count = self.shop.seed(entries)
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"seeded": count}, status_code=201)
+    def seed_items(self, entries: list[dict[str, Any]]) -> int:
+        return self.shop.seed(entries)
 
     async def listings(self, request: Request) -> Response:
         if request.method == "POST":
@@ -387,40 +376,23 @@ class _Hooks:
         ]
         return JSONResponse(shown)
 
-    async def purchase(self, request: Request) -> Response:
-        try:
-            sku, quantity = purchase_args(await read_json_object(request))
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        try:
-            order = self.shop.purchase(sku, quantity)
-        except LookupError:
-            return JSONResponse({"error": "unknown_sku", "sku": sku}, status_code=404)
-        except StockShortage as shortage:
-            return JSONResponse(
-                {"error": "insufficient_stock", "available": shortage.available}, status_code=409
-            )
+    def place_order(self, request: Request, sku: str, quantity: int) -> str:
+        order = self.shop.purchase(sku, quantity)
         if self.webhooks is not None:
             self.webhooks.order_status_change(order.id, order.status, order.updated)
-        return JSONResponse({"order_id": order.id}, status_code=201)
+        return order.id
 
-    async def cancel(self, request: Request) -> Response:
-        order = self.shop.orders.get(request.path_params["id"])
+    def cancel_order(self, request: Request, order_id: str) -> dict[str, Any] | None:
+        order = self.shop.orders.get(order_id)
         if order is None:
-            return JSONResponse({"error": "unknown_order"}, status_code=404)
+            return None
         if self.shop.cancel(order) and self.webhooks is not None:
             self.webhooks.order_status_change(order.id, order.status, order.updated)
-        return JSONResponse(self.shop.order_json(order))
+        return self.shop.order_json(order)
 
     async def expire_tokens(self, request: Request) -> Response:
         self.shop.expire_access_tokens()
         return JSONResponse({"expired": len(self.shop.access_tokens)})
-
-    async def faults_route(self, request: Request) -> Response:
-        return await faults_endpoint(request, self.faults)
-
-    async def stats(self, request: Request) -> Response:
-        return JSONResponse({"calls": dict(self.calls)})
 
 
 def _edited_stock(current: dict[str, int], body: dict[str, Any]) -> dict[str, int]:
@@ -472,16 +444,6 @@ def create_app(
         else None
     )
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if webhooks is not None:
-            await webhooks.start()
-        try:
-            yield
-        finally:
-            if webhooks is not None:
-                await webhooks.stop()
-
     injector = Middleware(
         FaultInjector,
         faults=faults,
@@ -497,7 +459,7 @@ def create_app(
         ],
         middleware=[injector],
         exception_handlers={404: _not_found, 405: _not_found},
-        lifespan=lifespan,
+        lifespan=webhook_lifespan(webhooks),
     )
     app.state.shop = shop
     app.state.webhooks = webhooks

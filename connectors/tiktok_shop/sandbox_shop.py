@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.sandbox_kit import StockShortage
+
 DEFAULT_WAREHOUSE = "7068517275539719942"
 LIVE = "ACTIVATE"
 PAID = "AWAITING_SHIPMENT"
@@ -48,12 +50,6 @@ class TtsError(Exception):
         self.code = code
         self.message = message
         super().__init__(message)
-
-
-class StockShortage(Exception):
-    def __init__(self, available: int):
-        self.available = available
-        super().__init__(f"only {available} available")
 
 
 @dataclass

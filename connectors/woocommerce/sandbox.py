@@ -19,8 +19,7 @@ import binascii
 import hmac
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -35,15 +34,15 @@ from starlette.routing import BaseRoute, Route
 from connectors.sandbox_kit import (
     FaultInjector,
     Faults,
-    faults_endpoint,
-    purchase_args,
+    SandboxHooks,
+    listing_args,
     read_json_object,
+    webhook_lifespan,
 )
 from connectors.woocommerce.sandbox_shop import (
     ORDER_STATUSES,
     Item,
     Shop,
-    StockShortage,
     WooError,
     as_int,
     invalid_param,
@@ -356,43 +355,24 @@ async def _json_body(request: Request) -> dict[str, Any]:
         raise WooError("rest_invalid_json", "Invalid JSON body passed.", 400) from exc
 
 
-class _Hooks:
+class _Hooks(SandboxHooks):
     """The ``/_sandbox`` routes: seeding, shoppers, manual edits, faults and statistics."""
 
     def __init__(self, shop: Shop, faults: Faults, calls: Counter[str], webhooks: WebhookSender | None):
+        super().__init__(faults, calls)
         self.shop = shop
-        self.faults = faults
-        self.calls = calls
         self.webhooks = webhooks
 
-    def routes(self) -> list[BaseRoute]:
-        return [
-            Route("/_sandbox/seed", self.seed, methods=["POST"]),
-            Route("/_sandbox/listings", self.listings, methods=["GET", "POST"]),
-            Route("/_sandbox/purchase", self.purchase, methods=["POST"]),
-            Route("/_sandbox/orders/{id:int}/cancel", self.cancel, methods=["POST"]),
-            Route("/_sandbox/faults", self.faults_route, methods=["GET", "POST"]),
-            Route("/_sandbox/stats", self.stats, methods=["GET"]),
-        ]
-
-    async def seed(self, request: Request) -> Response:
+    def seed_items(self, entries: list[dict[str, Any]]) -> int:
         try:
-            body = await read_json_object(request)
-            entries = body.get("items")
-            if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-                raise ValueError("'items' must be a list of objects")
-            count = self.shop.seed(entries)
-        except (ValueError, WooError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"seeded": count}, status_code=201)
+            return self.shop.seed(entries)
+        except WooError as exc:
+            raise ValueError(str(exc)) from exc
 
     async def listings(self, request: Request) -> Response:
         if request.method == "POST":
             try:
-                body = await read_json_object(request)
-                sku, quantity = body.get("sku"), body.get("quantity")
-                if not isinstance(sku, str) or not isinstance(quantity, int) or isinstance(quantity, bool):
-                    raise ValueError("body must be {'sku': str, 'quantity': int}")
+                sku, quantity = listing_args(await read_json_object(request))
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
             item = self.shop.by_sku(sku)
@@ -406,35 +386,18 @@ class _Hooks:
         ]
         return JSONResponse(shown)
 
-    async def purchase(self, request: Request) -> Response:
-        try:
-            sku, quantity = purchase_args(await read_json_object(request))
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        try:
-            order = self.shop.purchase(sku, quantity)
-        except LookupError:
-            return JSONResponse({"error": "unknown_sku", "sku": sku}, status_code=404)
-        except StockShortage as shortage:
-            return JSONResponse(
-                {"error": "insufficient_stock", "available": shortage.available}, status_code=409
-            )
+    def place_order(self, request: Request, sku: str, quantity: int) -> int:
+        order = self.shop.purchase(sku, quantity)
         self._notify("order.created", self.shop.order_json(order), request)
-        return JSONResponse({"order_id": order.id}, status_code=201)
+        return order.id
 
-    async def cancel(self, request: Request) -> Response:
-        order = self.shop.orders.get(request.path_params["id"])
+    def cancel_order(self, request: Request, order_id: int) -> dict[str, Any] | None:
+        order = self.shop.orders.get(order_id)
         if order is None:
-            return JSONResponse({"error": "unknown_order"}, status_code=404)
+            return None
         if self.shop.cancel(order):
             self._notify("order.updated", self.shop.order_json(order), request)
-        return JSONResponse(self.shop.order_json(order))
-
-    async def faults_route(self, request: Request) -> Response:
-        return await faults_endpoint(request, self.faults)
-
-    async def stats(self, request: Request) -> Response:
-        return JSONResponse({"calls": dict(self.calls)})
+        return self.shop.order_json(order)
 
     def _notify(self, topic: str, payload: dict[str, Any], request: Request) -> None:
         if self.webhooks is not None:
@@ -466,16 +429,6 @@ def create_app(
         WebhookSender(webhook_url, webhook_secret, faults, rng, webhook_transport) if webhook_url else None
     )
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if webhooks is not None:
-            await webhooks.start()
-        try:
-            yield
-        finally:
-            if webhooks is not None:
-                await webhooks.stop()
-
     injector = Middleware(
         FaultInjector,
         faults=faults,
@@ -497,7 +450,7 @@ def create_app(
         ],
         middleware=[injector],
         exception_handlers={404: _not_found, 405: _not_found},
-        lifespan=lifespan,
+        lifespan=webhook_lifespan(webhooks),
     )
     app.state.shop = shop
     app.state.webhooks = webhooks

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.sandbox_kit import StockShortage
 from connectors.woocommerce.payloads import format_gmt
 
 ORDER_STATUSES = ("pending", "processing", "on-hold", "completed", "cancelled", "refunded", "failed")
@@ -305,11 +306,3 @@ class Shop:
                 for line in order.lines
             ],
         }
-
-
-class StockShortage(Exception):
-    """A purchase asked for more units than the item shows."""
-
-    def __init__(self, available: int):
-        self.available = available
-        super().__init__(f"only {available} available")

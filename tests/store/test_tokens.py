@@ -28,7 +28,9 @@ def test_unreadable_token_names_it_without_its_value(store: Store) -> None:
     from syncd.store import models as t
 
     with store._db.transaction("corrupt") as conn:
-        conn.execute(t.token.insert().values(name="bad", value='{"access_token": "sekrit-123"', expires_at=None))
+        conn.execute(
+            t.token.insert().values(name="bad", value='{"access_token": "sekrit-123"', expires_at=None)
+        )
     with pytest.raises(StoreError) as caught:
         store.load_token("bad")
     assert "bad" in str(caught.value) and "sekrit-123" not in str(caught.value)

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from connectors.sandbox_kit import Faults
 from connectors.tiktok_shop.client import TikTokShopConnector
@@ -20,6 +15,7 @@ from connectors.tiktok_shop.sandbox_webhooks import WebhookSender
 from connectors.tiktok_shop.settings import TikTokShopSettings
 from connectors.tiktok_shop.signing import webhook_signature
 from syncd.errors import PayloadError, SignatureError
+from tests.connectors.support import Receiver, SandboxShop, running_shop
 from tests.connectors.tiktok_shop.support import (
     ACCESS_TOKEN,
     APP_KEY,
@@ -112,37 +108,9 @@ def test_other_notification_types_carry_no_order(conn: TikTokShopConnector) -> N
 # ---------------------------------------------------------------------------- sandbox deliveries
 
 
-@dataclass
-class Receiver:
-    """A tiny ASGI endpoint that records what the sandbox delivers to it."""
-
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-
-    def app(self) -> Starlette:
-        async def receive(request: Request) -> Response:
-            self.received.append((dict(request.headers), await request.body()))
-            return Response(status_code=200)
-
-        return Starlette(routes=[Route("/hooks/tiktok", receive, methods=["POST"])])
-
-
-@dataclass
-class Shop:
-    app: Starlette
-    hooks: httpx.AsyncClient
-    receiver: Receiver
-    faults: Faults
-
-    @property
-    def sender(self) -> WebhookSender:
-        sender = self.app.state.webhooks
-        assert isinstance(sender, WebhookSender)
-        return sender
-
-
 @pytest.fixture
-async def shop() -> AsyncIterator[Shop]:
-    receiver = Receiver()
+async def shop() -> AsyncIterator[SandboxShop]:
+    receiver = Receiver("/hooks/tiktok")
     faults = Faults()
     app = create_app(
         app_key=APP_KEY,
@@ -155,18 +123,13 @@ async def shop() -> AsyncIterator[Shop]:
         seed=3,
         webhook_transport=httpx.ASGITransport(receiver.app()),
     )
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE_URL) as hooks,
-    ):
-        seeded = await hooks.post("/_sandbox/seed", json={"items": [{"sku": "MUG-1", "quantity": 5}]})
-        assert seeded.status_code == 201
-        yield Shop(app, hooks, receiver, faults)
+    async with running_shop(app, receiver, faults, BASE_URL, WebhookSender) as shop:
+        yield shop
 
 
 @pytest.fixture
 async def shop_conn(
-    shop: Shop, make_settings: Callable[..., TikTokShopSettings]
+    shop: SandboxShop, make_settings: Callable[..., TikTokShopSettings]
 ) -> AsyncIterator[TikTokShopConnector]:
     connector = TikTokShopConnector(make_settings(), transport=httpx.ASGITransport(shop.app), sleep=no_wait)
     yield connector
@@ -174,7 +137,7 @@ async def shop_conn(
 
 
 async def test_sandbox_deliveries_verify_and_lead_to_the_order_lines(
-    shop: Shop, shop_conn: TikTokShopConnector
+    shop: SandboxShop, shop_conn: TikTokShopConnector
 ) -> None:
     """A purchase and its cancellation arrive signed; their topics name the order, whose lines can be fetched."""
     order_id = (await shop.hooks.post("/_sandbox/purchase", json={"sku": "MUG-1", "quantity": 2})).json()[
@@ -200,7 +163,7 @@ async def test_sandbox_deliveries_verify_and_lead_to_the_order_lines(
 
 
 async def test_duplicated_delivery_keeps_its_notification_id(
-    shop: Shop, shop_conn: TikTokShopConnector
+    shop: SandboxShop, shop_conn: TikTokShopConnector
 ) -> None:
     """With webhook_duplicate_rate 1 a delivery arrives twice with one dedupe key."""
     shop.faults.update({"webhook_duplicate_rate": 1})
@@ -212,7 +175,7 @@ async def test_duplicated_delivery_keeps_its_notification_id(
     assert len({shop_conn.parse_webhook(h, b).dedupe_key for h, b in shop.receiver.received}) == 1
 
 
-async def test_dropped_deliveries_never_arrive(shop: Shop) -> None:
+async def test_dropped_deliveries_never_arrive(shop: SandboxShop) -> None:
     """With webhook_drop_rate 1 the order is placed but nothing is delivered (the poll must find it)."""
     shop.faults.update({"webhook_drop_rate": 1})
 

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from connectors.sandbox_kit import Faults
 from connectors.woocommerce.client import WooCommerceConnector
@@ -20,6 +15,7 @@ from connectors.woocommerce.sandbox_webhooks import WebhookSender
 from connectors.woocommerce.settings import WooCommerceSettings
 from connectors.woocommerce.webhooks import signature
 from syncd.errors import PayloadError, SignatureError
+from tests.connectors.support import Receiver, SandboxShop, running_shop
 from tests.connectors.woocommerce.support import BASE_URL, KEY, SECRET, WEBHOOK_SECRET
 
 ORDER = {
@@ -168,37 +164,9 @@ def test_dedupe_key_is_the_same_for_a_redelivered_order(woo_conn: WooCommerceCon
 # ---------------------------------------------------------------------- sandbox deliveries
 
 
-@dataclass
-class Receiver:
-    """A tiny ASGI endpoint that records what the sandbox delivers to it."""
-
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-
-    def app(self) -> Starlette:
-        async def receive(request: Request) -> Response:
-            self.received.append((dict(request.headers), await request.body()))
-            return Response(status_code=200)
-
-        return Starlette(routes=[Route("/hooks/woo", receive, methods=["POST"])])
-
-
-@dataclass
-class Shop:
-    app: Starlette
-    hooks: httpx.AsyncClient
-    receiver: Receiver
-    faults: Faults
-
-    @property
-    def sender(self) -> WebhookSender:
-        sender = self.app.state.webhooks
-        assert isinstance(sender, WebhookSender)
-        return sender
-
-
 @pytest.fixture
-async def shop() -> AsyncIterator[Shop]:
-    receiver = Receiver()
+async def shop() -> AsyncIterator[SandboxShop]:
+    receiver = Receiver("/hooks/woo")
     faults = Faults()
     app = create_app(
         consumer_key=KEY,
@@ -209,16 +177,11 @@ async def shop() -> AsyncIterator[Shop]:
         seed=3,
         webhook_transport=httpx.ASGITransport(receiver.app()),
     )
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE_URL) as hooks,
-    ):
-        seeded = await hooks.post("/_sandbox/seed", json={"items": [{"sku": "MUG-1", "quantity": 5}]})
-        assert seeded.status_code == 201
-        yield Shop(app, hooks, receiver, faults)
+    async with running_shop(app, receiver, faults, BASE_URL, WebhookSender) as shop:
+        yield shop
 
 
-async def test_sandbox_deliveries_verify_and_parse(shop: Shop, woo_conn: WooCommerceConnector) -> None:
+async def test_sandbox_deliveries_verify_and_parse(shop: SandboxShop, woo_conn: WooCommerceConnector) -> None:
     """A purchase and its cancellation reach the webhook URL signed, and parse_webhook accepts both."""
     order_id = (await shop.hooks.post("/_sandbox/purchase", json={"sku": "MUG-1", "quantity": 2})).json()[
         "order_id"
@@ -241,7 +204,9 @@ async def test_sandbox_deliveries_verify_and_parse(shop: Shop, woo_conn: WooComm
     assert json.loads(body)["line_items"] == rest.json()["line_items"]
 
 
-async def test_duplicated_delivery_dedupes_to_one_key(shop: Shop, woo_conn: WooCommerceConnector) -> None:
+async def test_duplicated_delivery_dedupes_to_one_key(
+    shop: SandboxShop, woo_conn: WooCommerceConnector
+) -> None:
     """With webhook_duplicate_rate 1 every delivery arrives twice, with one dedupe key between them."""
     shop.faults.update({"webhook_duplicate_rate": 1})
 
@@ -255,7 +220,7 @@ async def test_duplicated_delivery_dedupes_to_one_key(shop: Shop, woo_conn: WooC
     assert len(keys) == 1
 
 
-async def test_dropped_deliveries_never_arrive(shop: Shop) -> None:
+async def test_dropped_deliveries_never_arrive(shop: SandboxShop) -> None:
     """With webhook_drop_rate 1 the order is placed but no delivery is made (the poll must find it)."""
     shop.faults.update({"webhook_drop_rate": 1})
 
@@ -266,7 +231,7 @@ async def test_dropped_deliveries_never_arrive(shop: Shop) -> None:
     assert shop.receiver.received == []
 
 
-async def test_delayed_delivery_arrives_after_the_purchase_returns(shop: Shop) -> None:
+async def test_delayed_delivery_arrives_after_the_purchase_returns(shop: SandboxShop) -> None:
     """webhook_delay_ms holds a delivery back without holding back the purchase response."""
     shop.faults.update({"webhook_delay_ms": 50})
 
