@@ -163,6 +163,8 @@ class Engine:
         self._resolving_stale = False
         self.propagation: deque[float] = deque(maxlen=2000)
         self.sale_lag: deque[float] = deque(maxlen=2000)
+        # Until the ERP has been read once, no SKU can be called unknown to it.
+        self._stock_known = store.counts().get("skus", 0) > 0
 
     # ------------------------------------------------------------------ connector calls
     async def _call(self, name: str, operation: Awaitable[T], report: CycleReport) -> T | None:
@@ -225,14 +227,11 @@ class Engine:
         """Record order lines in the ledger, idempotently; count what was new."""
         result = self.store.ingest_lines(lines, self.clock()) if lines else IngestResult()
         now = self.clock()
-        for line in [*result.new, *result.released, *result.to_compensate]:
-            self._awaiting[line.sku].append(now)
         for line in result.new:
+            self._awaiting[line.sku].append(now)
             # How late sales reach syncd (webhook delay, or the poll interval): part of the time
             # in which other channels can still sell the same unit.
             self.sale_lag.append(max(0.0, (now - line.updated_at).total_seconds()))
-        self._record_sales(result.new, now)
-        for line in result.new:
             self.metrics.orders.labels(line.channel).inc()
             log.info(
                 "order.ingested",
@@ -241,7 +240,9 @@ class Engine:
                 sku=line.sku,
                 quantity=line.quantity,
             )
+        self._record_sales(result.new, now)
         for line in [*result.released, *result.to_compensate]:
+            self._awaiting[line.sku].append(now)
             self._cancelled_since_push[(line.channel, line.sku)] += line.quantity
             log.info("order.cancelled", channel=line.channel, order=line.order_id, sku=line.sku)
         if report is not None:
@@ -332,6 +333,7 @@ class Engine:
         if records is None:
             return None
         settled = self.store.apply_stock([(r.sku, r.on_hand) for r in records], started, self.clock())
+        self._stock_known = True
         if cursor is not None:
             self.store.set_cursor("erp:stock", cursor)
         report.counts["skus_read"] += len(records)
@@ -600,6 +602,9 @@ class Engine:
         channels: set[str] | None = None,
     ) -> _Plan:
         """Plan the given SKUs (None: all), queue the pushes in the outbox and send them."""
+        if not self._stock_known:
+            log.warning("plan.skipped", reason="the ERP's stock has not been read yet")
+            return _Plan([], [], [])
         async with self._plan_lock:
             sku_list = None if skus is None else sorted(set(skus))
             rows = self.store.listings(skus=sku_list)

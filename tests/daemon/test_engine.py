@@ -157,3 +157,13 @@ async def test_pending_push_is_not_queued_twice_and_drains_later(world: World) -
     await world.engine.flush()
     assert (await world.shop_listings())["A"] == 19
     assert world.store.pending_pushes() == []
+
+
+async def test_erp_down_from_the_start_marks_nothing_unmapped(world: World) -> None:
+    """If the ERP has never answered, listings are not called unmapped and nothing is pushed."""
+    await world.seed({"A": 10}, {"A": 10})
+    world.erp_wire.override = httpx.MockTransport(lambda request: httpx.Response(503))
+    report = await world.engine.reconcile()
+    assert report.pushes == [] and any("erp" in e for e in report.errors)
+    assert {row.status for row in world.store.listings()} == {"ok"}
+    assert (await world.shop_listings()) == {"A": 10}
