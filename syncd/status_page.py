@@ -14,6 +14,9 @@ th{background:#f4f4f4}.ok{color:#176d2b;font-weight:600}.bad{color:#b00020;font-
 """
 
 
+LOW_STOCK_ROWS = 25
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return '<td class="muted">&ndash;</td>'
@@ -42,9 +45,29 @@ def render_status_page(status: dict[str, Any]) -> str:
         + "</tr>"
         for c in status.get("connectors", [])
     )
+    all_low = status.get("low_stock", [])
     low = [
         [s["sku"], s["ats"], s["threshold"], ", ".join(f"{k}: {v}" for k, v in s["targets"].items())]
-        for s in status.get("low_stock", [])
+        for s in sorted(all_low, key=lambda s: (s["ats"], s["sku"]))[:LOW_STOCK_ROWS]
+    ]
+    more = len(all_low) - LOW_STOCK_ROWS
+    low_more = f'<p class="muted">{more} more in /api/status.</p>' if more > 0 else ""
+    p = status.get("propagation_seconds") or {}
+    speed = (
+        f"Sale to all channels (last {p['samples']} sales): p50 {p['p50']} s, p95 {p['p95']} s, p99 {p['p99']} s."
+        if p.get("samples")
+        else "No sale timed yet."
+    )
+    events = [
+        [
+            e["name"],
+            e["channel"],
+            e["start"],
+            e["end"],
+            "active" if e["active"] else "scheduled",
+            ", ".join(f"{k} {e[k]}" for k in ("share", "reserve", "priority") if e.get(k) is not None),
+        ]
+        for e in status.get("events", [])
     ]
     drift = [
         [d["at"], d["channel"], d["sku"], d["expected"], d["observed"], d["cause"], d["correction"]]
@@ -69,10 +92,14 @@ def render_status_page(status: dict[str, Any]) -> str:
 <h2>Connectors</h2>
 <table><thead><tr><th>Name</th><th>Kind</th><th>State</th><th>Last success</th><th>Last error</th></tr></thead>
 <tbody>{connectors}</tbody></table>
-<h2>Low stock</h2>
-{_table(["SKU", "Available", "Threshold", "Split between channels"], low, "No SKU is in low-stock mode.")}
-<h2>Recent drift</h2>
-{_table(["When", "Channel", "SKU", "Expected", "Observed", "Likely cause", "Set to"], drift, "No drift recorded.")}
+<p>{escape(speed)}</p>
 <h2>Last runs</h2>
 {_table(["Started", "Kind", "Counts", "Error"], runs, "No run yet.")}
+<h2>Recent drift</h2>
+{_table(["When", "Channel", "SKU", "Expected", "Observed", "Likely cause", "Set to"], drift, "No drift recorded.")}
+<h2>Low stock ({len(all_low)} SKUs)</h2>
+{_table(["SKU", "Available", "Threshold", "Split between channels"], low, "No SKU is in low-stock mode.")}
+{low_more}
+<h2>Events</h2>
+{_table(["Name", "Channel", "Start", "End", "State", "Override"], events, "No event scheduled.")}
 </body></html>"""
