@@ -827,6 +827,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "threshold": "auto" if args.threshold is None else args.threshold,
             "safety_stock": 0,
             "naive_interval_seconds": args.naive_interval,
+            "naive_note": "bench/naive_sync.py: fixed-rate cycles from its start (the first before the "
+            "burst); each reads the ERP and writes on-hand to every listing that differs, no compare value",
             "time_scale": args.time_scale,
             "time_scale_note": "burst, syncd poll/reconcile intervals and the naive interval divided by "
             "the time scale; API latency, webhook delays and push debounce are not",
@@ -864,6 +866,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging("warning", "console")
+    # SIGTERM unwinds like Ctrl-C, so every run's finally stops its subprocess and sandboxes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = asyncio.run(bench(args))
     print(results["table_markdown"])
     if results["channels_missing"]:

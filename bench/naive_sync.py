@@ -1,7 +1,8 @@
 """The naive baseline of the flash-sale benchmark: what most stock-sync tools do.
 
-Every ``--interval`` seconds (and once at start) it reads the ERP's on-hand figures and writes them
-to every channel, through syncd's own connector classes and the same settings. It never tells the
+Every ``--interval`` seconds, at a fixed rate from its start, it reads the ERP's on-hand figures
+and writes them to every channel, through syncd's own connector classes and the same settings
+(only listings that differ are written, with no compare value). It never tells the
 ERP about sales, so a channel's own decrements are overwritten by the next push. Prints one JSON
 line per cycle; stops on SIGTERM/SIGINT or after ``--max-runtime`` seconds.
 """
@@ -62,7 +63,8 @@ async def run(config_path: str, interval: float, max_runtime: float) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    deadline = time.monotonic() + max_runtime
+    started = time.monotonic()
+    deadline = started + max_runtime
     cycle = 0
     try:
         while not stop.is_set() and time.monotonic() < deadline:
@@ -72,10 +74,10 @@ async def run(config_path: str, interval: float, max_runtime: float) -> int:
             except ConnectorError as exc:
                 outcome = {"pushed": {}, "errors": [f"erp: {exc}"]}
             print(json.dumps({"event": "naive.cycle", "cycle": cycle, **outcome}), flush=True)
+            # A fixed rate, like cron: cycle n starts at n x interval, or at once if the last overran.
+            wake = min(started + cycle * interval, deadline)
             with suppress(TimeoutError):
-                await asyncio.wait_for(
-                    stop.wait(), timeout=max(0.0, min(interval, deadline - time.monotonic()))
-                )
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, wake - time.monotonic()))
     finally:
         for connector in [erp, *channels]:
             await connector.aclose()

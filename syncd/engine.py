@@ -37,7 +37,7 @@ from syncd.core import (
 )
 from syncd.errors import AuthError, ConnectorError, StoreError
 from syncd.metrics import Metrics
-from syncd.store import IngestResult, ListingRow, Store
+from syncd.store import IngestResult, ListingRow, PushRow, Store
 
 log = structlog.get_logger("syncd.engine")
 
@@ -275,7 +275,7 @@ class Engine:
     async def push_skus(self, skus: Iterable[str]) -> CycleReport:
         """The fast path after ingestion: push the touched SKUs everywhere, then tell the ERP."""
         report = CycleReport("fast-path")
-        await self._plan_and_push(skus, report, believed="expected")
+        await self._plan_and_push(skus, report)
         await self._post_movements(report)
         return report
 
@@ -284,7 +284,7 @@ class Engine:
         report = CycleReport("orders")
         result = await self._pull_orders(report)
         if result.touched_skus:
-            await self._plan_and_push(result.touched_skus, report, believed="expected")
+            await self._plan_and_push(result.touched_skus, report)
         await self._post_movements(report)
         return self._finish(report)
 
@@ -346,7 +346,7 @@ class Engine:
         await self._post_movements(report)
         changed = await self._read_erp(report, full=False)
         if changed:
-            await self._plan_and_push(changed, report, believed="expected")
+            await self._plan_and_push(changed, report)
         return self._finish(report)
 
     # ------------------------------------------------------------------ reconcile
@@ -365,12 +365,12 @@ class Engine:
             await self._pull_orders(report)
             await self._post_movements(report)
             await self._read_erp(report, full=True)
-            listed = await self._read_back(report)
+            listed, drifts = await self._read_back(report)
             # Sales that landed while the channels were read make those read-backs ambiguous.
             late = await self._pull_orders(report)
             late_keys = {(line.channel, line.sku) for line in late.new}
-            drifts = self._detect_drift(self.store.listings(), listed, late_keys)
-            plan = await self._plan_and_push(None, report, believed="observed", channels=listed)
+            drifts = [d for d in drifts if (d.channel, d.sku) not in late_keys]
+            plan = await self._plan_and_push(None, report, channels=listed)
             corrections = {(p.channel, p.sku): p.target for p in plan.pushes}
             unmapped = set(plan.unmapped)
             # A first sighting is only worth a record when syncd had to change it.
@@ -406,27 +406,29 @@ class Engine:
             structlog.contextvars.unbind_contextvars("run_id")
         return report
 
-    async def _read_back(self, report: CycleReport) -> set[str]:
-        """Read every channel's listings into the ledger; the channels that answered."""
+    async def _read_back(self, report: CycleReport) -> tuple[set[str], list[Drift]]:
+        """Read every channel's listings into the ledger, judge drift against what syncd expected,
+        then take the read values as the new baseline. Returns the channels that answered."""
 
         async def read(name: str, channel: ChannelConnector) -> tuple[str, list[Listing] | None]:
             return name, await self._call(name, channel.list_listings(), report)
 
         answered: set[str] = set()
+        drifts: list[Drift] = []
         for name, listings in await asyncio.gather(*(read(n, c) for n, c in self.channels.items())):
             if listings is None:
                 continue
             self.store.sync_listings(name, listings, self.clock())
+            drifts += self._detect_drift(self.store.listings(name))
+            self.store.rebase_listings(name)
             report.counts["listings_read"] += len(listings)
             answered.add(name)
-        return answered
+        return answered, drifts
 
-    def _detect_drift(
-        self, rows: Iterable[ListingRow], channels: set[str], ambiguous: set[Key]
-    ) -> list[Drift]:
+    def _detect_drift(self, rows: Iterable[ListingRow]) -> list[Drift]:
         drifts = []
         for row in rows:
-            if row.channel not in channels or (row.channel, row.sku) in ambiguous or row.status == "unmapped":
+            if row.status == "unmapped":
                 continue
             state = ChannelState(row.channel, row.sku, row.last_pushed, row.sold_since_push, row.observed)
             drift = classify_drift(state, self._cancelled_since_push.get((row.channel, row.sku), 0))
@@ -590,7 +592,7 @@ class Engine:
     async def replan_all(self) -> CycleReport:
         """Plan every SKU again from the ledger (after an event starts, changes or ends)."""
         report = CycleReport("replan")
-        await self._plan_and_push(None, report, believed="expected")
+        await self._plan_and_push(None, report)
         return self._finish(report)
 
     async def _plan_and_push(
@@ -598,7 +600,6 @@ class Engine:
         skus: Iterable[str] | None,
         report: CycleReport,
         *,
-        believed: str,
         channels: set[str] | None = None,
     ) -> _Plan:
         """Plan the given SKUs (None: all), queue the pushes in the outbox and send them."""
@@ -614,12 +615,8 @@ class Engine:
             reserved = self.store.reserved_by_sku(sku_list)
             belief: dict[Key, int | None] = {}
             for row in rows:
-                # The freshest knowledge wins: a read-back newer than the last push, or the push
-                # minus the sales seen since.
-                fresher_read = row.observed_at is not None and (
-                    row.pushed_at is None or row.observed_at > row.pushed_at
-                )
-                if believed == "observed" or row.last_pushed is None or fresher_read:
+                # The baseline (last write or read-back) minus the channel's sales seen since.
+                if row.last_pushed is None:
                     belief[(row.channel, row.sku)] = row.observed
                 else:
                     belief[(row.channel, row.sku)] = max(0, row.last_pushed - row.sold_since_push)
@@ -663,6 +660,8 @@ class Engine:
         """A compare-and-set push came back stale: a sale raced it. Re-read those listings, ingest
         the channels' orders, and plan them again (once; a further race waits for the next cycle)."""
         stale, self._stale = self._stale, defaultdict(set)
+        # Orders first, so that the read-back, taken as the new baseline, already includes them.
+        await self._pull_orders(report)
         touched: set[str] = set()
         for name, skus in stale.items():
             rows = self.store.listings(name, skus=sorted(skus))
@@ -670,11 +669,11 @@ class Engine:
             observed = await self._call(name, self.channels[name].read_quantities(listings), report)
             if observed:
                 self.store.record_observed(name, observed, self.clock())
+                self.store.rebase_listings(name, observed)
                 touched.update(observed)
-        await self._pull_orders(report)
         if touched:
             log.info("push.stale_replanned", skus=len(touched))
-            await self._plan_and_push(touched, report, believed="expected")
+            await self._plan_and_push(touched, report)
 
     def _observe_propagation(self) -> None:
         """A sale has propagated once no push for its SKU waits in the outbox: every channel has
@@ -704,13 +703,25 @@ class Engine:
                     self.store.fail_push(push.id, "no listing on the channel", now, give_up=True)
             # Decreases first: a unit must disappear everywhere before any channel gets more.
             sendable.sort(key=lambda p: (not (p.compare is None or p.target < p.compare), p.id))
-            updates = [
-                QuantityUpdate(p.sku, refs[p.sku], p.target, p.compare, key=f"syncd-push-{p.id}")
-                for p in sendable
-            ]
-            if not updates:
+            if not sendable:
                 return
-            result = await self._call(name, self.channels[name].set_quantities(updates), report)
+            channel = self.channels[name]
+            started = self.clock()
+            unseen = await self._unseen_sales(name, channel, sendable, refs, report)
+            if unseen is None:
+                result = None
+            else:
+                updates = [
+                    QuantityUpdate(
+                        p.sku,
+                        refs[p.sku],
+                        max(0, p.target - unseen.get(p.sku, 0)),
+                        p.compare,
+                        key=f"syncd-push-{p.id}",
+                    )
+                    for p in sendable
+                ]
+                result = await self._call(name, channel.set_quantities(updates), report)
             now = self.clock()
             if result is None:
                 health = self.health[name]
@@ -724,7 +735,8 @@ class Engine:
                 return
             by_sku = {p.sku: p for p in sendable}
             if result.applied:
-                self.store.record_pushed(name, result.applied, now)
+                # The values held from the moment the write (or the read before it) started.
+                self.store.record_pushed(name, result.applied, started)
                 self.store.complete_pushes([by_sku[s].id for s in result.applied if s in by_sku], now)
                 for sku, quantity in result.applied.items():
                     self._cancelled_since_push.pop((name, sku), None)
@@ -745,6 +757,33 @@ class Engine:
             self.metrics.pushes.labels(name, "stale").inc(len(result.stale))
             report.counts["pushes_rejected"] += len(result.rejected)
             report.counts["pushes_stale"] += len(result.stale)
+
+    async def _unseen_sales(
+        self,
+        name: str,
+        channel: ChannelConnector,
+        pushes: Sequence[PushRow],
+        refs: Mapping[str, str],
+        report: CycleReport,
+    ) -> dict[str, int] | None:
+        """Units the channel sold that syncd has not heard of yet, per SKU (None: the read failed).
+
+        A channel without compare-and-set takes quantities absolutely, so a write would put such
+        sales back on sale. Reading the listings just before writing shows them (the channel shows
+        less than syncd expects); the write then leaves them out. Pushes of a full reconcile are
+        planned from a fresh read already and skip this.
+        """
+        if channel.supports_compare_and_set:
+            return {}
+        fresh = [p for p in pushes if p.compare is not None and p.reason != "reconcile"]
+        if not fresh:
+            return {}
+        listings = [Listing(p.sku, refs[p.sku], None) for p in fresh]
+        shown = await self._call(name, channel.read_quantities(listings), report)
+        if shown is None:
+            return None
+        unseen = {p.sku: p.compare - shown[p.sku] for p in fresh if p.sku in shown and p.compare is not None}
+        return {sku: units for sku, units in unseen.items() if units > 0}
 
     # ------------------------------------------------------------------ reporting
     def _finish(self, report: CycleReport) -> CycleReport:

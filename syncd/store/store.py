@@ -32,6 +32,7 @@ from syncd.store.queries import (
 )
 
 _MAX_ERROR_CHARS = 2000
+_STAMP_RESOLUTION = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,10 @@ class Store(TokenStore):
                 conn.execute(stmt, params)
 
     def record_pushed(self, channel: str, applied: dict[str, int], at: datetime) -> None:
-        """After a successful push: last_pushed = quantity, sold_since_push = 0, status ok."""
+        """After a successful push: last_pushed = quantity, sold_since_push = 0, status ok.
+
+        ``at`` is when the value was known to hold: the read before the write, or the write's start.
+        """
         li = t.listing
         stmt = (
             update(li)
@@ -270,6 +274,21 @@ class Store(TokenStore):
         with self._db.transaction("record pushed quantities") as conn:
             if params:
                 conn.execute(stmt, params)
+
+    def rebase_listings(self, channel: str, skus: Iterable[str] | None = None) -> None:
+        """Make the last read-back the listings' baseline: last_pushed = observed as of observed_at,
+        nothing sold since. Call it after drift has been judged against the old baseline."""
+        li = t.listing
+        where = [li.c.channel == channel, li.c.observed.is_not(None)]
+        if skus is not None:
+            where.append(li.c.sku.in_(sorted(set(skus))))
+        stmt = (
+            update(li)
+            .where(*where)
+            .values(last_pushed=li.c.observed, pushed_at=li.c.observed_at, sold_since_push=0)
+        )
+        with self._db.transaction("rebase listings") as conn:
+            conn.execute(stmt)
 
     def set_listing_status(self, channel: str, sku: str, status: str, detail: str = "") -> None:
         li = t.listing
@@ -291,7 +310,8 @@ class Store(TokenStore):
     def ingest_lines(self, lines: Sequence[OrderLine], now: datetime) -> IngestResult:
         """Idempotently record order lines (unique on channel, order id, line key).
 
-        A new open line is ``reserved`` and adds its quantity to the listing's sold_since_push.
+        A new open line is ``reserved`` and adds its quantity to the listing's sold_since_push if the
+        channel sold it after the listing's last push (``updated_at`` > ``pushed_at``, to the second).
         A new line already cancelled is stored as ``released`` and touches nothing else.
         A known reserved line now cancelled becomes ``released``; a known posted or settled line
         now cancelled becomes ``compensate``; either way, if it was sold after the listing's last
@@ -302,7 +322,6 @@ class Store(TokenStore):
         released: list[OrderLine] = []
         to_compensate: list[OrderLine] = []
         duplicates = 0
-        sold: dict[tuple[str, str], int] = {}
         li = t.listing
         with self._db.transaction("ingest order lines") as conn:
             states = line_states(conn, [(line.channel, line.order_id, line.line_key) for line in lines])
@@ -311,20 +330,36 @@ class Store(TokenStore):
                 outcome, states[ident] = ingest_line(conn, line, states.get(ident), now)
                 if outcome == "new":
                     new.append(line)
-                    sold[(line.channel, line.sku)] = sold.get((line.channel, line.sku), 0) + line.quantity
                 elif outcome == "released":
                     released.append(line)
                 elif outcome == "compensate":
                     to_compensate.append(line)
                 elif outcome == "duplicate":
                     duplicates += 1
-            if sold:
+            if new:
+                # A sale the channel made before syncd's last write was overwritten by that write:
+                # only later sales lower what the channel shows now.
                 bump = (
                     update(li)
-                    .where(li.c.channel == bindparam("b_channel"), li.c.sku == bindparam("b_sku"))
+                    .where(
+                        li.c.channel == bindparam("b_channel"),
+                        li.c.sku == bindparam("b_sku"),
+                        li.c.pushed_at.is_(None) | (li.c.pushed_at < bindparam("b_at", type_=UtcDateTime)),
+                    )
                     .values(sold_since_push=li.c.sold_since_push + bindparam("b_units"))
                 )
-                params = [{"b_channel": c, "b_sku": s, "b_units": n} for (c, s), n in sorted(sold.items())]
+                params = [
+                    {
+                        "b_channel": line.channel,
+                        "b_sku": line.sku,
+                        "b_units": line.quantity,
+                        # Channels stamp orders in whole seconds: a sale in the push's second counts
+                        # as after it (if it was before, the belief is merely low by it, costing at
+                        # most a redundant push; the other way round would count it twice).
+                        "b_at": line.updated_at + _STAMP_RESOLUTION,
+                    }
+                    for line in new
+                ]
                 conn.execute(bump, params)
             cancelled = [*released, *to_compensate]
             if cancelled:

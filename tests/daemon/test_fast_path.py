@@ -118,3 +118,19 @@ async def test_auto_threshold_follows_the_sales_rate(make_shops: Any) -> None:
     main, outlet = await shops.listings("main"), await shops.listings("outlet")
     assert main["HOT"] + outlet["HOT"] <= 6
     assert main["QUIET"] == outlet["QUIET"] == 12
+
+
+async def test_push_leaves_out_sales_the_channel_made_that_syncd_has_not_heard_of(make_shops: Any) -> None:
+    """Without compare-and-set, a write would put unseen sales back on sale; syncd reads the
+    listing first and leaves them out, so no unit is offered twice."""
+    shops: Shops = await make_shops({"safety_stock": 0}, {"A": 10})
+    await shops.engine.reconcile()
+    assert (await shops.buy("outlet", "A", 3)).status_code == 201  # its webhook is late
+    assert (await shops.buy("main", "A", 2)).status_code == 201
+    shops.engine.touch(shops.engine.ingest(await sale_lines(shops, "main")).touched_skus)
+    await shops.engine.drain_fast_path()
+    # 10 - 2 seen = 8 would resurrect the 3 units outlet sold: it is set to 8 - 3 = 5.
+    assert await shops.listings("outlet") == {"A": 5}
+    shops.engine.touch(shops.engine.ingest(await sale_lines(shops, "outlet")).touched_skus)
+    await shops.engine.drain_fast_path()
+    assert await shops.listings("main") == {"A": 5} and await shops.listings("outlet") == {"A": 5}

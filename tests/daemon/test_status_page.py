@@ -11,12 +11,23 @@ def test_page_escapes_and_summarises() -> None:
         "version": "0.1.0",
         "started_at": "2026-11-23T10:00:00+00:00",
         "connectors": [
-            {"name": "shop", "kind": "channel", "type": "woocommerce", "healthy": False, "needs_human": True,
-             "last_success": None, "last_error": "<script>alert(1)</script>"}
+            {
+                "name": "shop",
+                "kind": "channel",
+                "type": "woocommerce",
+                "healthy": False,
+                "needs_human": True,
+                "last_success": None,
+                "last_error": "<script>alert(1)</script>",
+            }
         ],
-        "low_stock": [{"sku": f"S{i:03d}", "ats": i, "threshold": 50, "targets": {"shop": i}} for i in range(40)],
+        "low_stock": [
+            {"sku": f"S{i:03d}", "ats": i, "threshold": 50, "targets": {"shop": i}} for i in range(40)
+        ],
         "propagation_seconds": {"samples": 12, "p50": 0.2, "p95": 0.9, "p99": 1.4},
-        "events": [{"name": "live", "channel": "shop", "start": "a", "end": "b", "active": True, "reserve": 5}],
+        "events": [
+            {"name": "live", "channel": "shop", "start": "a", "end": "b", "active": True, "reserve": 5}
+        ],
         "runs": [],
         "drift": [],
     }

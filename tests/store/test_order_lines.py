@@ -195,8 +195,21 @@ def test_cancelled_line_sold_after_the_push_no_longer_counts_as_sold(store: Stor
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     store.sync_listings("web", [Listing("A", "p:1", 10)], t0)
     store.record_pushed("web", {"A": 10}, t0)
-    sale = OrderLine("web", "o1", "1", "A", 3, "open", t0)
+    sale = OrderLine("web", "o1", "1", "A", 3, "open", t0 + timedelta(seconds=1))
     store.ingest_lines([sale], t0 + timedelta(seconds=1))
     assert store.listings("web")[0].sold_since_push == 3
-    store.ingest_lines([OrderLine("web", "o1", "1", "A", 3, "cancelled", t0)], t0 + timedelta(seconds=2))
+    later = t0 + timedelta(seconds=2)
+    store.ingest_lines([OrderLine("web", "o1", "1", "A", 3, "cancelled", later)], later)
     assert store.listings("web")[0].sold_since_push == 0
+
+
+def test_sale_made_before_the_last_push_is_not_counted_against_it(store: Store) -> None:
+    """A sale the channel made before syncd's last write was overwritten by it: not sold since."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    store.sync_listings("web", [Listing("A", "p:1", 10)], t0)
+    store.record_pushed("web", {"A": 10}, t0)
+    early = OrderLine("web", "o1", "1", "A", 2, "open", t0 - timedelta(seconds=5))
+    late = OrderLine("web", "o2", "1", "A", 1, "open", t0 + timedelta(seconds=5))
+    store.ingest_lines([early, late], t0 + timedelta(seconds=6))
+    assert store.listings("web")[0].sold_since_push == 1
+    assert store.reserved_by_sku() == {"A": 3}  # both still reserve stock
