@@ -217,9 +217,10 @@ class ChannelConnector(Connector):
         """False for channels whose webhooks name an order without its lines (see event_lines)."""
         return True
 
-    async def event_lines(self, event: WebhookEvent) -> list[OrderLine]:
-        """The order lines of a verified webhook event, fetching them if the event only names them."""
-        return event.lines
+    async def event_lines(self, events: Sequence[WebhookEvent]) -> list[OrderLine]:
+        """The order lines of verified webhook events, fetching (in as few calls as the API
+        allows) those the events only name."""
+        return [line for event in events for line in event.lines]
 
 
 @dataclass(frozen=True)

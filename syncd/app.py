@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 
 from syncd.config import EventSettings
-from syncd.daemon import WEBHOOK_DEDUPE_TTL
+from syncd.engine import WEBHOOK_DEDUPE_TTL
 from syncd.errors import PayloadError, SignatureError, StoreError
 from syncd.status_page import render_status_page
 
@@ -124,7 +124,7 @@ def create_app(daemon: Daemon) -> FastAPI:
         if not connector.webhooks_carry_lines:
             # The lines must be fetched: do it after answering, and only then remember the
             # delivery, so a redelivery after a failed fetch is not thrown away.
-            daemon.spawn(daemon.fetch_event(channel, event, dedupe), name=f"webhook-fetch:{channel}")
+            engine.fetch_later(channel, event, dedupe)
             return JSONResponse({"ok": True, "accepted": True})
         if dedupe and store.mark_webhook_seen(dedupe, engine.clock(), WEBHOOK_DEDUPE_TTL):
             return JSONResponse({"ok": True, "duplicate": True})

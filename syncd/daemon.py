@@ -16,7 +16,6 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 
-from connectors.base import WebhookEvent
 from connectors.registry import build_channel, build_erp
 from syncd import __version__
 from syncd.config import Config, EventSettings
@@ -25,8 +24,6 @@ from syncd.errors import StoreError
 from syncd.store import Store
 
 log = structlog.get_logger("syncd.daemon")
-
-WEBHOOK_DEDUPE_TTL = timedelta(days=7)
 
 
 class QuietServer(uvicorn.Server):
@@ -134,22 +131,6 @@ class Daemon:
         for event in self.engine.events:
             self._schedule_event_edges(event)
         return scheduler
-
-    async def fetch_event(self, channel: str, event: WebhookEvent, dedupe: str | None) -> None:
-        """Fetch the lines a webhook only names, ingest them, then remember the delivery."""
-        engine = self.engine
-        if dedupe and self.store.is_webhook_seen(dedupe, engine.clock()):
-            return
-        report = CycleReport("webhook-fetch")
-        lines = await engine._call(channel, engine.channels[channel].event_lines(event), report)
-        if lines is None:
-            log.warning("webhook.fetch_failed", channel=channel, errors=report.errors)
-            return
-        result = engine.ingest(lines)
-        if dedupe:
-            self.store.mark_webhook_seen(dedupe, engine.clock(), WEBHOOK_DEDUPE_TTL)
-        if result.touched_skus:
-            engine.touch(result.touched_skus)
 
     def schedule_event_replans(self, event: EventSettings) -> None:
         """Replan everything now and again when the event starts and ends, so it expires by itself."""

@@ -19,7 +19,15 @@ from typing import Any, TypeVar
 
 import structlog
 
-from connectors.base import ChannelConnector, ErpConnector, Listing, Movement, OrderLine, QuantityUpdate
+from connectors.base import (
+    ChannelConnector,
+    ErpConnector,
+    Listing,
+    Movement,
+    OrderLine,
+    QuantityUpdate,
+    WebhookEvent,
+)
 from syncd.config import Config, EventSettings
 from syncd.core import (
     ChannelPolicy,
@@ -44,6 +52,7 @@ log = structlog.get_logger("syncd.engine")
 T = TypeVar("T")
 Key = tuple[str, str]  # (channel, sku)
 EVENTS_KEY = "api-events"
+WEBHOOK_DEDUPE_TTL = timedelta(days=7)
 
 
 def utcnow() -> datetime:
@@ -155,6 +164,7 @@ class Engine:
         self._cancelled_since_push: Counter[Key] = Counter()
         # Fast path: SKUs waiting for the debounce, and ingestion times of sales not yet propagated.
         self._touched: set[str] = set()
+        self._to_fetch: defaultdict[str, list[tuple[WebhookEvent, str | None]]] = defaultdict(list)
         self._fast_task: asyncio.Task[None] | None = None
         self._awaiting: defaultdict[str, list[datetime]] = defaultdict(list)
         self._sales: defaultdict[str, deque[tuple[datetime, int]]] = defaultdict(deque)
@@ -251,6 +261,34 @@ class Engine:
             report.counts["order_lines_duplicate"] += result.duplicates
         return result
 
+    def fetch_later(self, channel: str, event: WebhookEvent, dedupe: str | None) -> None:
+        """Queue a webhook event whose lines must be fetched: the fast path fetches the events of a
+        burst together, ingests them, and only then remembers the deliveries as seen (so that a
+        redelivery after a failed fetch is not thrown away)."""
+        self._to_fetch[channel].append((event, dedupe))
+        self.touch(())
+
+    async def _fetch_queued(self) -> set[str]:
+        queued, self._to_fetch = self._to_fetch, defaultdict(list)
+        touched: set[str] = set()
+        for channel, items in queued.items():
+            now = self.clock()
+            fresh = [(e, d) for e, d in items if not (d and self.store.is_webhook_seen(d, now))]
+            if not fresh:
+                continue
+            report = CycleReport("webhook-fetch")
+            lines = await self._call(
+                channel, self.channels[channel].event_lines([e for e, _ in fresh]), report
+            )
+            if lines is None:
+                log.warning("webhook.fetch_failed", channel=channel, events=len(fresh), errors=report.errors)
+                continue
+            touched |= self.ingest(lines).touched_skus
+            for _, dedupe in fresh:
+                if dedupe:
+                    self.store.mark_webhook_seen(dedupe, self.clock(), WEBHOOK_DEDUPE_TTL)
+        return touched
+
     def touch(self, skus: Iterable[str]) -> None:
         """Queue SKUs for the fast path; they are planned and pushed together after the debounce,
         so a burst of sales costs one batch per channel instead of one call per sale."""
@@ -260,10 +298,12 @@ class Engine:
 
     async def _fast_path(self) -> None:
         await asyncio.sleep(self.config.schedule.push_debounce.total_seconds())
-        while self._touched:
-            batch, self._touched = self._touched, set()
+        while self._touched or any(self._to_fetch.values()):
             try:
-                await self.push_skus(batch)
+                self._touched |= await self._fetch_queued()
+                batch, self._touched = self._touched, set()
+                if batch:
+                    await self.push_skus(batch)
             except StoreError as exc:
                 log.error("fast_path.store_failed", error=str(exc))
 
