@@ -77,11 +77,17 @@ class SkuOverride(_Model):
 
 class AutoThresholdSettings(_Model):
     """``low_stock_threshold: auto``: units likely to sell elsewhere before a push lands, i.e.
-    ceil(sales per minute over ``window`` x propagation latency / 60 x channels), within [floor, cap]."""
+    ceil(sales per minute x propagation latency / 60 x channels), within [floor, cap]; the sales
+    rate is the higher of the rates over ``window`` and over ``burst_window``."""
 
     floor: int = Field(default=2, ge=0)
     cap: int = Field(default=50, ge=0)
     window: Duration = Field(default=timedelta(minutes=15), gt=timedelta(0))
+    burst_window: Duration = Field(
+        default=timedelta(minutes=1),
+        gt=timedelta(0),
+        description="Also measure the rate over this short window and take the higher: a burst shows at once.",
+    )
     latency: Duration | None = Field(
         default=None, description="Fixed latency; unset: the measured p95 propagation time."
     )

@@ -53,6 +53,7 @@ T = TypeVar("T")
 Key = tuple[str, str]  # (channel, sku)
 EVENTS_KEY = "api-events"
 WEBHOOK_DEDUPE_TTL = timedelta(days=7)
+BURST_MIN_SPAN = 5.0  # seconds: the shortest span a sales rate is measured over
 
 
 def utcnow() -> datetime:
@@ -605,11 +606,12 @@ class Engine:
         self.store.set_cursor(EVENTS_KEY, json.dumps(api_events))
 
     def _record_sales(self, lines: Iterable[OrderLine], now: datetime) -> None:
-        window = self.config.stock.auto_threshold.window
+        auto = self.config.stock.auto_threshold
+        keep = max(auto.window, auto.burst_window)
         for line in lines:
             sales = self._sales[line.sku]
             sales.append((now, line.quantity))
-            while sales and now - sales[0][0] > window:
+            while sales and now - sales[0][0] > keep:
                 sales.popleft()
 
     def _latency_estimate(self) -> float:
@@ -624,10 +626,18 @@ class Engine:
 
     def _auto_threshold(self, sku: str, channels: int, now: datetime, latency: float) -> int:
         auto = self.config.stock.auto_threshold
-        window = auto.window
-        units = sum(q for t, q in self._sales.get(sku, ()) if now - t <= window)
-        per_minute = units / (window.total_seconds() / 60)
-        return auto_low_stock_threshold(per_minute, latency, channels, auto.floor, auto.cap)
+        sales = self._sales.get(sku, ())
+
+        def per_minute(window: timedelta, *, since_first: bool = False) -> float:
+            recent = [(t, q) for t, q in sales if now - t <= window]
+            span = window.total_seconds()
+            if since_first and recent:
+                # A burst that began seconds ago is measured over those seconds, not the window.
+                span = min(span, max(BURST_MIN_SPAN, (now - recent[0][0]).total_seconds()))
+            return sum(q for _, q in recent) / (span / 60)
+
+        rate = max(per_minute(auto.window), per_minute(auto.burst_window, since_first=True))
+        return auto_low_stock_threshold(rate, latency, channels, auto.floor, auto.cap)
 
     async def replan_all(self) -> CycleReport:
         """Plan every SKU again from the ledger (after an event starts, changes or ends)."""
