@@ -166,6 +166,8 @@ class Engine:
         # Fast path: SKUs waiting for the debounce, and ingestion times of sales not yet propagated.
         self._touched: set[str] = set()
         self._to_fetch: defaultdict[str, list[tuple[WebhookEvent, str | None]]] = defaultdict(list)
+        self._senders: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
         self._fast_task: asyncio.Task[None] | None = None
         self._awaiting: defaultdict[str, list[datetime]] = defaultdict(list)
         self._sales: defaultdict[str, deque[tuple[datetime, int]]] = defaultdict(deque)
@@ -310,13 +312,17 @@ class Engine:
 
     async def drain_fast_path(self) -> None:
         """Wait until every touched SKU has been planned and pushed (used at shutdown and in tests)."""
-        while self._fast_task is not None and not self._fast_task.done():
-            await asyncio.shield(self._fast_task)
+        while True:
+            busy = [t for t in [self._fast_task, *self._senders.values()] if t is not None and not t.done()]
+            if not busy:
+                return
+            await asyncio.wait(busy)
 
     async def push_skus(self, skus: Iterable[str]) -> CycleReport:
-        """The fast path after ingestion: push the touched SKUs everywhere, then tell the ERP."""
+        """The fast path after ingestion: queue pushes for the touched SKUs (each channel's sender
+        sends them at once, independently), then tell the ERP."""
         report = CycleReport("fast-path")
-        await self._plan_and_push(skus, report)
+        await self._plan_and_push(skus, report, wait=False)
         await self._post_movements(report)
         return report
 
@@ -651,6 +657,7 @@ class Engine:
         report: CycleReport,
         *,
         channels: set[str] | None = None,
+        wait: bool = True,
     ) -> _Plan:
         """Plan the given SKUs (None: all), queue the pushes in the outbox and send them."""
         if not self._stock_known:
@@ -682,7 +689,10 @@ class Engine:
             report.pushes.extend(plan.pushes)
             report.counts["pushes_planned"] += len(plan.pushes)
             report.counts["unmapped"] += len(plan.unmapped)
-        await self.flush(report)
+        if wait:
+            await self.flush(report)
+        else:
+            self.kick()
         return plan
 
     def _pending_targets(self, skus: Sequence[str] | None) -> dict[Key, int]:
@@ -698,6 +708,32 @@ class Engine:
         """Send every pending push, each channel on its own (one down never stops the others)."""
         report = report or CycleReport("flush")
         await asyncio.gather(*(self._flush_channel(name, report) for name in self.channels))
+        await self._after_flush(report)
+
+    def kick(self) -> None:
+        """Have every channel's sender drain the outbox in the background, each at its own pace,
+        so a slow or throttled channel never holds back the pushes to the others."""
+        for name in self.channels:
+            task = self._senders.get(name)
+            if task is None or task.done():
+                self._senders[name] = asyncio.create_task(self._send_loop(name), name=f"sender:{name}")
+            else:
+                self._dirty.add(name)
+
+    async def _send_loop(self, name: str) -> None:
+        while True:
+            self._dirty.discard(name)
+            report = CycleReport("send")
+            try:
+                await self._flush_channel(name, report)
+                await self._after_flush(report)
+            except StoreError as exc:
+                log.error("sender.store_failed", channel=name, error=str(exc))
+                return
+            if name not in self._dirty:
+                return
+
+    async def _after_flush(self, report: CycleReport) -> None:
         if any(self._stale.values()) and not self._resolving_stale:
             self._resolving_stale = True
             try:
