@@ -86,6 +86,15 @@ class ConnectorHealth:
         }
 
 
+@dataclass
+class _Sale:
+    """A sale (or cancellation) on its way to every channel: the channels that still have to
+    acknowledge a new quantity (None until the sale has been planned)."""
+
+    ingested_at: datetime
+    channels: set[str] | None = None
+
+
 @dataclass(frozen=True)
 class LowStock:
     sku: str
@@ -169,7 +178,7 @@ class Engine:
         self._senders: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
         self._fast_task: asyncio.Task[None] | None = None
-        self._awaiting: defaultdict[str, list[datetime]] = defaultdict(list)
+        self._awaiting: defaultdict[str, list[_Sale]] = defaultdict(list)
         self._sales: defaultdict[str, deque[tuple[datetime, int]]] = defaultdict(deque)
         self.events = self._load_events()
         self._stale: defaultdict[str, set[str]] = defaultdict(set)
@@ -241,7 +250,7 @@ class Engine:
         result = self.store.ingest_lines(lines, self.clock()) if lines else IngestResult()
         now = self.clock()
         for line in result.new:
-            self._awaiting[line.sku].append(now)
+            self._awaiting[line.sku].append(_Sale(now))
             # How late sales reach syncd (webhook delay, or the poll interval): part of the time
             # in which other channels can still sell the same unit.
             self.sale_lag.append(max(0.0, (now - line.updated_at).total_seconds()))
@@ -255,7 +264,7 @@ class Engine:
             )
         self._record_sales(result.new, now)
         for line in [*result.released, *result.to_compensate]:
-            self._awaiting[line.sku].append(now)
+            self._awaiting[line.sku].append(_Sale(now))
             self._cancelled_since_push[(line.channel, line.sku)] += line.quantity
             log.info("order.cancelled", channel=line.channel, order=line.order_id, sku=line.sku)
         if report is not None:
@@ -686,6 +695,7 @@ class Engine:
             if skus is None:
                 self.low_stock = plan.low_stock
             self.store.enqueue_pushes(plan.pushes, self.clock())
+            self._sales_planned(sku_list, plan.pushes)
             report.pushes.extend(plan.pushes)
             report.counts["pushes_planned"] += len(plan.pushes)
             report.counts["unmapped"] += len(plan.unmapped)
@@ -740,14 +750,14 @@ class Engine:
                 await self._resolve_stale(report)
             finally:
                 self._resolving_stale = False
-        self._observe_propagation()
 
     async def _resolve_stale(self, report: CycleReport) -> None:
-        """A compare-and-set push came back stale: a sale raced it. Re-read those listings, ingest
-        the channels' orders, and plan them again (once; a further race waits for the next cycle)."""
+        """A compare-and-set push came back stale: a sale raced it. Re-read those listings, take
+        the read values as their baseline and plan them again (once; a further race waits)."""
         stale, self._stale = self._stale, defaultdict(set)
-        # Orders first, so that the read-back, taken as the new baseline, already includes them.
-        await self._pull_orders(report)
+        # No order pull here: on a busy shop it costs far more than the push it would fix (a
+        # Shopify order page spends most of the cost bucket). The racing sale arrives by webhook
+        # or the next poll; until then the re-read value is the exact baseline for compare-and-set.
         touched: set[str] = set()
         for name, skus in stale.items():
             rows = self.store.listings(name, skus=sorted(skus))
@@ -761,18 +771,39 @@ class Engine:
             log.info("push.stale_replanned", skus=len(touched))
             await self._plan_and_push(touched, report)
 
-    def _observe_propagation(self) -> None:
-        """A sale has propagated once no push for its SKU waits in the outbox: every channel has
-        acknowledged its new quantity (or needed none)."""
-        if not self._awaiting:
-            return
-        waiting = {p.sku for p in self.store.pending_pushes()}
+    def _sales_planned(self, skus: Iterable[str] | None, pushes: Sequence[PlannedPush]) -> None:
+        """Sales waiting for a plan learn which channels must acknowledge a new quantity."""
+        needed: defaultdict[str, set[str]] = defaultdict(set)
+        for push in pushes:
+            needed[push.sku].add(push.channel)
+        for sku in list(self._awaiting) if skus is None else [s for s in skus if s in self._awaiting]:
+            for sale in self._awaiting[sku]:
+                if sale.channels is None:
+                    sale.channels = set(needed.get(sku, ()))
+            self._settle_sales(sku)
+
+    def _sales_acknowledged(self, channel: str, skus: Iterable[str]) -> None:
+        for sku in skus:
+            for sale in self._awaiting.get(sku, ()):
+                if sale.channels is not None:
+                    sale.channels.discard(channel)
+            self._settle_sales(sku)
+
+    def _settle_sales(self, sku: str) -> None:
+        """A sale has propagated once every channel that needed a new quantity acknowledged it."""
         now = self.clock()
-        for sku in [s for s in self._awaiting if s not in waiting]:
-            for ingested_at in self._awaiting.pop(sku):
-                seconds = max(0.0, (now - ingested_at).total_seconds())
+        waiting = []
+        for sale in self._awaiting.get(sku, ()):
+            if sale.channels is not None and not sale.channels:
+                seconds = max(0.0, (now - sale.ingested_at).total_seconds())
                 self.propagation.append(seconds)
                 self.metrics.propagation.observe(seconds)
+            else:
+                waiting.append(sale)
+        if waiting:
+            self._awaiting[sku] = waiting
+        else:
+            self._awaiting.pop(sku, None)
 
     async def _flush_channel(self, name: str, report: CycleReport) -> None:
         async with self._flush_locks[name]:
@@ -824,6 +855,7 @@ class Engine:
                 # The values held from the moment the write (or the read before it) started.
                 self.store.record_pushed(name, result.applied, started)
                 self.store.complete_pushes([by_sku[s].id for s in result.applied if s in by_sku], now)
+                self._sales_acknowledged(name, result.applied)
                 for sku, quantity in result.applied.items():
                     self._cancelled_since_push.pop((name, sku), None)
                     log.info("push.sent", channel=name, sku=sku, quantity=quantity)

@@ -1,5 +1,5 @@
-"""Compare-and-set on Shopify: a sale that races a push makes it stale; syncd re-reads, ingests the
-sale and pushes again, so the channel never shows a unit that was already sold."""
+"""Compare-and-set on Shopify: a sale that races a push makes it stale; syncd re-reads the level,
+pushes again from what the channel really shows, and lowers it once the sale arrives."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ TOKEN = "shpat_test_token_123"
 
 
 async def test_stale_push_is_replanned_with_the_racing_sale(tmp_path: Path) -> None:
-    """A Shopify sale not yet ingested makes the next push stale; the retry lands on the right value."""
+    """A Shopify sale not yet ingested makes the next push stale; the retry lands; the sale's arrival
+    then brings the level to on-hand minus the sale."""
     erp = erp_app(api_key=ERP_KEY, db_path=str(tmp_path / "erp.db"))
     shop = shopify_app(access_token=TOKEN)
     config = make_config(
@@ -48,6 +49,10 @@ async def test_stale_push_is_replanned_with_the_racing_sale(tmp_path: Path) -> N
         await hooks_erp.post("/_sandbox/stock", json={"sku": "A", "on_hand": 15})
         report = await daemon.engine.poll_erp()
         assert report.counts["pushes_stale"] == 1
+        shown = {r["sku"]: r["quantity"] for r in (await hooks_shop.get("/_sandbox/listings")).json()}
+        assert shown == {"A": 15}  # re-read 8, pushed again with the right compare value
+        assert daemon.store.pending_pushes() == []
+        await daemon.engine.poll_orders()
         shown = {r["sku"]: r["quantity"] for r in (await hooks_shop.get("/_sandbox/listings")).json()}
         assert shown == {"A": 13}  # 15 on hand minus the 2 sold and reserved
         assert daemon.store.reserved_by_sku() == {"A": 2}
