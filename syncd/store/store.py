@@ -32,7 +32,6 @@ from syncd.store.queries import (
 )
 
 _MAX_ERROR_CHARS = 2000
-_STAMP_RESOLUTION = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -311,7 +310,7 @@ class Store(TokenStore):
         """Idempotently record order lines (unique on channel, order id, line key).
 
         A new open line is ``reserved`` and adds its quantity to the listing's sold_since_push if the
-        channel sold it after the listing's last push (``updated_at`` > ``pushed_at``, to the second).
+        channel sold it after the listing's last push (``updated_at`` > ``pushed_at``).
         A new line already cancelled is stored as ``released`` and touches nothing else.
         A known reserved line now cancelled becomes ``released``; a known posted or settled line
         now cancelled becomes ``compensate``; either way, if it was sold after the listing's last
@@ -353,10 +352,12 @@ class Store(TokenStore):
                         "b_channel": line.channel,
                         "b_sku": line.sku,
                         "b_units": line.quantity,
-                        # Channels stamp orders in whole seconds: a sale in the push's second counts
-                        # as after it (if it was before, the belief is merely low by it, costing at
-                        # most a redundant push; the other way round would count it twice).
-                        "b_at": line.updated_at + _STAMP_RESOLUTION,
+                        # Strictly after: channels stamp orders in whole seconds, and a sale in the
+                        # push's own second is taken as overwritten. If it came after the write,
+                        # syncd believes the channel shows more than it does and pushes again
+                        # (at worst a unit held back briefly); the other way round would let the
+                        # channel show a unit already sold.
+                        "b_at": line.updated_at,
                     }
                     for line in new
                 ]
