@@ -80,12 +80,15 @@ class UpdateResult:
     """Outcome of a batch of quantity updates, per SKU.
 
     ``applied`` maps each SKU the channel accepted to the quantity it now shows; ``rejected`` maps
-    refused SKUs to the channel's reason; ``stale`` lists SKUs whose compare value did not match.
+    refused SKUs to the channel's reason; ``stale`` lists SKUs whose compare value did not match;
+    ``read_back`` holds applied SKUs read again right after the write, with what the channel showed
+    then (sales that landed since the write already taken off).
     """
 
     applied: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)
     stale: list[str] = field(default_factory=list)
+    read_back: dict[str, int] = field(default_factory=dict)
 
 
 OrderLineStatus = Literal["open", "cancelled"]
@@ -186,6 +189,10 @@ class ChannelConnector(Connector):
 
     supports_compare_and_set: bool = False
     max_batch: int = 100
+    # Updates sent before the sender looks at the outbox again, so that an urgent push queued
+    # meanwhile (a hot SKU selling out) goes ahead of the rest; None: a whole batch. Channels that
+    # take one call per item keep it near what they allow per second.
+    push_slice: int | None = None
     uses_tokens: bool = False  # True: the constructor takes ``tokens: TokenStore`` to keep refreshed tokens
 
     @abc.abstractmethod

@@ -130,6 +130,30 @@ def _p95(samples: Iterable[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)] if ordered else 0.0
 
 
+def _urgency(push: PushRow) -> tuple[int, int, float, int]:
+    """Send order within a channel: decreases before increases (a unit must disappear everywhere
+    before any channel gets more); among decreases, zero-outs first, then the largest drop
+    relative to what stays on sale (a hot SKU going from 30 to 10 before a routine 54 to 53)."""
+    if push.compare is not None and push.target >= push.compare:
+        return (1, 1, 0.0, push.id)
+    if push.target == 0:
+        return (0, 0, 0.0, push.id)
+    drop = math.inf if push.compare is None else (push.compare - push.target) / (push.target + 1)
+    return (0, 1, -drop, push.id)
+
+
+def _update(push: PushRow, ref: str, shown: int | None) -> QuantityUpdate:
+    """The write for one push, given what the channel was just read to show (None: not read).
+
+    Units the channel sold that syncd has not heard of yet (it shows less than the push's compare
+    value) are left out of the target; the value read becomes the compare value.
+    """
+    if shown is None or push.compare is None:
+        return QuantityUpdate(push.sku, ref, push.target, push.compare, key=f"syncd-push-{push.id}")
+    unseen = max(0, push.compare - shown)
+    return QuantityUpdate(push.sku, ref, max(0, push.target - unseen), shown, key=f"syncd-push-{push.id}")
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -182,7 +206,6 @@ class Engine:
         self._sales: defaultdict[str, deque[tuple[datetime, int]]] = defaultdict(deque)
         self.events = self._load_events()
         self._stale: defaultdict[str, set[str]] = defaultdict(set)
-        self._resolving_stale = False
         self.propagation: deque[float] = deque(maxlen=2000)
         self.sale_lag: deque[float] = deque(maxlen=2000)
         # Until the ERP has been read once, no SKU can be called unknown to it.
@@ -667,6 +690,7 @@ class Engine:
         *,
         channels: set[str] | None = None,
         wait: bool = True,
+        send: bool = True,
     ) -> _Plan:
         """Plan the given SKUs (None: all), queue the pushes in the outbox and send them."""
         if not self._stock_known:
@@ -699,6 +723,8 @@ class Engine:
             report.pushes.extend(plan.pushes)
             report.counts["pushes_planned"] += len(plan.pushes)
             report.counts["unmapped"] += len(plan.unmapped)
+        if not send:
+            return plan
         if wait:
             await self.flush(report)
         else:
@@ -715,10 +741,12 @@ class Engine:
         }
 
     async def flush(self, report: CycleReport | None = None) -> None:
-        """Send every pending push, each channel on its own (one down never stops the others)."""
+        """Send every pending push, each channel on its own (one down never stops the others);
+        writes that came back stale are planned and sent once more."""
         report = report or CycleReport("flush")
         await asyncio.gather(*(self._flush_channel(name, report) for name in self.channels))
-        await self._after_flush(report)
+        again = await self._replan_stale(report, set(self.channels))
+        await asyncio.gather(*(self._flush_channel(name, report) for name in again))
 
     def kick(self) -> None:
         """Have every channel's sender drain the outbox in the background, each at its own pace,
@@ -736,40 +764,35 @@ class Engine:
             report = CycleReport("send")
             try:
                 await self._flush_channel(name, report)
-                await self._after_flush(report)
+                if await self._replan_stale(report, {name}):
+                    continue
             except StoreError as exc:
                 log.error("sender.store_failed", channel=name, error=str(exc))
                 return
             if name not in self._dirty:
                 return
 
-    async def _after_flush(self, report: CycleReport) -> None:
-        if any(self._stale.values()) and not self._resolving_stale:
-            self._resolving_stale = True
-            try:
-                await self._resolve_stale(report)
-            finally:
-                self._resolving_stale = False
+    async def _replan_stale(self, report: CycleReport, names: set[str]) -> set[str]:
+        """A compare-and-set write came back stale: a sale landed between the read before it and
+        the write. Plan those SKUs again on those channels (the caller sends them): the new push
+        reads the level again before writing, leaves the sale out and compares against it.
+        Returns the channels that got new pushes.
 
-    async def _resolve_stale(self, report: CycleReport) -> None:
-        """A compare-and-set push came back stale: a sale raced it. Re-read those listings, take
-        the read values as their baseline and plan them again (once; a further race waits)."""
-        stale, self._stale = self._stale, defaultdict(set)
-        # No order pull here: on a busy shop it costs far more than the push it would fix (a
-        # Shopify order page spends most of the cost bucket). The racing sale arrives by webhook
-        # or the next poll; until then the re-read value is the exact baseline for compare-and-set.
-        touched: set[str] = set()
-        for name, skus in stale.items():
-            rows = self.store.listings(name, skus=sorted(skus))
-            listings = [Listing(r.sku, r.ref, r.observed) for r in rows]
-            observed = await self._call(name, self.channels[name].read_quantities(listings), report)
-            if observed:
-                self.store.record_observed(name, observed, self.clock())
-                self.store.rebase_listings(name, observed)
-                touched.update(observed)
-        if touched:
-            log.info("push.stale_replanned", skus=len(touched))
-            await self._plan_and_push(touched, report)
+        The belief is deliberately not rebased on that read: the racing sale is not in ats until it
+        arrives, so it must still count as unseen (the read shows less than the belief) or the
+        write would put it back on sale. No order pull either: on a busy shop a Shopify order page
+        costs far more than the push it would fix; the sale arrives by webhook or the next poll.
+        """
+        again: set[str] = set()
+        for name in sorted(names):
+            skus = self._stale.pop(name, set())
+            if not skus:
+                continue
+            log.info("push.stale_replanned", channel=name, skus=len(skus))
+            plan = await self._plan_and_push(skus, report, channels={name}, send=False)
+            if plan.pushes:
+                again.add(name)
+        return again
 
     def _sales_planned(self, skus: Iterable[str] | None, pushes: Sequence[PlannedPush]) -> None:
         """Sales waiting for a plan learn which channels must acknowledge a new quantity."""
@@ -806,77 +829,82 @@ class Engine:
             self._awaiting.pop(sku, None)
 
     async def _flush_channel(self, name: str, report: CycleReport) -> None:
+        """Send the channel's pending pushes, the most urgent first, a slice at a time: between
+        slices the outbox is read again, so a push queued meanwhile for a SKU about to sell out
+        goes before the routine ones still waiting. Each push is tried once per flush."""
         async with self._flush_locks[name]:
-            pending = self.store.pending_pushes(name)
-            if not pending:
-                return
-            refs = {row.sku: row.ref for row in self.store.listings(name, skus=[p.sku for p in pending])}
-            now = self.clock()
-            sendable = []
-            for push in pending:
-                if push.sku in refs:
-                    sendable.append(push)
-                else:
-                    self.store.fail_push(push.id, "no listing on the channel", now, give_up=True)
-            # Decreases first: a unit must disappear everywhere before any channel gets more.
-            sendable.sort(key=lambda p: (not (p.compare is None or p.target < p.compare), p.id))
-            if not sendable:
-                return
             channel = self.channels[name]
-            started = self.clock()
-            unseen = await self._unseen_sales(name, channel, sendable, refs, report)
-            if unseen is None:
-                result = None
-            else:
-                updates = [
-                    QuantityUpdate(
-                        p.sku,
-                        refs[p.sku],
-                        max(0, p.target - unseen.get(p.sku, 0)),
-                        p.compare,
-                        key=f"syncd-push-{p.id}",
-                    )
-                    for p in sendable
-                ]
-                result = await self._call(name, channel.set_quantities(updates), report)
-            now = self.clock()
-            if result is None:
-                health = self.health[name]
-                for push in sendable:
-                    give_up = (
-                        push.attempts + 1 >= self.config.schedule.push_attempts and not health.needs_human
-                    )
-                    self.store.fail_push(push.id, health.last_error or "failed", now, give_up=give_up)
-                    self.metrics.pushes.labels(name, "error").inc()
-                report.counts["pushes_failed"] += len(sendable)
-                return
-            by_sku = {p.sku: p for p in sendable}
-            if result.applied:
-                # The values held from the moment the write (or the read before it) started.
-                self.store.record_pushed(name, result.applied, started)
-                self.store.complete_pushes([by_sku[s].id for s in result.applied if s in by_sku], now)
-                self._sales_acknowledged(name, result.applied)
-                for sku, quantity in result.applied.items():
-                    self._cancelled_since_push.pop((name, sku), None)
-                    log.info("push.sent", channel=name, sku=sku, quantity=quantity)
-                self.metrics.pushes.labels(name, "sent").inc(len(result.applied))
-                report.counts["pushes_sent"] += len(result.applied)
-            for sku, reason in result.rejected.items():
-                if sku in by_sku:
-                    self.store.set_listing_status(name, sku, "rejected", reason[:500])
-                    self.store.fail_push(by_sku[sku].id, reason[:500], now, give_up=True)
-                    log.warning("push.rejected", channel=name, sku=sku, reason=reason)
-            for sku in result.stale:
-                if sku in by_sku:
-                    self.store.fail_push(by_sku[sku].id, "stale compare value", now, give_up=True)
-            if result.stale:
-                self._stale[name].update(s for s in result.stale if s in by_sku)
-            self.metrics.pushes.labels(name, "rejected").inc(len(result.rejected))
-            self.metrics.pushes.labels(name, "stale").inc(len(result.stale))
-            report.counts["pushes_rejected"] += len(result.rejected)
-            report.counts["pushes_stale"] += len(result.stale)
+            size = channel.push_slice or channel.max_batch
+            tried: set[int] = set()
+            while True:
+                pending = [p for p in self.store.pending_pushes(name) if p.id not in tried]
+                if not pending:
+                    return
+                pending.sort(key=_urgency)
+                batch = pending[: max(1, size)]
+                tried.update(p.id for p in batch)
+                await self._send_slice(name, channel, batch, report)
 
-    async def _unseen_sales(
+    async def _send_slice(
+        self, name: str, channel: ChannelConnector, pending: list[PushRow], report: CycleReport
+    ) -> None:
+        refs = {row.sku: row.ref for row in self.store.listings(name, skus=[p.sku for p in pending])}
+        now = self.clock()
+        sendable = []
+        for push in pending:
+            if push.sku in refs:
+                sendable.append(push)
+            else:
+                self.store.fail_push(push.id, "no listing on the channel", now, give_up=True)
+        if not sendable:
+            return
+        started = self.clock()
+        shown = await self._read_before_write(name, channel, sendable, refs, report)
+        if shown is None:
+            result = None
+        else:
+            updates = [_update(p, refs[p.sku], shown.get(p.sku)) for p in sendable]
+            result = await self._call(name, channel.set_quantities(updates), report)
+        now = self.clock()
+        if result is None:
+            health = self.health[name]
+            for push in sendable:
+                give_up = push.attempts + 1 >= self.config.schedule.push_attempts and not health.needs_human
+                self.store.fail_push(push.id, health.last_error or "failed", now, give_up=give_up)
+                self.metrics.pushes.labels(name, "error").inc()
+            report.counts["pushes_failed"] += len(sendable)
+            return
+        by_sku = {p.sku: p for p in sendable}
+        if result.applied:
+            # The values held from the moment the write (or the read before it) started.
+            self.store.record_pushed(name, result.applied, started)
+            # A read right after the write is a later baseline: sales before it are in its value.
+            self.store.record_pushed(
+                name, {s: q for s, q in result.read_back.items() if s in result.applied}, now
+            )
+            self.store.complete_pushes([by_sku[s].id for s in result.applied if s in by_sku], now)
+            self._sales_acknowledged(name, result.applied)
+            for sku, quantity in result.applied.items():
+                self._cancelled_since_push.pop((name, sku), None)
+                log.info("push.sent", channel=name, sku=sku, quantity=quantity)
+            self.metrics.pushes.labels(name, "sent").inc(len(result.applied))
+            report.counts["pushes_sent"] += len(result.applied)
+        for sku, reason in result.rejected.items():
+            if sku in by_sku:
+                self.store.set_listing_status(name, sku, "rejected", reason[:500])
+                self.store.fail_push(by_sku[sku].id, reason[:500], now, give_up=True)
+                log.warning("push.rejected", channel=name, sku=sku, reason=reason)
+        for sku in result.stale:
+            if sku in by_sku:
+                self.store.fail_push(by_sku[sku].id, "stale compare value", now, give_up=True)
+        if result.stale:
+            self._stale[name].update(s for s in result.stale if s in by_sku)
+        self.metrics.pushes.labels(name, "rejected").inc(len(result.rejected))
+        self.metrics.pushes.labels(name, "stale").inc(len(result.stale))
+        report.counts["pushes_rejected"] += len(result.rejected)
+        report.counts["pushes_stale"] += len(result.stale)
+
+    async def _read_before_write(
         self,
         name: str,
         channel: ChannelConnector,
@@ -884,24 +912,20 @@ class Engine:
         refs: Mapping[str, str],
         report: CycleReport,
     ) -> dict[str, int] | None:
-        """Units the channel sold that syncd has not heard of yet, per SKU (None: the read failed).
+        """What the channel shows now for the fast path's pushes, per SKU (None: the read failed).
 
-        A channel without compare-and-set takes quantities absolutely, so a write would put such
-        sales back on sale. Reading the listings just before writing shows them (the channel shows
-        less than syncd expects); the write then leaves them out. Pushes of a full reconcile are
-        planned from a fresh read already and skip this.
+        syncd's belief lags by the sales it has not heard of yet. A channel without compare-and-set
+        takes quantities absolutely, so a write would put such sales back on sale; one with it
+        would refuse a write whose compare value lags, again and again while a SKU sells fast.
+        Reading just before writing shows both: the write then leaves the unseen sales out and
+        compares against the value read. Pushes of a full reconcile are planned from a fresh read
+        already and skip this.
         """
-        if channel.supports_compare_and_set:
-            return {}
         fresh = [p for p in pushes if p.compare is not None and p.reason != "reconcile"]
         if not fresh:
             return {}
         listings = [Listing(p.sku, refs[p.sku], None) for p in fresh]
-        shown = await self._call(name, channel.read_quantities(listings), report)
-        if shown is None:
-            return None
-        unseen = {p.sku: p.compare - shown[p.sku] for p in fresh if p.sku in shown and p.compare is not None}
-        return {sku: units for sku, units in unseen.items() if units > 0}
+        return await self._call(name, channel.read_quantities(listings), report)
 
     # ------------------------------------------------------------------ reporting
     def _finish(self, report: CycleReport) -> CycleReport:

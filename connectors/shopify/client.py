@@ -60,6 +60,13 @@ _ITEM_GID = re.compile(r"^gid://shopify/InventoryItem/\d+$")
 _KEY_NAMESPACE = uuid.UUID("6f1c62a4-3c5e-4b59-9a57-0c1f4e2b7d10")
 
 
+# The fast path's operations (read a few levels, write them) may spend the whole cost bucket;
+# everything else (order polls, catalogue reads) leaves this share of it for them, so a busy
+# order poll never holds back a push while a flash sale runs.
+PUSH_OPERATIONS = frozenset({"InventoryItems", "SetQuantities", "PrimaryLocation"})
+BACKGROUND_HEADROOM = 0.25
+
+
 class ShopifyConnector(ChannelConnector):
     supports_compare_and_set = True
     max_batch = queries.MAX_QUANTITIES
@@ -112,7 +119,8 @@ class ShopifyConnector(ChannelConnector):
         where = f"{operation} ({self._path})"
 
         async def attempt() -> dict[str, Any]:
-            await self.bucket.reserve(operation, cost)
+            headroom = 0.0 if operation in PUSH_OPERATIONS else BACKGROUND_HEADROOM
+            await self.bucket.reserve(operation, cost, headroom=headroom)
             response = await self._http.request(
                 "POST", self._path, json=payload, accept=(429, 500, 502, 503, 504), retry=False
             )

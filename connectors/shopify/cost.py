@@ -82,22 +82,29 @@ class CostBucket:
         refilled = self._available + (self._clock() - self._seen_at) * status.restore_rate
         return min(status.maximum, refilled)
 
-    async def reserve(self, operation: str, default: float) -> None:
-        """Wait until ``operation`` (expected to cost its last requested cost) fits, then count it."""
-        async with self._lock:
-            status = self._status
-            available = self.available()
-            if status is None or available is None:
-                return
-            cost = min(self.expected_cost(operation, default), status.maximum)
-            if available < cost:
-                wait = (cost - available) / status.restore_rate
+    async def reserve(self, operation: str, default: float, *, headroom: float = 0.0) -> None:
+        """Wait until ``operation`` (expected to cost its last requested cost) fits, then count it.
+
+        ``headroom`` is a share of the bucket (0 to 1) the operation must leave untouched: background
+        reads pass one so that they never starve the quantity writes that follow them. A caller
+        waits outside the lock, so a write is never queued behind a read that waits for points.
+        """
+        while True:
+            async with self._lock:
+                status = self._status
+                available = self.available()
+                if status is None or available is None:
+                    return
+                cost = min(self.expected_cost(operation, default), status.maximum)
+                spare = min(status.maximum - cost, headroom * status.maximum)
+                if available >= cost + spare:
+                    # Counted now so that concurrent callers do not all spend the same points.
+                    self._available = available - cost
+                    self._seen_at = self._clock()
+                    return
+                wait = (cost + spare - available) / status.restore_rate
                 self.waited += wait
-                await self._sleep(wait)
-                available = cost
-            # Counted now so that concurrent callers do not all spend the same points.
-            self._available = available - cost
-            self._seen_at = self._clock()
+            await self._sleep(wait)
 
     def observe(self, operation: str, cost: QueryCost | None) -> None:
         """Record what an answer said about the bucket and about this operation's cost."""

@@ -217,7 +217,7 @@ def create_app(
     webhook_secret: str = "",
     faults: Faults | None = None,
     bucket_size: float = 1000,
-    restore_rate: float = 50.0,
+    restore_rate: float = 100.0,
     seed: int | None = None,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Starlette:

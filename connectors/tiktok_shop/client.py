@@ -91,9 +91,9 @@ class TikTokShopConnector(ChannelConnector):
 
     A sale landing between syncd's plan and its write is overwritten (the channel then shows one
     unit too many) until the order arrives and the next push corrects it. For quantities at or
-    below ``reread_below`` the SKU is read back right after the write and ``applied`` reports what
-    TikTok shows then: a sale that landed in the window shows up as a lower applied value at once,
-    instead of at the next reconcile. The window still spans one write round trip; low-stock
+    below ``reread_below`` the SKU is read back right after the write and ``read_back`` reports what
+    TikTok shows then: a sale that landed in the window shows up as a lower value at once, instead
+    of at the next reconcile. The window still spans one write round trip; low-stock
     partitioning (targets summing to at most ats) is what bounds the oversell in it.
     """
 
@@ -133,6 +133,8 @@ class TikTokShopConnector(ChannelConnector):
             lambda: self._access,
             clock,
         )
+        # One write per product: a slice of about a second's worth of calls.
+        self.push_slice = max(1, int(settings.rate_limit))
         self._http = HttpClient(
             settings.name,
             settings.base_url.rstrip("/"),
@@ -518,7 +520,7 @@ class TikTokShopConnector(ChannelConnector):
             return
         for sku_id, sku in low.items():
             if sku_id in stocks:
-                result.applied[sku] = stocks[sku_id].total
+                result.read_back[sku] = stocks[sku_id].total
 
     # ------------------------------------------------------------------ webhooks
 

@@ -1,5 +1,6 @@
-"""Compare-and-set on Shopify: a sale that races a push makes it stale; syncd re-reads the level,
-pushes again from what the channel really shows, and lowers it once the sale arrives."""
+"""Compare-and-set on Shopify. The fast path reads a level just before writing it, so a sale syncd
+has not heard of is left out of the write at once; a sale that lands between that read and the
+write makes the write stale, and syncd re-reads the level and pushes again."""
 
 from __future__ import annotations
 
@@ -15,9 +16,26 @@ from tests.daemon.conftest import ERP_KEY, make_config
 TOKEN = "shpat_test_token_123"
 
 
-async def test_stale_push_is_replanned_with_the_racing_sale(tmp_path: Path) -> None:
-    """A Shopify sale not yet ingested makes the next push stale; the retry lands; the sale's arrival
-    then brings the level to on-hand minus the sale."""
+class SaleBeforeWrite(httpx.AsyncBaseTransport):
+    """Passes requests to the sandbox; just before the first quantity write, a shopper buys one unit
+    (the write was planned, and its compare value read, before that sale)."""
+
+    def __init__(self, app: httpx.ASGITransport, sku: str):
+        self.app, self.sku, self.fired = app, sku, False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.fired and b"SetQuantities" in request.content:
+            self.fired = True
+            buy = httpx.Request(
+                "POST", "http://shopify.test/_sandbox/purchase", json={"sku": self.sku, "quantity": 1}
+            )
+            assert (await self.app.handle_async_request(buy)).status_code == 201
+        return await self.app.handle_async_request(request)
+
+
+async def test_unseen_sale_is_left_out_of_the_write(tmp_path: Path) -> None:
+    """A Shopify sale not yet ingested: the read before the write shows it, the write leaves it out
+    (no stale round trip), and its arrival later changes nothing."""
     erp = erp_app(api_key=ERP_KEY, db_path=str(tmp_path / "erp.db"))
     shop = shopify_app(access_token=TOKEN)
     config = make_config(
@@ -48,14 +66,60 @@ async def test_stale_push_is_replanned_with_the_racing_sale(tmp_path: Path) -> N
         # The ERP gets 5 more before syncd has seen the sale: it plans 15 over a believed 10.
         await hooks_erp.post("/_sandbox/stock", json={"sku": "A", "on_hand": 15})
         report = await daemon.engine.poll_erp()
-        assert report.counts["pushes_stale"] == 1
+        assert report.counts["pushes_stale"] == 0
         shown = {r["sku"]: r["quantity"] for r in (await hooks_shop.get("/_sandbox/listings")).json()}
-        assert shown == {"A": 15}  # re-read 8, pushed again with the right compare value
+        assert shown == {"A": 13}  # read 8 where 10 was believed: 15 planned, minus the 2 unseen
         assert daemon.store.pending_pushes() == []
-        await daemon.engine.poll_orders()
+        report = await daemon.engine.poll_orders()
+        assert report.counts["pushes_planned"] == 0
         shown = {r["sku"]: r["quantity"] for r in (await hooks_shop.get("/_sandbox/listings")).json()}
         assert shown == {"A": 13}  # 15 on hand minus the 2 sold and reserved
         assert daemon.store.reserved_by_sku() == {"A": 2}
+    finally:
+        await hooks_erp.aclose()
+        await hooks_shop.aclose()
+        await daemon.engine.aclose()
+        daemon.store.close()
+
+
+async def test_sale_between_read_and_write_makes_it_stale_and_is_pushed_again(tmp_path: Path) -> None:
+    """The level changes between the read and the write: Shopify refuses the stale write, syncd
+    re-reads the level and writes again against it; the channel never shows the sold unit."""
+    erp = erp_app(api_key=ERP_KEY, db_path=str(tmp_path / "erp.db"))
+    shop = shopify_app(access_token=TOKEN)
+    config = make_config(
+        tmp_path,
+        stock={"safety_stock": 0},
+        channels=[
+            {
+                "name": "shopify",
+                "type": "shopify",
+                "base_url": "http://shopify.test",
+                "access_token": TOKEN,
+                "retry_attempts": 1,
+            }
+        ],
+    )
+    racing = SaleBeforeWrite(httpx.ASGITransport(app=shop), "A")
+    daemon = Daemon(config, transports={"erp": httpx.ASGITransport(app=erp), "shopify": racing})
+    hooks_erp = httpx.AsyncClient(transport=httpx.ASGITransport(app=erp), base_url="http://erp.test")
+    hooks_shop = httpx.AsyncClient(transport=httpx.ASGITransport(app=shop), base_url="http://shopify.test")
+    try:
+        await hooks_erp.post("/_sandbox/seed", json={"items": [{"sku": "A", "quantity": 10}]})
+        await hooks_shop.post("/_sandbox/seed", json={"items": [{"sku": "A", "quantity": 10}]})
+        racing.fired = True  # the first reconcile writes nothing racy
+        await daemon.engine.reconcile()
+        racing.fired = False
+        await hooks_erp.post("/_sandbox/stock", json={"sku": "A", "on_hand": 6})
+        report = await daemon.engine.poll_erp()
+        assert report.counts["pushes_stale"] == 1
+        shown = {r["sku"]: r["quantity"] for r in (await hooks_shop.get("/_sandbox/listings")).json()}
+        assert shown == {"A": 5}  # 6 planned; re-read 9 where 10 was believed: the sold unit left out
+        assert daemon.store.pending_pushes() == []
+        await daemon.engine.poll_orders()
+        shown = {r["sku"]: r["quantity"] for r in (await hooks_shop.get("/_sandbox/listings")).json()}
+        assert shown == {"A": 5}  # 6 on hand minus the sale, reserved until the ERP has it
+        assert daemon.store.reserved_by_sku() == {"A": 1}
     finally:
         await hooks_erp.aclose()
         await hooks_shop.aclose()

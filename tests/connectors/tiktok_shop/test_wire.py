@@ -577,7 +577,7 @@ async def test_malformed_ref_is_rejected_without_a_call(wire: Wire, conn: TikTok
 
 
 async def test_low_quantity_writes_are_read_back(wire: Wire, conn: TikTokShopConnector) -> None:
-    """After writing a quantity at or below reread_below, applied reports what TikTok then shows."""
+    """After writing a quantity at or below reread_below, read_back reports what TikTok then shows."""
     wire.on(
         PRODUCTS,
         ok({"products": [product("P1", ("S1", "A", [("W1", 9)]), ("S2", "B", [("W1", 9)]))]}),
@@ -589,7 +589,8 @@ async def test_low_quantity_writes_are_read_back(wire: Wire, conn: TikTokShopCon
 
     result = await conn.set_quantities([QuantityUpdate("A", "P1:S1", 3), QuantityUpdate("B", "P1:S2", 40)])
 
-    assert result.applied == {"A": 2, "B": 40}
+    assert result.applied == {"A": 3, "B": 40}
+    assert result.read_back == {"A": 2}
     [reread] = wire.calls(INVENTORY)
     assert json.loads(reread.content) == {"sku_ids": ["S1"]}
 
