@@ -81,7 +81,7 @@ class AutoThresholdSettings(_Model):
     rate is the higher of the rates over ``window`` and over ``burst_window``."""
 
     floor: int = Field(default=2, ge=0)
-    cap: int = Field(default=50, ge=0)
+    cap: int = Field(default=500, ge=0)
     window: Duration = Field(default=timedelta(minutes=15), gt=timedelta(0))
     burst_window: Duration = Field(
         default=timedelta(minutes=1),

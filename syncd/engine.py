@@ -332,8 +332,10 @@ class Engine:
             self._fast_task = asyncio.create_task(self._fast_path(), name="fast-path")
 
     async def _fast_path(self) -> None:
-        await asyncio.sleep(self.config.schedule.push_debounce.total_seconds())
+        debounce = self.config.schedule.push_debounce.total_seconds()
+        await asyncio.sleep(debounce)
         while self._touched or any(self._to_fetch.values()):
+            started = asyncio.get_running_loop().time()
             try:
                 self._touched |= await self._fetch_queued()
                 batch, self._touched = self._touched, set()
@@ -341,6 +343,10 @@ class Engine:
                     await self.push_skus(batch)
             except StoreError as exc:
                 log.error("fast_path.store_failed", error=str(exc))
+            # While a burst goes on, one round per debounce at most: what arrives meanwhile is
+            # fetched and planned together, so webhook fetches do not eat the channel's rate limit.
+            if self._touched or any(self._to_fetch.values()):
+                await asyncio.sleep(max(0.0, debounce - (asyncio.get_running_loop().time() - started)))
 
     async def drain_fast_path(self) -> None:
         """Wait until every touched SKU has been planned and pushed (used at shutdown and in tests)."""
@@ -834,19 +840,43 @@ class Engine:
         goes before the routine ones still waiting. Each push is tried once per flush."""
         async with self._flush_locks[name]:
             channel = self.channels[name]
-            size = channel.push_slice or channel.max_batch
+            size = max(1, channel.push_slice or channel.max_batch)
             tried: set[int] = set()
             while True:
                 pending = [p for p in self.store.pending_pushes(name) if p.id not in tried]
                 if not pending:
                     return
-                pending.sort(key=_urgency)
-                batch = pending[: max(1, size)]
+                urgent = self._urgent_skus(pending)
+                pending.sort(key=lambda p: (p.sku not in urgent, *_urgency(p)))
+                # A slice is all urgent (one read and one round of writes for all of them) or a
+                # few routine pushes, so routine writes never delay urgent ones for long.
+                if pending[0].sku in urgent:
+                    batch = [p for p in pending if p.sku in urgent][: channel.max_batch]
+                else:
+                    batch = pending[:size]
                 tried.update(p.id for p in batch)
                 await self._send_slice(name, channel, batch, report)
 
+    def _urgent_skus(self, pushes: Iterable[PushRow]) -> set[str]:
+        """SKUs whose pushes cannot wait: zero-outs and SKUs in low-stock mode (what the channel
+        shows or will show is within the low-stock threshold), where every unit counts."""
+        now = self.clock()
+        latency = self._latency_estimate()
+        urgent: set[str] = set()
+        for push in pushes:
+            threshold = self.config.stock.threshold_for(push.sku)
+            if threshold == "auto":
+                threshold = self._auto_threshold(push.sku, len(self.channels), now, latency)
+            if push.target == 0 or push.compare is None or min(push.target, push.compare) <= threshold:
+                urgent.add(push.sku)
+        return urgent
+
     async def _send_slice(
-        self, name: str, channel: ChannelConnector, pending: list[PushRow], report: CycleReport
+        self,
+        name: str,
+        channel: ChannelConnector,
+        pending: list[PushRow],
+        report: CycleReport,
     ) -> None:
         refs = {row.sku: row.ref for row in self.store.listings(name, skus=[p.sku for p in pending])}
         now = self.clock()
@@ -858,8 +888,10 @@ class Engine:
                 self.store.fail_push(push.id, "no listing on the channel", now, give_up=True)
         if not sendable:
             return
-        started = self.clock()
         shown = await self._read_before_write(name, channel, sendable, refs, report)
+        # The new baseline starts with the write: a sale after the read but before the write is
+        # overwritten (the channel shows the written value), so it must not lower the belief.
+        started = self.clock()
         if shown is None:
             result = None
         else:
@@ -876,7 +908,7 @@ class Engine:
             return
         by_sku = {p.sku: p for p in sendable}
         if result.applied:
-            # The values held from the moment the write (or the read before it) started.
+            # The values held from the moment the write started.
             self.store.record_pushed(name, result.applied, started)
             # A read right after the write is a later baseline: sales before it are in its value.
             self.store.record_pushed(

@@ -42,6 +42,9 @@ class ShopifySettings(ChannelSettings):
         description="The location whose 'available' quantity syncd reads and sets.",
     )
     webhook_secret: SecretStr | None = Field(default=None, description="The app's client secret.")
+    # Shopify limits GraphQL by query cost (the client follows the cost bucket), not by requests.
+    rate_limit: float = Field(default=20.0, gt=0, description="Requests per second, on average.")
+    burst: int = Field(default=20, ge=1, description="Requests allowed back to back.")
     bulk_threshold: int = Field(
         default=2000, ge=1, description="Catalogue size (variants) above which reads use a bulk operation."
     )

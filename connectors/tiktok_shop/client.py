@@ -133,8 +133,9 @@ class TikTokShopConnector(ChannelConnector):
             lambda: self._access,
             clock,
         )
-        # One write per product: a slice of about a second's worth of calls.
-        self.push_slice = max(1, int(settings.rate_limit))
+        # One write per product: slices of under half a second's calls, so that an urgent push
+        # queued meanwhile waits little.
+        self.push_slice = max(1, int(settings.rate_limit) // 2)
         self._http = HttpClient(
             settings.name,
             settings.base_url.rstrip("/"),
