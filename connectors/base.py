@@ -193,6 +193,10 @@ class ChannelConnector(Connector):
     # meanwhile (a hot SKU selling out) goes ahead of the rest; None: a whole batch. Channels that
     # take one call per item keep it near what they allow per second.
     push_slice: int | None = None
+    # True for channels that take one write call per item (TikTok Shop: per product). Their urgent
+    # pushes go one at a time, each read just before its write, so that a sale landing between a
+    # read and its write (overwritten without compare-and-set) has the shortest window possible.
+    writes_per_item: bool = False
     uses_tokens: bool = False  # True: the constructor takes ``tokens: TokenStore`` to keep refreshed tokens
 
     @abc.abstractmethod

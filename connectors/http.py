@@ -8,10 +8,12 @@ honouring Retry-After), and a per-connector rate limiter that the channel's own 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -30,6 +32,20 @@ from syncd.errors import AuthError, ConnectorError, ProtocolError, TransientErro
 log = structlog.get_logger("syncd.http")
 
 T = TypeVar("T")
+
+# Calls made inside ``urgent_calls()`` take the rate limiter's tokens before any other call: a push
+# for a SKU about to sell out never queues behind an order fetch or a routine push.
+_URGENT: contextvars.ContextVar[bool] = contextvars.ContextVar("syncd_urgent_calls", default=False)
+
+
+@contextlib.contextmanager
+def urgent_calls() -> Iterator[None]:
+    """Within this block (and the tasks awaited in it), calls go first at every rate limiter."""
+    token = _URGENT.set(True)
+    try:
+        yield
+    finally:
+        _URGENT.reset(token)
 
 
 class RateLimiter:
@@ -54,7 +70,7 @@ class RateLimiter:
         self._tokens = float(self.burst)
         self._updated = clock()
         self._paused_until = 0.0
-        self._lock = asyncio.Lock()
+        self._urgent_waiting = 0
 
     def pause(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, self._clock() + seconds)
@@ -64,17 +80,29 @@ class RateLimiter:
         self._updated = now
 
     async def acquire(self, cost: float = 1.0) -> None:
-        async with self._lock:
+        """Wait for ``cost`` tokens. Urgent callers (see ``urgent_calls``) are served first: the
+        others wait while any urgent caller waits."""
+        urgent = _URGENT.get()
+        if urgent:
+            self._urgent_waiting += 1
+        try:
             while True:
                 now = self._clock()
                 if now < self._paused_until:
                     await self._sleep(self._paused_until - now)
                     continue
                 self._refill(now)
-                if self._tokens >= cost:
-                    self._tokens -= cost
-                    return
-                await self._sleep((cost - self._tokens) / self.rate)
+                if urgent or self._urgent_waiting == 0:
+                    # No await between the check and the take: no other caller runs in between.
+                    if self._tokens >= cost:
+                        self._tokens -= cost
+                        return
+                    await self._sleep((cost - self._tokens) / self.rate)
+                else:
+                    await self._sleep(max(cost, 1.0) / self.rate)
+        finally:
+            if urgent:
+                self._urgent_waiting -= 1
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ a time: an error is recorded against its connector and the others go on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 from collections import Counter, defaultdict, deque
@@ -28,6 +29,7 @@ from connectors.base import (
     QuantityUpdate,
     WebhookEvent,
 )
+from connectors.http import urgent_calls
 from syncd.config import Config, EventSettings
 from syncd.core import (
     ChannelPolicy,
@@ -312,9 +314,12 @@ class Engine:
             if not fresh:
                 continue
             report = CycleReport("webhook-fetch")
-            lines = await self._call(
-                channel, self.channels[channel].event_lines([e for e, _ in fresh]), report
-            )
+            # The fast path's own reads go first too: a sale syncd has not fetched is a unit the
+            # other channels may still offer.
+            with urgent_calls():
+                lines = await self._call(
+                    channel, self.channels[channel].event_lines([e for e, _ in fresh]), report
+                )
             if lines is None:
                 log.warning("webhook.fetch_failed", channel=channel, events=len(fresh), errors=report.errors)
                 continue
@@ -850,12 +855,16 @@ class Engine:
                 pending.sort(key=lambda p: (p.sku not in urgent, *_urgency(p)))
                 # A slice is all urgent (one read and one round of writes for all of them) or a
                 # few routine pushes, so routine writes never delay urgent ones for long.
-                if pending[0].sku in urgent:
-                    batch = [p for p in pending if p.sku in urgent][: channel.max_batch]
+                is_urgent = pending[0].sku in urgent
+                if is_urgent:
+                    most = 1 if channel.writes_per_item else channel.max_batch
+                    batch = [p for p in pending if p.sku in urgent][:most]
                 else:
                     batch = pending[:size]
                 tried.update(p.id for p in batch)
-                await self._send_slice(name, channel, batch, report)
+                # Urgent slices take the rate limiter's tokens ahead of routine calls.
+                with urgent_calls() if is_urgent else contextlib.nullcontext():
+                    await self._send_slice(name, channel, batch, report)
 
     def _urgent_skus(self, pushes: Iterable[PushRow]) -> set[str]:
         """SKUs whose pushes cannot wait: zero-outs and SKUs in low-stock mode (what the channel

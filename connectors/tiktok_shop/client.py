@@ -99,6 +99,7 @@ class TikTokShopConnector(ChannelConnector):
 
     supports_compare_and_set = False
     max_batch = 100
+    writes_per_item = True
 
     def __init__(
         self,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
-from connectors.http import HttpClient, RateLimiter, RetryPolicy, json_body, parse_retry_after
+from connectors.http import HttpClient, RateLimiter, RetryPolicy, json_body, parse_retry_after, urgent_calls
 from syncd.errors import AuthError, ConnectorError, ProtocolError, TransientError
 
 
@@ -143,3 +145,23 @@ async def test_rate_limiter_spaces_requests_beyond_the_burst() -> None:
     await limiter.acquire()
     assert slept[0] == pytest.approx(0.1)
     assert slept[1] == pytest.approx(5)
+
+
+async def test_urgent_calls_go_before_waiting_routine_ones() -> None:
+    """A routine call waiting for a token lets an urgent call that arrives later go first."""
+    limiter = RateLimiter(rate=20, burst=1)
+    await limiter.acquire()  # the bucket is empty now
+    order: list[str] = []
+
+    async def call(label: str, urgent: bool) -> None:
+        if urgent:
+            with urgent_calls():
+                await limiter.acquire()
+        else:
+            await limiter.acquire()
+        order.append(label)
+
+    routine = asyncio.create_task(call("routine", urgent=False))
+    await asyncio.sleep(0)  # the routine call is waiting
+    await asyncio.gather(call("urgent-1", urgent=True), call("urgent-2", urgent=True), routine)
+    assert sorted(order[:2]) == ["urgent-1", "urgent-2"] and order[2] == "routine"
