@@ -197,6 +197,11 @@ class ChannelConnector(Connector):
     # pushes go one at a time, each read just before its write, so that a sale landing between a
     # read and its write (overwritten without compare-and-set) has the shortest window possible.
     writes_per_item: bool = False
+    # For channels whose webhooks only name orders: fetch the named orders at most this often
+    # (seconds), unless ``event_fetch_batch`` of them are waiting, so that fetches made in a burst
+    # are full batches and leave the rate limit to the pushes.
+    event_fetch_interval: float = 0.0
+    event_fetch_batch: int = 50
     uses_tokens: bool = False  # True: the constructor takes ``tokens: TokenStore`` to keep refreshed tokens
 
     @abc.abstractmethod

@@ -201,6 +201,8 @@ class Engine:
         # Fast path: SKUs waiting for the debounce, and ingestion times of sales not yet propagated.
         self._touched: set[str] = set()
         self._to_fetch: defaultdict[str, list[tuple[WebhookEvent, str | None]]] = defaultdict(list)
+        self._fetched_at: dict[str, float] = {}
+        self._deferred: set[str] = set()  # channels holding increases back for others' decreases
         self._senders: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
         self._fast_task: asyncio.Task[None] | None = None
@@ -308,7 +310,18 @@ class Engine:
     async def _fetch_queued(self) -> set[str]:
         queued, self._to_fetch = self._to_fetch, defaultdict(list)
         touched: set[str] = set()
+        loop_now = asyncio.get_running_loop().time()
         for channel, items in queued.items():
+            connector = self.channels[channel]
+            last = self._fetched_at.get(channel)
+            if (
+                last is not None
+                and loop_now - last < connector.event_fetch_interval
+                and len(items) < connector.event_fetch_batch
+            ):
+                self._to_fetch[channel].extend(items)  # fetched with the next ones, in one batch
+                continue
+            self._fetched_at[channel] = loop_now
             now = self.clock()
             fresh = [(e, d) for e, d in items if not (d and self.store.is_webhook_seen(d, now))]
             if not fresh:
@@ -317,9 +330,7 @@ class Engine:
             # The fast path's own reads go first too: a sale syncd has not fetched is a unit the
             # other channels may still offer.
             with urgent_calls():
-                lines = await self._call(
-                    channel, self.channels[channel].event_lines([e for e, _ in fresh]), report
-                )
+                lines = await self._call(channel, connector.event_lines([e for e, _ in fresh]), report)
             if lines is None:
                 log.warning("webhook.fetch_failed", channel=channel, events=len(fresh), errors=report.errors)
                 continue
@@ -709,9 +720,9 @@ class Engine:
             return _Plan([], [], [])
         async with self._plan_lock:
             sku_list = None if skus is None else sorted(set(skus))
+            # Every channel's listing takes part in the plan (the low-stock split depends on all
+            # of them); ``channels`` only limits which of them get pushes.
             rows = self.store.listings(skus=sku_list)
-            if channels is not None:
-                rows = [r for r in rows if r.channel in channels]
             on_hand = {sku: row.on_hand for sku, row in self.store.skus(sku_list).items()}
             reserved = self.store.reserved_by_sku(sku_list)
             belief: dict[Key, int | None] = {}
@@ -722,6 +733,9 @@ class Engine:
                 else:
                     belief[(row.channel, row.sku)] = max(0, row.last_pushed - row.sold_since_push)
             plan = self._plan(on_hand, reserved, belief, report.kind, self._pending_targets(sku_list))
+            if channels is not None:
+                plan.pushes = [p for p in plan.pushes if p.channel in channels]
+                plan.unmapped = [k for k in plan.unmapped if k[0] in channels]
             statuses = {(r.channel, r.sku): r.status for r in rows}
             for key in plan.unmapped:
                 if statuses.get(key) != "unmapped":
@@ -758,6 +772,13 @@ class Engine:
         await asyncio.gather(*(self._flush_channel(name, report) for name in self.channels))
         again = await self._replan_stale(report, set(self.channels))
         await asyncio.gather(*(self._flush_channel(name, report) for name in again))
+        # Increases held back for other channels' decreases, now landed (or failed: then they
+        # stay pending for the senders).
+        for _ in range(2):
+            waiting, self._deferred = set(self._deferred), set()
+            if not waiting:
+                break
+            await asyncio.gather(*(self._flush_channel(name, report) for name in waiting))
 
     def kick(self) -> None:
         """Have every channel's sender drain the outbox in the background, each at its own pace,
@@ -852,6 +873,13 @@ class Engine:
                 if not pending:
                     return
                 urgent = self._urgent_skus(pending)
+                blocked = self._blocked_increases(name, pending, urgent)
+                if blocked:
+                    # Sent once the other channels' decreases have landed (their senders kick us).
+                    self._deferred.add(name)
+                    pending = [p for p in pending if p.id not in blocked]
+                    if not pending:
+                        return
                 pending.sort(key=lambda p: (p.sku not in urgent, *_urgency(p)))
                 # A slice is all urgent (one read and one round of writes for all of them) or a
                 # few routine pushes, so routine writes never delay urgent ones for long.
@@ -865,6 +893,34 @@ class Engine:
                 # Urgent slices take the rate limiter's tokens ahead of routine calls.
                 with urgent_calls() if is_urgent else contextlib.nullcontext():
                     await self._send_slice(name, channel, batch, report)
+
+    def _blocked_increases(self, name: str, pushes: Sequence[PushRow], urgent: set[str]) -> set[int]:
+        """Increases of low-stock SKUs that must wait: another reachable channel still has a
+        decrease of the same SKU pending, so it may still sell units this increase would offer
+        again. Across channels as within one, a unit disappears everywhere before it reappears."""
+        increases = [p for p in pushes if p.sku in urgent and p.compare is not None and p.target > p.compare]
+        if not increases:
+            return set()
+        down = self._unavailable()
+        decreasing = {
+            q.sku
+            for q in self.store.pending_pushes()
+            if q.channel != name and q.channel not in down and (q.compare is None or q.target < q.compare)
+        }
+        return {p.id for p in increases if p.sku in decreasing}
+
+    def _wake_deferred(self, name: str) -> None:
+        """A channel's writes landed: channels holding increases back may try them again."""
+        waiting = self._deferred - {name}
+        if not waiting:
+            return
+        self._deferred -= waiting
+        for other in waiting:
+            task = self._senders.get(other)
+            if task is None or task.done():
+                self._senders[other] = asyncio.create_task(self._send_loop(other), name=f"sender:{other}")
+            else:
+                self._dirty.add(other)
 
     def _urgent_skus(self, pushes: Iterable[PushRow]) -> set[str]:
         """SKUs whose pushes cannot wait: zero-outs and SKUs in low-stock mode (what the channel
@@ -930,6 +986,7 @@ class Engine:
                 log.info("push.sent", channel=name, sku=sku, quantity=quantity)
             self.metrics.pushes.labels(name, "sent").inc(len(result.applied))
             report.counts["pushes_sent"] += len(result.applied)
+            self._wake_deferred(name)
         for sku, reason in result.rejected.items():
             if sku in by_sku:
                 self.store.set_listing_status(name, sku, "rejected", reason[:500])

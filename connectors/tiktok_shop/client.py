@@ -100,6 +100,8 @@ class TikTokShopConnector(ChannelConnector):
     supports_compare_and_set = False
     max_batch = 100
     writes_per_item = True
+    event_fetch_interval = 1.0
+    event_fetch_batch = ORDER_DETAIL_IDS
 
     def __init__(
         self,

@@ -138,3 +138,16 @@ async def test_push_leaves_out_sales_the_channel_made_that_syncd_has_not_heard_o
     shops.engine.touch(shops.engine.ingest(await sale_lines(shops, "outlet")).touched_skus)
     await shops.engine.drain_fast_path()
     assert await shops.listings("main") == {"A": 5} and await shops.listings("outlet") == {"A": 5}
+
+
+async def test_planning_one_channel_keeps_the_low_stock_split_of_all(make_shops: Any) -> None:
+    """Re-planning a single channel (after a stale write) splits the units among every channel
+    listing the SKU, not just that one: `outlet` must not be handed what `main` already shows."""
+    from syncd.engine import CycleReport
+
+    shops: Shops = await make_shops({"safety_stock": 0, "low_stock_threshold": 10}, {"A": 8})
+    await shops.engine.reconcile()
+    assert await shops.listings("main") == {"A": 8} and await shops.listings("outlet") == {"A": 0}
+    plan = await shops.engine._plan_and_push({"A"}, CycleReport("replan"), channels={"outlet"})
+    assert plan.pushes == []  # outlet's share of the split is still 0
+    assert await shops.listings("outlet") == {"A": 0}
