@@ -108,6 +108,13 @@ class StockSettings(_Model):
         default=0, description="At or below this ats, channels split the units instead of sharing; or auto."
     )
     auto_threshold: AutoThresholdSettings = AutoThresholdSettings()
+    hold_in_flight: bool = Field(
+        default=True,
+        description=(
+            "Hold back the units a SKU has likely sold but not yet reported: its sales rate over the"
+            " last seconds x how late sales reach syncd (p95). Off: only reported sales count."
+        ),
+    )
     skus: dict[str, SkuOverride] = Field(default_factory=dict)
 
     def safety_for(self, sku: str) -> int:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import math
+import statistics
 from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,7 @@ Key = tuple[str, str]  # (channel, sku)
 EVENTS_KEY = "api-events"
 WEBHOOK_DEDUPE_TTL = timedelta(days=7)
 BURST_MIN_SPAN = 5.0  # seconds: the shortest span a sales rate is measured over
+IN_FLIGHT_WINDOW = timedelta(seconds=5)  # recent sales that estimate those not yet reported
 
 
 def utcnow() -> datetime:
@@ -591,7 +593,8 @@ class Engine:
             threshold = stock.threshold_for(sku)
             if threshold == "auto":
                 threshold = self._auto_threshold(sku, len(channels), now, latency)
-            state = SkuStock(sku, on_hand[sku], reserved.get(sku, 0), stock.safety_for(sku), threshold)
+            held = reserved.get(sku, 0) + self._in_flight(sku, now)
+            state = SkuStock(sku, on_hand[sku], held, stock.safety_for(sku), threshold)
             per_channel = targets_with_reserve(
                 state, [policies[c] for c in sorted(channels)], reserve, unavailable
             )
@@ -673,6 +676,23 @@ class Engine:
             sales.append((now, line.quantity))
             while sales and now - sales[0][0] > keep:
                 sales.popleft()
+
+    def _in_flight(self, sku: str, now: datetime) -> int:
+        """Units of ``sku`` likely sold already but not yet reported to syncd: the rate at which its
+        sales arrived over the last IN_FLIGHT_WINDOW times how late sales reach syncd (p95). They
+        are gone whether or not syncd knows, so no channel may offer them; once sales stop
+        arriving, the estimate falls to 0 within that window and any unit not sold returns."""
+        if not self.config.stock.hold_in_flight:
+            return 0
+        window = IN_FLIGHT_WINDOW.total_seconds()
+        recent = sum(q for t, q in self._sales.get(sku, ()) if (now - t).total_seconds() <= window)
+        if recent <= 0:
+            return 0
+        if len(self.sale_lag) >= 20:
+            lag = statistics.fmean(self.sale_lag)
+        else:
+            lag = self.config.stock.auto_threshold.default_latency.total_seconds()
+        return round(recent / window * lag)
 
     def _latency_estimate(self) -> float:
         auto = self.config.stock.auto_threshold
