@@ -205,6 +205,7 @@ class Engine:
         self._to_fetch: defaultdict[str, list[tuple[WebhookEvent, str | None]]] = defaultdict(list)
         self._fetched_at: dict[str, float] = {}
         self._deferred: set[str] = set()  # channels holding increases back for others' decreases
+        self._outbox_version = 0  # bumped whenever pushes are queued
         self._senders: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
         self._fast_task: asyncio.Task[None] | None = None
@@ -764,6 +765,8 @@ class Engine:
             if skus is None:
                 self.low_stock = plan.low_stock
             self.store.enqueue_pushes(plan.pushes, self.clock())
+            if plan.pushes:
+                self._outbox_version += 1
             self._sales_planned(sku_list, plan.pushes)
             report.pushes.extend(plan.pushes)
             report.counts["pushes_planned"] += len(plan.pushes)
@@ -888,19 +891,25 @@ class Engine:
             channel = self.channels[name]
             size = max(1, channel.push_slice or channel.max_batch)
             tried: set[int] = set()
+            seen_version = -1
+            pending: list[PushRow] = []
+            urgent: set[str] = set()
             while True:
-                pending = [p for p in self.store.pending_pushes(name) if p.id not in tried]
+                if seen_version != self._outbox_version:
+                    # Something was queued since: read the outbox again and re-rank it.
+                    seen_version = self._outbox_version
+                    pending = [p for p in self.store.pending_pushes(name) if p.id not in tried]
+                    urgent = self._urgent_skus(pending)
+                    blocked = self._blocked_increases(name, pending, urgent)
+                    if blocked:
+                        # Sent once the other channels' decreases have landed (they wake us).
+                        self._deferred.add(name)
+                        pending = [p for p in pending if p.id not in blocked]
+                    pending.sort(key=lambda p: (p.sku not in urgent, *_urgency(p)))
+                else:
+                    pending = [p for p in pending if p.id not in tried]
                 if not pending:
                     return
-                urgent = self._urgent_skus(pending)
-                blocked = self._blocked_increases(name, pending, urgent)
-                if blocked:
-                    # Sent once the other channels' decreases have landed (their senders kick us).
-                    self._deferred.add(name)
-                    pending = [p for p in pending if p.id not in blocked]
-                    if not pending:
-                        return
-                pending.sort(key=lambda p: (p.sku not in urgent, *_urgency(p)))
                 # A slice is all urgent (one read and one round of writes for all of them) or a
                 # few routine pushes, so routine writes never delay urgent ones for long.
                 is_urgent = pending[0].sku in urgent
@@ -996,9 +1005,9 @@ class Engine:
             # The values held from the moment the write started.
             self.store.record_pushed(name, result.applied, started)
             # A read right after the write is a later baseline: sales before it are in its value.
-            self.store.record_pushed(
-                name, {s: q for s, q in result.read_back.items() if s in result.applied}, now
-            )
+            read_back = {s: q for s, q in result.read_back.items() if s in result.applied}
+            if read_back:
+                self.store.record_pushed(name, read_back, now)
             self.store.complete_pushes([by_sku[s].id for s in result.applied if s in by_sku], now)
             self._sales_acknowledged(name, result.applied)
             for sku, quantity in result.applied.items():
