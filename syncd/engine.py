@@ -591,9 +591,7 @@ class Engine:
             if sku not in on_hand:
                 unmapped.extend((c, sku) for c in channels)
                 continue
-            threshold = stock.threshold_for(sku)
-            if threshold == "auto":
-                threshold = self._auto_threshold(sku, len(channels), now, latency)
+            threshold = self._threshold(sku, len(channels), now, latency)
             held = reserved.get(sku, 0) + self._in_flight(sku, now)
             state = SkuStock(sku, on_hand[sku], held, stock.safety_for(sku), threshold)
             per_channel = targets_with_reserve(
@@ -705,6 +703,13 @@ class Engine:
         # From a sale to the other channels knowing: how late syncd hears of it, plus the push.
         return _p95(self.sale_lag) + _p95(self.propagation)
 
+    def _threshold(self, sku: str, channels: int, now: datetime, latency: float) -> int:
+        """The SKU's low-stock threshold: fixed, or ``auto`` from its sales rate."""
+        threshold = self.config.stock.threshold_for(sku)
+        if threshold == "auto":
+            return self._auto_threshold(sku, channels, now, latency)
+        return threshold
+
     def _auto_threshold(self, sku: str, channels: int, now: datetime, latency: float) -> int:
         auto = self.config.stock.auto_threshold
         sales = self._sales.get(sku, ())
@@ -807,11 +812,15 @@ class Engine:
         """Have every channel's sender drain the outbox in the background, each at its own pace,
         so a slow or throttled channel never holds back the pushes to the others."""
         for name in self.channels:
-            task = self._senders.get(name)
-            if task is None or task.done():
-                self._senders[name] = asyncio.create_task(self._send_loop(name), name=f"sender:{name}")
-            else:
-                self._dirty.add(name)
+            self._kick_one(name)
+
+    def _kick_one(self, name: str) -> None:
+        """Start the channel's sender, or have the running one go round once more."""
+        task = self._senders.get(name)
+        if task is None or task.done():
+            self._senders[name] = asyncio.create_task(self._send_loop(name), name=f"sender:{name}")
+        else:
+            self._dirty.add(name)
 
     async def _send_loop(self, name: str) -> None:
         while True:
@@ -945,11 +954,7 @@ class Engine:
             return
         self._deferred -= waiting
         for other in waiting:
-            task = self._senders.get(other)
-            if task is None or task.done():
-                self._senders[other] = asyncio.create_task(self._send_loop(other), name=f"sender:{other}")
-            else:
-                self._dirty.add(other)
+            self._kick_one(other)
 
     def _urgent_skus(self, pushes: Iterable[PushRow]) -> set[str]:
         """SKUs whose pushes cannot wait: zero-outs and SKUs in low-stock mode (what the channel
@@ -958,9 +963,7 @@ class Engine:
         latency = self._latency_estimate()
         urgent: set[str] = set()
         for push in pushes:
-            threshold = self.config.stock.threshold_for(push.sku)
-            if threshold == "auto":
-                threshold = self._auto_threshold(push.sku, len(self.channels), now, latency)
+            threshold = self._threshold(push.sku, len(self.channels), now, latency)
             if push.target == 0 or push.compare is None or min(push.target, push.compare) <= threshold:
                 urgent.add(push.sku)
         return urgent

@@ -4,6 +4,9 @@ write makes the write stale, and syncd re-reads the level and pushes again."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -33,9 +36,22 @@ class SaleBeforeWrite(httpx.AsyncBaseTransport):
         return await self.app.handle_async_request(request)
 
 
-async def test_unseen_sale_is_left_out_of_the_write(tmp_path: Path) -> None:
-    """A Shopify sale not yet ingested: the read before the write shows it, the write leaves it out
-    (no stale round trip), and its arrival later changes nothing."""
+@dataclass
+class World:
+    daemon: Daemon
+    erp: httpx.AsyncClient  # the ERP sandbox's test hooks
+    shop: httpx.AsyncClient  # the Shopify sandbox's test hooks
+
+    async def shown(self) -> dict[str, int]:
+        return {r["sku"]: r["quantity"] for r in (await self.shop.get("/_sandbox/listings")).json()}
+
+
+@asynccontextmanager
+async def shopify_world(
+    tmp_path: Path, wrap: type[SaleBeforeWrite] | None = None
+) -> AsyncIterator[tuple[World, SaleBeforeWrite | None]]:
+    """The mock ERP and one Shopify shop, both holding 10 of A; ``wrap`` sits on syncd's road to
+    the shop."""
     erp = erp_app(api_key=ERP_KEY, db_path=str(tmp_path / "erp.db"))
     shop = shopify_app(access_token=TOKEN)
     config = make_config(
@@ -51,77 +67,62 @@ async def test_unseen_sale_is_left_out_of_the_write(tmp_path: Path) -> None:
             }
         ],
     )
-    daemon = Daemon(
-        config, transports={"erp": httpx.ASGITransport(app=erp), "shopify": httpx.ASGITransport(app=shop)}
+    racing = wrap(httpx.ASGITransport(app=shop), "A") if wrap is not None else None
+    road: httpx.AsyncBaseTransport = racing if racing is not None else httpx.ASGITransport(app=shop)
+    daemon = Daemon(config, transports={"erp": httpx.ASGITransport(app=erp), "shopify": road})
+    world = World(
+        daemon,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=erp), base_url="http://erp.test"),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=shop), base_url="http://shopify.test"),
     )
-    hooks_erp = httpx.AsyncClient(transport=httpx.ASGITransport(app=erp), base_url="http://erp.test")
-    hooks_shop = httpx.AsyncClient(transport=httpx.ASGITransport(app=shop), base_url="http://shopify.test")
     try:
-        await hooks_erp.post("/_sandbox/seed", json={"items": [{"sku": "A", "quantity": 10}]})
-        await hooks_shop.post("/_sandbox/seed", json={"items": [{"sku": "A", "quantity": 10}]})
-        await daemon.engine.reconcile()
-        assert (
-            await hooks_shop.post("/_sandbox/purchase", json={"sku": "A", "quantity": 2})
-        ).status_code == 201
-        # The ERP gets 5 more before syncd has seen the sale: it plans 15 over a believed 10.
-        await hooks_erp.post("/_sandbox/stock", json={"sku": "A", "on_hand": 15})
-        report = await daemon.engine.poll_erp()
-        assert report.counts["pushes_stale"] == 0
-        shown = {r["sku"]: r["quantity"] for r in (await hooks_shop.get("/_sandbox/listings")).json()}
-        assert shown == {"A": 13}  # read 8 where 10 was believed: 15 planned, minus the 2 unseen
-        assert daemon.store.pending_pushes() == []
-        report = await daemon.engine.poll_orders()
-        assert report.counts["pushes_planned"] == 0
-        shown = {r["sku"]: r["quantity"] for r in (await hooks_shop.get("/_sandbox/listings")).json()}
-        assert shown == {"A": 13}  # 15 on hand minus the 2 sold and reserved
-        assert daemon.store.reserved_by_sku() == {"A": 2}
+        await world.erp.post("/_sandbox/seed", json={"items": [{"sku": "A", "quantity": 10}]})
+        await world.shop.post("/_sandbox/seed", json={"items": [{"sku": "A", "quantity": 10}]})
+        yield world, racing
     finally:
-        await hooks_erp.aclose()
-        await hooks_shop.aclose()
+        await world.erp.aclose()
+        await world.shop.aclose()
         await daemon.engine.aclose()
         daemon.store.close()
+
+
+async def test_unseen_sale_is_left_out_of_the_write(tmp_path: Path) -> None:
+    """A Shopify sale not yet ingested: the read before the write shows it, the write leaves it out
+    (no stale round trip), and its arrival later changes nothing."""
+    async with shopify_world(tmp_path) as (world, _):
+        await world.daemon.engine.reconcile()
+        assert (
+            await world.shop.post("/_sandbox/purchase", json={"sku": "A", "quantity": 2})
+        ).status_code == 201
+        # The ERP gets 5 more before syncd has seen the sale: it plans 15 over a believed 10.
+        await world.erp.post("/_sandbox/stock", json={"sku": "A", "on_hand": 15})
+        report = await world.daemon.engine.poll_erp()
+        assert report.counts["pushes_stale"] == 0
+        assert await world.shown() == {
+            "A": 13
+        }  # read 8 where 10 was believed: 15 planned, minus the 2 unseen
+        assert world.daemon.store.pending_pushes() == []
+        report = await world.daemon.engine.poll_orders()
+        assert report.counts["pushes_planned"] == 0
+        assert await world.shown() == {"A": 13}  # 15 on hand minus the 2 sold and reserved
+        assert world.daemon.store.reserved_by_sku() == {"A": 2}
 
 
 async def test_sale_between_read_and_write_makes_it_stale_and_is_pushed_again(tmp_path: Path) -> None:
     """The level changes between the read and the write: Shopify refuses the stale write, syncd
     re-reads the level and writes again against it; the channel never shows the sold unit."""
-    erp = erp_app(api_key=ERP_KEY, db_path=str(tmp_path / "erp.db"))
-    shop = shopify_app(access_token=TOKEN)
-    config = make_config(
-        tmp_path,
-        stock={"safety_stock": 0},
-        channels=[
-            {
-                "name": "shopify",
-                "type": "shopify",
-                "base_url": "http://shopify.test",
-                "access_token": TOKEN,
-                "retry_attempts": 1,
-            }
-        ],
-    )
-    racing = SaleBeforeWrite(httpx.ASGITransport(app=shop), "A")
-    daemon = Daemon(config, transports={"erp": httpx.ASGITransport(app=erp), "shopify": racing})
-    hooks_erp = httpx.AsyncClient(transport=httpx.ASGITransport(app=erp), base_url="http://erp.test")
-    hooks_shop = httpx.AsyncClient(transport=httpx.ASGITransport(app=shop), base_url="http://shopify.test")
-    try:
-        await hooks_erp.post("/_sandbox/seed", json={"items": [{"sku": "A", "quantity": 10}]})
-        await hooks_shop.post("/_sandbox/seed", json={"items": [{"sku": "A", "quantity": 10}]})
+    async with shopify_world(tmp_path, SaleBeforeWrite) as (world, racing):
+        assert racing is not None
         racing.fired = True  # the first reconcile writes nothing racy
-        await daemon.engine.reconcile()
+        await world.daemon.engine.reconcile()
         racing.fired = False
-        await hooks_erp.post("/_sandbox/stock", json={"sku": "A", "on_hand": 6})
-        report = await daemon.engine.poll_erp()
+        await world.erp.post("/_sandbox/stock", json={"sku": "A", "on_hand": 6})
+        report = await world.daemon.engine.poll_erp()
         assert report.counts["pushes_stale"] == 1
-        shown = {r["sku"]: r["quantity"] for r in (await hooks_shop.get("/_sandbox/listings")).json()}
-        assert shown == {"A": 5}  # 6 planned; re-read 9 where 10 was believed: the sold unit left out
-        assert daemon.store.pending_pushes() == []
-        await daemon.engine.poll_orders()
-        shown = {r["sku"]: r["quantity"] for r in (await hooks_shop.get("/_sandbox/listings")).json()}
-        assert shown == {"A": 5}  # 6 on hand minus the sale, reserved until the ERP has it
-        assert daemon.store.reserved_by_sku() == {"A": 1}
-    finally:
-        await hooks_erp.aclose()
-        await hooks_shop.aclose()
-        await daemon.engine.aclose()
-        daemon.store.close()
+        assert await world.shown() == {
+            "A": 5
+        }  # 6 planned; re-read 9 where 10 was believed: the sold unit left out
+        assert world.daemon.store.pending_pushes() == []
+        await world.daemon.engine.poll_orders()
+        assert await world.shown() == {"A": 5}  # 6 on hand minus the sale, reserved until the ERP has it
+        assert world.daemon.store.reserved_by_sku() == {"A": 1}
