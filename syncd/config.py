@@ -111,8 +111,9 @@ class StockSettings(_Model):
     hold_in_flight: bool = Field(
         default=True,
         description=(
-            "Hold back the units a SKU has likely sold but not yet reported: its sales rate over the"
-            " last seconds x how late sales reach syncd (p95). Off: only reported sales count."
+            "Count the units a SKU has likely sold but not yet reported (its sales rate over the"
+            " last seconds x how late sales reach syncd): outside low-stock mode they are not"
+            " offered; in it they are not handed out again. Off: only reported sales count."
         ),
     )
     skus: dict[str, SkuOverride] = Field(default_factory=dict)

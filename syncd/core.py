@@ -180,6 +180,114 @@ def targets_with_reserve(
     return targets
 
 
+def keep_split(
+    ats: int,
+    fresh: Mapping[str, int],
+    shown: Mapping[str, int | None],
+    limits: Mapping[str, int],
+    *,
+    unavailable: frozenset[str] = frozenset(),
+    exact: frozenset[str] = frozenset(),
+    lagging: Mapping[str, int] | None = None,
+    unreported: int = 0,
+) -> dict[str, int]:
+    """Low-stock targets that move as little as possible from what the channels show.
+
+    In low-stock mode each channel sells its part of the pool down by itself, so what it shows is
+    still its part; splitting the pool afresh after every sale would write to channels while they
+    sell, and a write to a channel without compare-and-set forgets the sales made between the read
+    before it and the write itself. So, starting from ``shown`` (each within its ``limits``):
+
+    - when the parts add up to more than ``ats``, units are taken back from the channels in
+      ``exact`` (which write with compare-and-set) if they can give them all; otherwise from
+      channels above their ``fresh`` split (exact ones first, then the largest surplus), and if
+      that is not enough, from the exact channels and then the largest;
+    - a channel that sold out (an exact one: or fell below half its fresh split) is brought back
+      up to it from free units, then from exact channels' surplus (never from a channel whose
+      write could race its own sales);
+    - free units left go to channels below their fresh split, those at 0 first (a channel
+      without compare-and-set only while it shows 0), and what is still free to the exact
+      channels up to their limits.
+
+    A channel in ``unavailable`` gets 0, and the units it shows stay counted against ``ats``
+    (it may still sell them). ``lagging`` holds, for channels whose decrease is queued but has not
+    landed, what they show until it does: until then they may sell up to that, so the channels
+    not waiting on a write (exact ones first) give way until the sum of the larger of each lagging
+    channel's target and what it still shows fits in ``ats``. If any shown value is unknown the
+    fresh split is returned as it is. ``unreported`` units (likely sold, not yet reported) are
+    never handed out; they take nothing from what channels already show. The targets sum to at
+    most ``ats``, and planning again from them returns them unchanged.
+    """
+    if any(shown.get(c) is None for c in fresh):
+        return dict(fresh)
+    now: dict[str, int] = {c: int(shown[c] or 0) for c in fresh}
+    committed = sum(min(now[c], ats) for c in fresh if c in unavailable)
+    budget = max(0, ats - committed)
+    live = sorted(c for c in fresh if c not in unavailable)
+    targets = dict.fromkeys(fresh, 0)
+    for c in live:
+        targets[c] = max(0, min(now[c], limits.get(c, ats), budget))
+
+    def surplus(c: str) -> int:
+        return targets[c] - fresh[c]
+
+    excess = sum(targets.values()) - budget
+    if 0 < excess <= sum(targets[c] for c in live if c in exact):
+        # A trim the exact channels can take alone: a write to a channel that could race its own
+        # sales forgets those made between its read and its write, so they are left alone.
+        for c in sorted((c for c in live if c in exact), key=lambda c: (-surplus(c), c)):
+            take = min(excess, targets[c])
+            targets[c] -= take
+            excess -= take
+    if excess > 0:
+        # Down toward the fresh split first, exact channels leading; then below it if need be.
+        for c in sorted(live, key=lambda c: (c not in exact, -surplus(c), c)):
+            take = min(excess, max(0, surplus(c)))
+            targets[c] -= take
+            excess -= take
+        for c in sorted(live, key=lambda c: (c not in exact, -targets[c], c)):
+            take = min(excess, targets[c])
+            targets[c] -= take
+            excess -= take
+    waiting = {c: v for c, v in (lagging or {}).items() if c in targets and c not in unavailable}
+    # Units a lagging channel may still sell above its target are not free until its write lands.
+    free = budget - sum(targets.values()) - sum(max(0, v - targets[c]) for c, v in waiting.items())
+    free -= max(0, unreported)
+    # A channel that could race its own sales gets more only once it shows 0 (it cannot sell
+    # then, so the write races nothing); an exact one as soon as it is below half its split.
+    starved = [c for c in live if (2 * targets[c] < fresh[c] if c in exact else targets[c] == 0 < fresh[c])]
+    donors = sorted((c for c in live if c in exact and surplus(c) > 0), key=lambda c: (-surplus(c), c))
+    for c in sorted(starved, key=lambda c: (targets[c] > 0, targets[c] - fresh[c], c)):
+        need = fresh[c] - targets[c]
+        give = max(0, min(need, free))
+        free -= give
+        need -= give
+        targets[c] += give
+        for donor in donors:
+            move = min(need, max(0, surplus(donor)))
+            targets[donor] -= move
+            targets[c] += move
+            need -= move
+    for c in sorted(live, key=lambda c: (targets[c] > 0, targets[c] - fresh[c], c)):
+        if c not in exact and targets[c] > 0 and now[c] > 0:
+            continue
+        give = max(0, min(free, -surplus(c)))
+        targets[c] += give
+        free -= give
+    # Units still free wait on an exact channel rather than nowhere (it gives them back first).
+    for c in sorted((c for c in live if c in exact), key=lambda c: (targets[c] - fresh[c], c)):
+        give = max(0, min(free, limits.get(c, ats) - targets[c]))
+        targets[c] += give
+        free -= give
+    exposed = sum(max(targets[c], v) for c, v in waiting.items())
+    excess = exposed + sum(t for c, t in targets.items() if c not in waiting) - budget
+    for c in sorted((c for c in live if c not in waiting), key=lambda c: (c not in exact, -targets[c], c)):
+        take = min(max(0, excess), targets[c])
+        targets[c] -= take
+        excess -= take
+    return targets
+
+
 def classify_drift(state: ChannelState, recently_cancelled_units: int = 0) -> Drift | None:
     """The drift of one listing, or None when observed equals expected or nothing was observed."""
     observed, expected = state.observed, state.expected

@@ -30,7 +30,7 @@ from connectors.base import (
     QuantityUpdate,
     WebhookEvent,
 )
-from connectors.http import urgent_calls
+from connectors.http import paired_calls, urgent_calls
 from syncd.config import Config, EventSettings
 from syncd.core import (
     ChannelPolicy,
@@ -43,7 +43,9 @@ from syncd.core import (
     available_to_sell,
     classify_drift,
     is_low_stock,
+    keep_split,
     plan_pushes,
+    policy_target,
     targets_with_reserve,
 )
 from syncd.errors import AuthError, ConnectorError, StoreError
@@ -57,7 +59,10 @@ Key = tuple[str, str]  # (channel, sku)
 EVENTS_KEY = "api-events"
 WEBHOOK_DEDUPE_TTL = timedelta(days=7)
 BURST_MIN_SPAN = 5.0  # seconds: the shortest span a sales rate is measured over
+MOVEMENT_RETRY_MIN = 10.0  # seconds before a movement the ERP refused is offered again
+MOVEMENT_RETRY_MAX = 600.0
 IN_FLIGHT_WINDOW = timedelta(seconds=5)  # recent sales that estimate those not yet reported
+RECHECK_DELAY = IN_FLIGHT_WINDOW + timedelta(seconds=0.5)  # then units held back as in flight return
 
 
 def utcnow() -> datetime:
@@ -158,6 +163,30 @@ def _update(push: PushRow, ref: str, shown: int | None) -> QuantityUpdate:
     return QuantityUpdate(push.sku, ref, max(0, push.target - unseen), shown, key=f"syncd-push-{push.id}")
 
 
+def _belief(row: ListingRow) -> int | None:
+    """What a listing shows as far as syncd knows: its baseline (last write or read-back) minus
+    the channel's sales seen since; the last value read if syncd never set it."""
+    if row.last_pushed is None:
+        return row.observed
+    return max(0, row.last_pushed - row.sold_since_push)
+
+
+def _read_first(push: PushRow) -> bool:
+    """A fast-path write of a listing syncd has a belief about is preceded by a read of it."""
+    return push.compare is not None and push.reason != "reconcile"
+
+
+def _send_compare(planned: int | None, now: int | None) -> int | None:
+    """The belief a write measures unseen sales against: the larger of the one its target was
+    planned from and the one after any write of the listing that landed since. The planned one
+    keeps sales syncd had not heard of at planning time out of the target; the current one counts
+    sales since a write (an increase, say) that landed after the plan. Taking the larger never
+    offers a unit twice; at worst it offers fewer until the next plan."""
+    if planned is None or now is None:
+        return now if planned is None else planned
+    return max(planned, now)
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -211,6 +240,11 @@ class Engine:
         self._fast_task: asyncio.Task[None] | None = None
         self._awaiting: defaultdict[str, list[_Sale]] = defaultdict(list)
         self._sales: defaultdict[str, deque[tuple[datetime, int]]] = defaultdict(deque)
+        self._threshold_peaks: dict[str, tuple[datetime, int]] = {}  # sku -> (when, auto threshold)
+        self._movement_retry: dict[str, tuple[datetime, float]] = {}  # key -> (next try, last delay)
+        self._withheld: set[str] = set()  # low-stock SKUs with free units held back as likely sold
+        self._recheck_timer: asyncio.TimerHandle | None = None
+        self._verify_task: asyncio.Task[None] | None = None
         self.events = self._load_events()
         self._stale: defaultdict[str, set[str]] = defaultdict(set)
         self.propagation: deque[float] = deque(maxlen=2000)
@@ -395,8 +429,13 @@ class Engine:
     # ------------------------------------------------------------------ ERP
     async def _post_movements(self, report: CycleReport) -> None:
         """Record ingested sales (and cancellations of settled sales) as ERP movements."""
+        now = self.clock()
         sales = self.store.lines_in_state("reserved")
         undo = self.store.lines_in_state("compensate")
+        waiting = {x.key for x in sales} | {f"{x.key}:cancel" for x in undo}
+        self._movement_retry = {k: v for k, v in self._movement_retry.items() if k in waiting}
+        sales = [x for x in sales if self._movement_due(x.key, now)]
+        undo = [x for x in undo if self._movement_due(f"{x.key}:cancel", now)]
         movements = [
             Movement(line.key, line.sku, -line.quantity, "sale", f"{line.channel}:{line.order_id}")
             for line in sales
@@ -413,15 +452,30 @@ class Engine:
         if not movements:
             return
         acked = await self._call(self.erp.name, self.erp.record_movements(movements), report)
-        if not acked:
+        if acked is None:
             return
         acked_set = set(acked)
         now = self.clock()
+        for movement in movements:
+            if movement.key in acked_set:
+                self._movement_retry.pop(movement.key, None)
+                continue
+            # Refused (say, more sold than the ERP holds: an oversold unit). The line keeps
+            # counting as reserved and is offered again later, less and less often, not on
+            # every flush.
+            _, last = self._movement_retry.get(movement.key, (now, 0.0))
+            delay = min(MOVEMENT_RETRY_MAX, max(MOVEMENT_RETRY_MIN, 2 * last))
+            self._movement_retry[movement.key] = (now + timedelta(seconds=delay), delay)
+            report.counts["movements_refused"] += 1
         posted = [line.key for line in sales if line.key in acked_set]
         compensated = [line.key for line in undo if f"{line.key}:cancel" in acked_set]
         self.store.mark_lines(posted, "posted", now)
         self.store.mark_lines(compensated, "released", now)
         report.counts["movements_posted"] += len(posted) + len(compensated)
+
+    def _movement_due(self, key: str, now: datetime) -> bool:
+        retry = self._movement_retry.get(key)
+        return retry is None or retry[0] <= now
 
     async def _read_erp(self, report: CycleReport, *, full: bool) -> set[str] | None:
         """Read on-hand (all, or changes since the cursor) into the ledger; the SKUs read."""
@@ -584,6 +638,8 @@ class Engine:
         now = self.clock()
         policies, reserve = self._policies_at(now)
         latency = self._latency_estimate()
+        pending = pending or {}
+        exact = frozenset(n for n, c in self.channels.items() if c.supports_compare_and_set)
         targets: dict[Key, int] = {}
         low: list[LowStock] = []
         unmapped: list[Key] = []
@@ -592,17 +648,52 @@ class Engine:
                 unmapped.extend((c, sku) for c in channels)
                 continue
             threshold = self._threshold(sku, len(channels), now, latency)
-            held = reserved.get(sku, 0) + self._in_flight(sku, now)
-            state = SkuStock(sku, on_hand[sku], held, stock.safety_for(sku), threshold)
+            in_flight = self._in_flight(sku, now)
+            state = SkuStock(
+                sku, on_hand[sku], reserved.get(sku, 0) + in_flight, stock.safety_for(sku), threshold
+            )
             per_channel = targets_with_reserve(
                 state, [policies[c] for c in sorted(channels)], reserve, unavailable
             )
+            if is_low_stock(state):
+                # The split itself is of the reported ats: units likely sold but not yet reported
+                # only keep free units from being handed out (they never take units back, which
+                # would make channels flap as the estimate moves).
+                state = replace(state, reserved=reserved.get(sku, 0))
+                per_channel = targets_with_reserve(
+                    state, [policies[c] for c in sorted(channels)], reserve, unavailable
+                )
+                ats = available_to_sell(state.on_hand, state.reserved, state.safety_stock)
+                if in_flight:
+                    self._withheld.add(sku)
+                # What each channel shows, or will once its queued push lands; a channel that is
+                # down keeps showing what it showed (its queued push has not landed).
+                shown = {
+                    c: believed[(c, sku)] if c in unavailable else pending.get((c, sku), believed[(c, sku)])
+                    for c in channels
+                }
+                limits = {c: policy_target(ats, policies[c]) for c in channels}
+                # A queued decrease has not landed: until it does, the channel may sell what it shows.
+                lagging = {
+                    c: shown_now
+                    for c in channels
+                    if (c, sku) in pending
+                    and (shown_now := believed[(c, sku)]) is not None
+                    and pending[(c, sku)] < shown_now
+                }
+                per_channel = keep_split(
+                    ats,
+                    per_channel,
+                    shown,
+                    limits,
+                    unavailable=unavailable,
+                    exact=exact,
+                    lagging=lagging,
+                    unreported=in_flight,
+                )
+                low.append(LowStock(sku, ats, state.low_stock_threshold, per_channel))
             for channel, target in per_channel.items():
                 targets[(channel, sku)] = target
-            if is_low_stock(state):
-                ats = available_to_sell(state.on_hand, state.reserved, state.safety_stock)
-                low.append(LowStock(sku, ats, state.low_stock_threshold, per_channel))
-        pending = pending or {}
         effective = {k: pending.get(k, believed[k]) for k in targets}
         pushes = [
             replace(p, compare=believed[(p.channel, p.sku)]) if (p.channel, p.sku) in pending else p
@@ -723,7 +814,15 @@ class Engine:
             return sum(q for _, q in recent) / (span / 60)
 
         rate = max(per_minute(auto.window), per_minute(auto.burst_window, since_first=True))
-        return auto_low_stock_threshold(rate, latency, channels, auto.floor, auto.cap)
+        value = auto_low_stock_threshold(rate, latency, channels, auto.floor, auto.cap)
+        # The highest estimate holds for a burst window: a SKU that sold out on one channel sells
+        # slower and its pushes get fewer, which would lower the estimate and take the SKU out of
+        # low-stock mode while the burst goes on.
+        peak = self._threshold_peaks.get(sku)
+        if peak is not None and now - peak[0] <= auto.burst_window and peak[1] > value:
+            return peak[1]
+        self._threshold_peaks[sku] = (now, value)
+        return value
 
     async def replan_all(self) -> CycleReport:
         """Plan every SKU again from the ledger (after an event starts, changes or ends)."""
@@ -753,11 +852,7 @@ class Engine:
             reserved = self.store.reserved_by_sku(sku_list)
             belief: dict[Key, int | None] = {}
             for row in rows:
-                # The baseline (last write or read-back) minus the channel's sales seen since.
-                if row.last_pushed is None:
-                    belief[(row.channel, row.sku)] = row.observed
-                else:
-                    belief[(row.channel, row.sku)] = max(0, row.last_pushed - row.sold_since_push)
+                belief[(row.channel, row.sku)] = _belief(row)
             plan = self._plan(on_hand, reserved, belief, report.kind, self._pending_targets(sku_list))
             if channels is not None:
                 plan.pushes = [p for p in plan.pushes if p.channel in channels]
@@ -767,6 +862,7 @@ class Engine:
                 if statuses.get(key) != "unmapped":
                     self.store.set_listing_status(key[0], key[1], "unmapped", "SKU unknown to the ERP")
                     log.warning("listing.unmapped", channel=key[0], sku=key[1])
+            self._recheck_withheld()
             if skus is None:
                 self.low_stock = plan.low_stock
             self.store.enqueue_pushes(plan.pushes, self.clock())
@@ -783,6 +879,64 @@ class Engine:
         else:
             self.kick()
         return plan
+
+    def _recheck_withheld(self) -> None:
+        """Plan again, once the estimate has had time to fall, the SKUs whose free units were
+        held back as likely sold: no sale may come to trigger it (the SKU sold out everywhere)."""
+        if not self._withheld or self._recheck_timer is not None:
+            return
+        skus, self._withheld = self._withheld, set()
+
+        def due() -> None:
+            self._recheck_timer = None
+            self._verify_task = asyncio.create_task(self._verify_sold_out(skus), name="verify-sold-out")
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._recheck_timer = loop.call_later(RECHECK_DELAY.total_seconds(), due)
+
+    async def _verify_sold_out(self, skus: set[str]) -> None:
+        """Read the listings of these SKUs that syncd believes still hold units, then plan them.
+
+        Order times are whole seconds, so a sale in the same second as a write counts as made
+        before it and syncd may go on believing the channel holds a unit it has sold. A listing
+        read at 0 and not written since cannot sell any more: it is taken as 0 from the read on,
+        and its part of the units goes to channels that can sell it."""
+        report = CycleReport("verify")
+        try:
+            rows = [
+                r
+                for r in self.store.listings(skus=sorted(skus))
+                if r.channel in self.channels
+                and r.channel not in self._unavailable()
+                and (_belief(r) or 0) > 0
+            ]
+            by_channel: defaultdict[str, list[ListingRow]] = defaultdict(list)
+            for row in rows:
+                by_channel[row.channel].append(row)
+            for name, listed in by_channel.items():
+                started = self.clock()
+                reading = [Listing(r.sku, r.ref, None) for r in listed]
+                shown = await self._call(name, self.channels[name].read_quantities(reading), report)
+                if not shown:
+                    continue
+                now_rows = {r.sku: r for r in self.store.listings(name, skus=[r.sku for r in listed])}
+                sold_out = {
+                    sku: 0
+                    for sku, quantity in shown.items()
+                    if quantity == 0
+                    and (now_row := now_rows.get(sku)) is not None
+                    and (now_row.pushed_at is None or now_row.pushed_at < started)
+                    and (_belief(now_row) or 0) > 0
+                }
+                if sold_out:
+                    self.store.record_pushed(name, sold_out, started)
+                    log.info("listing.seen_sold_out", channel=name, skus=sorted(sold_out))
+        except StoreError as exc:
+            log.error("verify.store_failed", error=str(exc))
+        self.touch(skus)
 
     def _pending_targets(self, skus: Sequence[str] | None) -> dict[Key, int]:
         """Targets already queued in the outbox: what those listings will show once it drains."""
@@ -856,6 +1010,8 @@ class Engine:
             plan = await self._plan_and_push(skus, report, channels={name}, send=False)
             if plan.pushes:
                 again.add(name)
+            # Where the new plan needs no write the channel already shows what it should.
+            self._sales_acknowledged(name, skus - {p.sku for p in plan.pushes})
         return again
 
     def _sales_planned(self, skus: Iterable[str] | None, pushes: Sequence[PlannedPush]) -> None:
@@ -975,25 +1131,30 @@ class Engine:
         pending: list[PushRow],
         report: CycleReport,
     ) -> None:
-        refs = {row.sku: row.ref for row in self.store.listings(name, skus=[p.sku for p in pending])}
+        rows = {row.sku: row for row in self.store.listings(name, skus=[p.sku for p in pending])}
+        refs = {sku: row.ref for sku, row in rows.items()}
         now = self.clock()
         sendable = []
         for push in pending:
             if push.sku in refs:
-                sendable.append(push)
+                sendable.append(replace(push, compare=_send_compare(push.compare, _belief(rows[push.sku]))))
             else:
                 self.store.fail_push(push.id, "no listing on the channel", now, give_up=True)
         if not sendable:
             return
-        shown = await self._read_before_write(name, channel, sendable, refs, report)
-        # The new baseline starts with the write: a sale after the read but before the write is
-        # overwritten (the channel shows the written value), so it must not lower the belief.
-        started = self.clock()
-        if shown is None:
-            result = None
-        else:
-            updates = [_update(p, refs[p.sku], shown.get(p.sku)) for p in sendable]
-            result = await self._call(name, channel.set_quantities(updates), report)
+        reading = any(_read_first(p) for p in sendable)
+        # The read and the write take their rate-limit turns together, so the write follows the
+        # read at once: sales in between are the ones a write without compare-and-set forgets.
+        with paired_calls(2) if reading else contextlib.nullcontext():
+            shown = await self._read_before_write(name, channel, sendable, refs, report)
+            # The new baseline starts with the write: a sale after the read but before the write
+            # is overwritten (the channel shows the written value), so it must not lower the belief.
+            started = self.clock()
+            if shown is None:
+                result = None
+            else:
+                updates = [_update(p, refs[p.sku], shown.get(p.sku)) for p in sendable]
+                result = await self._call(name, channel.set_quantities(updates), report)
         now = self.clock()
         if result is None:
             health = self.health[name]
@@ -1015,7 +1176,16 @@ class Engine:
             self._sales_acknowledged(name, result.applied)
             for sku, quantity in result.applied.items():
                 self._cancelled_since_push.pop((name, sku), None)
-                log.info("push.sent", channel=name, sku=sku, quantity=quantity)
+                sent = by_sku.get(sku)
+                log.info(
+                    "push.sent",
+                    channel=name,
+                    sku=sku,
+                    quantity=quantity,
+                    target=sent.target if sent else None,
+                    believed=sent.compare if sent else None,
+                    read=None if shown is None else shown.get(sku),
+                )
             self.metrics.pushes.labels(name, "sent").inc(len(result.applied))
             report.counts["pushes_sent"] += len(result.applied)
             self._wake_deferred(name)
@@ -1024,6 +1194,9 @@ class Engine:
                 self.store.set_listing_status(name, sku, "rejected", reason[:500])
                 self.store.fail_push(by_sku[sku].id, reason[:500], now, give_up=True)
                 log.warning("push.rejected", channel=name, sku=sku, reason=reason)
+        # A rejected listing will not take this quantity: sales stop waiting on it (the listing's
+        # status says what is wrong).
+        self._sales_acknowledged(name, [s for s in result.rejected if s in by_sku])
         for sku in result.stale:
             if sku in by_sku:
                 self.store.fail_push(by_sku[sku].id, "stale compare value", now, give_up=True)
@@ -1051,7 +1224,7 @@ class Engine:
         compares against the value read. Pushes of a full reconcile are planned from a fresh read
         already and skip this.
         """
-        fresh = [p for p in pushes if p.compare is not None and p.reason != "reconcile"]
+        fresh = [p for p in pushes if _read_first(p)]
         if not fresh:
             return {}
         listings = [Listing(p.sku, refs[p.sku], None) for p in fresh]
@@ -1108,6 +1281,11 @@ class Engine:
         return reasons
 
     async def aclose(self) -> None:
+        if self._recheck_timer is not None:
+            self._recheck_timer.cancel()
+            self._recheck_timer = None
+        if self._verify_task is not None and not self._verify_task.done():
+            self._verify_task.cancel()
         for connector in [self.erp, *self.channels.values()]:
             try:
                 await connector.aclose()

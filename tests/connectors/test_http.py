@@ -7,7 +7,15 @@ import asyncio
 import httpx
 import pytest
 
-from connectors.http import HttpClient, RateLimiter, RetryPolicy, json_body, parse_retry_after, urgent_calls
+from connectors.http import (
+    HttpClient,
+    RateLimiter,
+    RetryPolicy,
+    json_body,
+    paired_calls,
+    parse_retry_after,
+    urgent_calls,
+)
 from syncd.errors import AuthError, ConnectorError, ProtocolError, TransientError
 
 
@@ -165,3 +173,26 @@ async def test_urgent_calls_go_before_waiting_routine_ones() -> None:
     await asyncio.sleep(0)  # the routine call is waiting
     await asyncio.gather(call("urgent-1", urgent=True), call("urgent-2", urgent=True), routine)
     assert sorted(order[:2]) == ["urgent-1", "urgent-2"] and order[2] == "routine"
+
+
+async def test_paired_calls_take_their_turns_together() -> None:
+    """Inside ``paired_calls`` the first request takes the tokens of both, so the second goes out
+    at once even when the bucket has to refill; outside, each waits its own turn."""
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(5.0, burst=2, clock=lambda: now[0], sleep=sleep)
+    await limiter.acquire()
+    await limiter.acquire()  # the bucket is empty now
+    with paired_calls(2):
+        await limiter.acquire()  # waits for two tokens: 0.4 s
+        waited = sum(slept)
+        await limiter.acquire()  # prepaid: no wait
+    assert waited == pytest.approx(0.4)
+    assert sum(slept) == pytest.approx(0.4)
+    await limiter.acquire()  # outside again: its own turn
+    assert sum(slept) == pytest.approx(0.6)

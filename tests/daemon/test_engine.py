@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 import pytest
 
@@ -167,3 +169,33 @@ async def test_erp_down_from_the_start_marks_nothing_unmapped(world: World) -> N
     assert report.pushes == [] and any("erp" in e for e in report.errors)
     assert {row.status for row in world.store.listings()} == {"ok"}
     assert (await world.shop_listings()) == {"A": 10}
+
+
+async def test_sale_the_erp_refuses_is_offered_again_later_not_on_every_flush(world: World) -> None:
+    """More sold than the ERP holds: the ERP refuses the movement. The line keeps counting as
+    reserved; it is offered again after a back-off rather than on every flush, and once the ERP
+    has the stock it is recorded."""
+    await world.seed({"A": 1}, {"A": 3})
+    engine = world.engine
+    start = engine.clock()
+    engine.clock = lambda: start
+    calls: list[list[str]] = []
+    record = engine.erp.record_movements
+
+    async def counting(movements):  # type: ignore[no-untyped-def]
+        calls.append([m.key for m in movements])
+        return await record(movements)
+
+    engine.erp.record_movements = counting
+    assert (await world.purchase("A", 2)).status_code == 201
+    await engine.poll_orders()
+    assert len(calls) == 1 and world.store.reserved_by_sku() == {"A": 2}
+    assert (await world.erp_stock())["A"] == 1  # refused: nothing recorded
+    await engine.poll_orders()
+    assert len(calls) == 1  # backing off
+    await world.erp.post("/_sandbox/seed", json={"items": [{"sku": "A", "quantity": 5}]})
+    engine.clock = lambda: start + timedelta(seconds=11)
+    await engine.poll_orders()
+    assert len(calls) == 2
+    assert (await world.erp_stock())["A"] == 3
+    assert [line.sku for line in world.store.lines_in_state("posted")] == ["A"]

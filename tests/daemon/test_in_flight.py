@@ -3,9 +3,13 @@ back once sales stop arriving."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
+import syncd.engine as engine_module
 from tests.daemon.conftest import Shops
 from tests.daemon.test_fast_path import sale_lines
 
@@ -48,3 +52,51 @@ async def test_a_single_quiet_sale_holds_nothing(make_shops: Any) -> None:
     shops.engine.touch(shops.engine.ingest(await sale_lines(shops, "main")).touched_skus)
     await shops.engine.drain_fast_path()
     assert await shops.listings("outlet") == {"A": 49}
+
+
+async def test_in_low_stock_mode_units_likely_sold_are_not_handed_out_again(
+    make_shops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Low-stock mode: `main` sells out its 10 in a burst and a restock brings 4 units, but
+    10 / 5 s x 2 s = 4 units are likely sold and not reported yet, so none goes back on sale;
+    once the window has passed they do, without a sale to trigger it."""
+    monkeypatch.setattr(engine_module, "RECHECK_DELAY", timedelta(seconds=0.05))
+    shops: Shops = await make_shops(
+        {
+            "safety_stock": 0,
+            "low_stock_threshold": 20,
+            "hold_in_flight": True,
+            "auto_threshold": {"default_latency": "2s"},
+        },
+        {"A": 10},
+    )
+    await shops.engine.reconcile()
+    assert await shops.listings("main") == {"A": 10}  # priority 1 takes the whole low stock
+    for _ in range(10):
+        assert (await shops.buy("main", "A")).status_code == 201
+    shops.engine.touch(shops.engine.ingest(await sale_lines(shops, "main")).touched_skus)
+    await shops.engine.drain_fast_path()
+    await shops.erp.post("/_sandbox/seed", json={"items": [{"sku": "A", "quantity": 4}]})
+    start = shops.engine.clock()
+    await shops.engine.poll_erp()
+    await shops.engine.drain_fast_path()
+    assert await shops.listings("main") == {"A": 0}
+    shops.engine.clock = lambda: start + timedelta(seconds=6)
+    await asyncio.sleep(0.2)  # the re-check fires by itself
+    await shops.engine.drain_fast_path()
+    assert await shops.listings("main") == {"A": 4}
+
+
+async def test_a_listing_seen_sold_out_is_believed_at_zero_and_refilled(make_shops: Any) -> None:
+    """syncd believes `main` still holds 3 units (say, sales it counted as made before its last
+    write), but the channel shows 0. The check that follows a burst reads it, takes it as 0 from
+    then on, and the units go back on sale instead of waiting for the next reconcile."""
+    shops: Shops = await make_shops({"safety_stock": 0, "low_stock_threshold": 20}, {"A": 3})
+    await shops.engine.reconcile()
+    assert await shops.listings("main") == {"A": 3}
+    await shops.shops["main"].post("/_sandbox/listings", json={"sku": "A", "quantity": 0})
+    await shops.engine._verify_sold_out({"A"})
+    await shops.engine.drain_fast_path()
+    assert await shops.listings("main") == {"A": 3}
+    row = shops.engine.store.listings("main", skus=["A"])[0]
+    assert (row.last_pushed, row.sold_since_push) == (3, 0)
