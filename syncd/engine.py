@@ -245,6 +245,7 @@ class Engine:
         self._withheld: set[str] = set()  # low-stock SKUs with free units held back as likely sold
         self._recheck_timer: asyncio.TimerHandle | None = None
         self._verify_task: asyncio.Task[None] | None = None
+        self._zero_seen: dict[Key, datetime] = {}  # listing -> when first read at 0 while believed above
         self.events = self._load_events()
         self._stale: defaultdict[str, set[str]] = defaultdict(set)
         self.propagation: deque[float] = deque(maxlen=2000)
@@ -902,8 +903,10 @@ class Engine:
 
         Order times are whole seconds, so a sale in the same second as a write counts as made
         before it and syncd may go on believing the channel holds a unit it has sold. A listing
-        read at 0 and not written since cannot sell any more: it is taken as 0 from the read on,
-        and its part of the units goes to channels that can sell it."""
+        read at 0 cannot sell any more; if a look at least RECHECK_DELAY later (its last sales
+        have been reported meanwhile) still finds it at 0, unwritten and believed above 0, it is
+        taken as 0 from the first read on and its part of the units goes to channels that can
+        sell it."""
         report = CycleReport("verify")
         try:
             rows = [
@@ -923,16 +926,30 @@ class Engine:
                 if not shown:
                     continue
                 now_rows = {r.sku: r for r in self.store.listings(name, skus=[r.sku for r in listed])}
-                sold_out = {
-                    sku: 0
-                    for sku, quantity in shown.items()
-                    if quantity == 0
-                    and (now_row := now_rows.get(sku)) is not None
-                    and (now_row.pushed_at is None or now_row.pushed_at < started)
-                    and (_belief(now_row) or 0) > 0
-                }
+                sold_out: dict[str, int] = {}
+                for sku, quantity in shown.items():
+                    now_row = now_rows.get(sku)
+                    if quantity != 0 or now_row is None or (_belief(now_row) or 0) <= 0:
+                        self._zero_seen.pop((name, sku), None)
+                        continue
+                    if now_row.pushed_at is not None and now_row.pushed_at >= started:
+                        continue  # written since: the write is the newer word
+                    first = self._zero_seen.get((name, sku))
+                    if first is None or (now_row.pushed_at is not None and now_row.pushed_at >= first):
+                        # Seen at 0 for the first time: its last sales may not be reported yet
+                        # (they would be counted twice if it were set to 0 now), so look again
+                        # once they have had time to arrive.
+                        self._zero_seen[(name, sku)] = started
+                        self._withheld.add(sku)
+                    elif started - first >= RECHECK_DELAY:
+                        # Still believed to hold units: sales counted as made before a write.
+                        # Taken as 0 from the first read (every sale before it is in that read).
+                        self.store.record_pushed(name, {sku: 0}, first)
+                        self._zero_seen.pop((name, sku), None)
+                        sold_out[sku] = 0
+                    else:
+                        self._withheld.add(sku)  # not long enough yet: look again later
                 if sold_out:
-                    self.store.record_pushed(name, sold_out, started)
                     log.info("listing.seen_sold_out", channel=name, skus=sorted(sold_out))
         except StoreError as exc:
             log.error("verify.store_failed", error=str(exc))

@@ -89,14 +89,21 @@ async def test_in_low_stock_mode_units_likely_sold_are_not_handed_out_again(
 
 async def test_a_listing_seen_sold_out_is_believed_at_zero_and_refilled(make_shops: Any) -> None:
     """syncd believes `main` still holds 3 units (say, sales it counted as made before its last
-    write), but the channel shows 0. The check that follows a burst reads it, takes it as 0 from
-    then on, and the units go back on sale instead of waiting for the next reconcile."""
+    write), but the channel shows 0. The check that follows a burst reads it; a second look once
+    any late sale would have been reported still finds it at 0, so it is taken as 0 from the
+    first read on and the units go back on sale instead of waiting for the next reconcile."""
     shops: Shops = await make_shops({"safety_stock": 0, "low_stock_threshold": 20}, {"A": 3})
-    await shops.engine.reconcile()
+    engine = shops.engine
+    await engine.reconcile()
     assert await shops.listings("main") == {"A": 3}
     await shops.shops["main"].post("/_sandbox/listings", json={"sku": "A", "quantity": 0})
-    await shops.engine._verify_sold_out({"A"})
-    await shops.engine.drain_fast_path()
+    start = engine.clock()
+    await engine._verify_sold_out({"A"})
+    await engine.drain_fast_path()
+    assert await shops.listings("main") == {"A": 0}  # first look: its last sales may be on their way
+    engine.clock = lambda: start + timedelta(seconds=6)
+    await engine._verify_sold_out({"A"})
+    await engine.drain_fast_path()
     assert await shops.listings("main") == {"A": 3}
     row = shops.engine.store.listings("main", skus=["A"])[0]
     assert (row.last_pushed, row.sold_since_push) == (3, 0)
