@@ -231,24 +231,26 @@ def keep_split(
     def surplus(c: str) -> int:
         return targets[c] - fresh[c]
 
+    def take_back(excess: int, order: list[str], *, to_fresh: bool = False) -> int:
+        """Lower the channels in ``order`` until ``excess`` units are back (each down to its
+        fresh split, or to 0); returns what is still to take."""
+        for c in order:
+            take = max(0, min(excess, surplus(c) if to_fresh else targets[c]))
+            targets[c] -= take
+            excess -= take
+        return excess
+
     excess = sum(targets.values()) - budget
     if 0 < excess <= sum(targets[c] for c in live if c in exact):
         # A trim the exact channels can take alone: a write to a channel that could race its own
         # sales forgets those made between its read and its write, so they are left alone.
-        for c in sorted((c for c in live if c in exact), key=lambda c: (-surplus(c), c)):
-            take = min(excess, targets[c])
-            targets[c] -= take
-            excess -= take
+        excess = take_back(excess, sorted((c for c in live if c in exact), key=lambda c: (-surplus(c), c)))
     if excess > 0:
         # Down toward the fresh split first, exact channels leading; then below it if need be.
-        for c in sorted(live, key=lambda c: (c not in exact, -surplus(c), c)):
-            take = min(excess, max(0, surplus(c)))
-            targets[c] -= take
-            excess -= take
-        for c in sorted(live, key=lambda c: (c not in exact, -targets[c], c)):
-            take = min(excess, targets[c])
-            targets[c] -= take
-            excess -= take
+        excess = take_back(
+            excess, sorted(live, key=lambda c: (c not in exact, -surplus(c), c)), to_fresh=True
+        )
+        take_back(excess, sorted(live, key=lambda c: (c not in exact, -targets[c], c)))
     waiting = {c: v for c, v in (lagging or {}).items() if c in targets and c not in unavailable}
     # Units a lagging channel may still sell above its target are not free until its write lands.
     free = budget - sum(targets.values()) - sum(max(0, v - targets[c]) for c, v in waiting.items())
@@ -281,10 +283,9 @@ def keep_split(
         free -= give
     exposed = sum(max(targets[c], v) for c, v in waiting.items())
     excess = exposed + sum(t for c, t in targets.items() if c not in waiting) - budget
-    for c in sorted((c for c in live if c not in waiting), key=lambda c: (c not in exact, -targets[c], c)):
-        take = min(max(0, excess), targets[c])
-        targets[c] -= take
-        excess -= take
+    take_back(
+        excess, sorted((c for c in live if c not in waiting), key=lambda c: (c not in exact, -targets[c], c))
+    )
     return targets
 
 

@@ -653,18 +653,17 @@ class Engine:
             state = SkuStock(
                 sku, on_hand[sku], reserved.get(sku, 0) + in_flight, stock.safety_for(sku), threshold
             )
-            per_channel = targets_with_reserve(
-                state, [policies[c] for c in sorted(channels)], reserve, unavailable
-            )
-            if is_low_stock(state):
-                # The split itself is of the reported ats: units likely sold but not yet reported
-                # only keep free units from being handed out (they never take units back, which
-                # would make channels flap as the estimate moves).
-                state = replace(state, reserved=reserved.get(sku, 0))
-                per_channel = targets_with_reserve(
-                    state, [policies[c] for c in sorted(channels)], reserve, unavailable
-                )
-                ats = available_to_sell(state.on_hand, state.reserved, state.safety_stock)
+            sku_policies = [policies[c] for c in sorted(channels)]
+            if not is_low_stock(state):
+                per_channel = targets_with_reserve(state, sku_policies, reserve, unavailable)
+            else:
+                # The split itself is of the reported ats (still a split even if that is above the
+                # threshold): units likely sold but not yet reported only keep free units from
+                # being handed out (they never take units back, which would make channels flap as
+                # the estimate moves).
+                ats = available_to_sell(state.on_hand, reserved.get(sku, 0), state.safety_stock)
+                split = replace(state, reserved=reserved.get(sku, 0), low_stock_threshold=max(threshold, ats))
+                per_channel = targets_with_reserve(split, sku_policies, reserve, unavailable)
                 if in_flight:
                     self._withheld.add(sku)
                 # What each channel shows, or will once its queued push lands; a channel that is
@@ -692,7 +691,7 @@ class Engine:
                     lagging=lagging,
                     unreported=in_flight,
                 )
-                low.append(LowStock(sku, ats, state.low_stock_threshold, per_channel))
+                low.append(LowStock(sku, ats, threshold, per_channel))
             for channel, target in per_channel.items():
                 targets[(channel, sku)] = target
         effective = {k: pending.get(k, believed[k]) for k in targets}
@@ -909,12 +908,11 @@ class Engine:
         sell it."""
         report = CycleReport("verify")
         try:
+            down = self._unavailable()
             rows = [
                 r
                 for r in self.store.listings(skus=sorted(skus))
-                if r.channel in self.channels
-                and r.channel not in self._unavailable()
-                and (_belief(r) or 0) > 0
+                if r.channel in self.channels and r.channel not in down and (_belief(r) or 0) > 0
             ]
             by_channel: defaultdict[str, list[ListingRow]] = defaultdict(list)
             for row in rows:

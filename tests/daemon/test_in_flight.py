@@ -107,3 +107,29 @@ async def test_a_listing_seen_sold_out_is_believed_at_zero_and_refilled(make_sho
     assert await shops.listings("main") == {"A": 3}
     row = shops.engine.store.listings("main", skus=["A"])[0]
     assert (row.last_pushed, row.sold_since_push) == (3, 0)
+
+
+async def test_units_in_flight_can_start_low_stock_mode_and_the_split_follows_priority(
+    make_shops: Any,
+) -> None:
+    """22 units, threshold 10: `main` sells 10 in a burst. Reported, 12 are left (above the
+    threshold), but 4 more are likely sold, so the SKU is in low-stock mode; the split is still
+    a split of what is reported, by priority: `main` (priority 1) keeps its 12, `outlet` gets 0."""
+    shops: Shops = await make_shops(
+        {
+            "safety_stock": 0,
+            "low_stock_threshold": 10,
+            "hold_in_flight": True,
+            "auto_threshold": {"default_latency": "2s"},
+        },
+        {"A": 22},
+    )
+    await shops.engine.reconcile()
+    assert await shops.listings("main") == {"A": 22} and await shops.listings("outlet") == {"A": 22}
+    await asyncio.sleep(1.1)  # order times are whole seconds: sell after the write's second
+    for _ in range(10):
+        assert (await shops.buy("main", "A")).status_code == 201
+    shops.engine.touch(shops.engine.ingest(await sale_lines(shops, "main")).touched_skus)
+    await shops.engine.drain_fast_path()
+    assert await shops.listings("main") == {"A": 12}
+    assert await shops.listings("outlet") == {"A": 0}
