@@ -19,6 +19,7 @@ import logging
 import os
 import platform
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -121,8 +122,11 @@ class Truth:
     refused: Counter[str] = field(default_factory=Counter)
     refused_with_stock: Counter[str] = field(default_factory=Counter)
     other: Counter[int] = field(default_factory=Counter)
+    # (wall-clock time, channel, sku, status) of every attempt, for --keep-logs.
+    timeline: list[tuple[float, str, str, int]] = field(default_factory=list)
 
     def record(self, channel: str, sku: str, status: int) -> None:
+        self.timeline.append((time.time(), channel, sku, status))
         self.attempts[sku] += 1
         if status == 201:
             self.sold[sku] += 1
@@ -261,6 +265,7 @@ def _config_dict(
     database_url: str,
     threshold: int | str,
     log_level: str = "info",
+    rate_limits: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     base = "http://127.0.0.1:{}"
     entries: list[dict[str, Any]] = []
@@ -290,6 +295,8 @@ def _config_dict(
                 "refresh_token": "${SYNCD_BENCH_TTS_REFRESH}",
                 "shop_cipher": "${SYNCD_BENCH_TTS_CIPHER}",
             }
+        if rate_limits and name in rate_limits:
+            entry["rate_limit"] = rate_limits[name]
         entries.append(entry)
     return {
         "database_url": database_url,
@@ -429,6 +436,8 @@ async def run_once(args: argparse.Namespace, mode: str, seed: int, channels: lis
                     schedule_for(args.time_scale),
                     f"sqlite:///{tmp}/syncd.db",
                     threshold,
+                    args.log_level,
+                    args.rate_limit,
                 )
                 config_path = Path(tmp) / "syncd.yaml"
                 config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -488,6 +497,12 @@ async def run_once(args: argparse.Namespace, mode: str, seed: int, channels: lis
             args.keep_logs.mkdir(parents=True, exist_ok=True)
             shutil.copy(child.log, args.keep_logs / f"{mode}-seed{seed}.log")
             (args.keep_logs / f"{mode}-seed{seed}.yaml").write_text((Path(tmp) / "syncd.yaml").read_text())
+        if args.keep_logs is not None:
+            # The shoppers' side, to set beside the daemon's log: one JSON line per purchase attempt.
+            args.keep_logs.mkdir(parents=True, exist_ok=True)
+            with (args.keep_logs / f"{mode}-seed{seed}-purchases.jsonl").open("w") as out:
+                for at, name, sku, code in truth.timeline:
+                    out.write(json.dumps({"time": at, "channel": name, "sku": sku, "status": code}) + "\n")
     return _metrics(
         scenario,
         truth,
@@ -659,6 +674,7 @@ def _metrics(
         "propagation_samples": propagation.get("samples"),
         "api_calls": {n: calls[n] for n in channels},
         "api_calls_channels_total": sum(calls[n] for n in channels),
+        "api_calls_by_endpoint": {n: _by_endpoint(stats[n].get("calls", {})) for n in channels},
         "api_calls_erp": calls.get("erp", 0),
         "process_cpu_seconds": cpu,
         "process_burst_cpu_seconds": round(cpu - cpu_before, 2)
@@ -697,6 +713,16 @@ TABLE_ROWS: list[tuple[str, str, str]] = [
     ("process_cpu_seconds", "Process CPU (s)", "{:.1f}"),
     ("process_peak_rss_mb", "Peak RSS (MB)", "{:.0f}"),
 ]
+
+
+def _by_endpoint(calls: dict[str, int]) -> dict[str, int]:
+    """A sandbox's call counts by endpoint, ids in paths folded into ``{id}`` (API versions such
+    as TikTok Shop's ``202309`` kept)."""
+    folded: Counter[str] = Counter()
+    for key, count in calls.items():
+        if key != "total":
+            folded[re.sub(r"/(?!20\d{4}(?:/|$))\d+(?=/|$)", "/{id}", key)] += count
+    return dict(folded.most_common())
 
 
 def spread(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
@@ -748,6 +774,21 @@ def table(summary: dict[str, dict[str, dict[str, float | None]]], command: str, 
 # ---------------------------------------------------------------------------- main
 
 
+def _rate_limit(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    if name not in CHANNELS:
+        raise argparse.ArgumentTypeError(f"unknown channel {name!r} (one of {', '.join(CHANNELS)})")
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = 0.0
+    if not rate > 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the rate must be a positive number of requests per second"
+        )
+    return name, rate
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -774,12 +815,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ready-timeout", type=float, default=180.0)
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--keep-logs", type=Path, help="copy each run's process log and config here")
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        action="append",
+        metavar="CHANNEL=RPS",
+        help="a channel connector's requests per second instead of its default (syncd and naive alike)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info"], help="the daemon's (debug: every plan)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
     args = parser.parse_args(argv)
     if args.quick:
         # The default scenario shrunk tenfold in attempts and hot units, so demand still outruns stock.
         args.seeds, args.attempts, args.duration, args.catalogue, args.hot_units = "1", 300, 10.0, 200, 30
     args.burst_seconds = args.duration
+    args.rate_limit = dict(args.rate_limit or [])
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = set(modes) - set(MODES)
     if unknown or not modes:
@@ -845,7 +897,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "erp_api_latency_ms": ERP_LATENCY_MS,
             "webhook_faults": WEBHOOK_FAULTS,
             "schedule": schedule_for(args.time_scale),
-            "connector_rate_limits": "connector defaults (syncd and naive alike)",
+            "connector_rate_limits": {c: args.rate_limit.get(c, "connector default") for c in channels},
         },
         "channels_missing": notes,
         "definitions": {

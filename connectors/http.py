@@ -38,6 +38,11 @@ T = TypeVar("T")
 _URGENT: contextvars.ContextVar[bool] = contextvars.ContextVar("syncd_urgent_calls", default=False)
 
 
+def calls_are_urgent() -> bool:
+    """Whether the running code is inside ``urgent_calls()`` (for limits kept outside this module)."""
+    return _URGENT.get()
+
+
 @contextlib.contextmanager
 def urgent_calls() -> Iterator[None]:
     """Within this block (and the tasks awaited in it), calls go first at every rate limiter."""

@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from statistics import NormalDist
 
 
 @dataclass(frozen=True)
@@ -341,6 +342,36 @@ def auto_low_stock_threshold(
         return cap
     # Round first so float noise (1.1 * 450 / 60 * 4 = 33.00000000000001) does not add a unit.
     return min(max(math.ceil(round(estimate, 9)), floor), cap)
+
+
+def race_allowance(expected_sales: float, miss: float = 0.01) -> int:
+    """Units to hold back from a write to a channel without compare-and-set while it sells.
+
+    Such a write sets an absolute quantity, so the sales the channel makes between the read the
+    write is based on and the write itself are forgotten (their units are offered again).
+    ``expected_sales`` is the mean number of such sales (the channel's rate x that window); the
+    result is the smallest n such that more than n of them (Poisson) has a chance below ``miss``.
+    0 for no expected sales (or NaN); raises ValueError for an infinite mean or ``miss`` outside
+    (0, 1).
+    """
+    if not 0 < miss < 1:
+        raise ValueError(f"miss must be between 0 and 1, not {miss}")
+    if math.isinf(expected_sales):
+        raise ValueError("expected sales must be finite")
+    if math.isnan(expected_sales) or expected_sales <= 0:
+        return 0
+    if expected_sales > 50:
+        # Far into the Poisson tail sums the terms underflow; the normal bound is close there.
+        z = NormalDist().inv_cdf(1 - miss)
+        return math.ceil(expected_sales + z * math.sqrt(expected_sales))
+    n = 0
+    term = math.exp(-expected_sales)
+    below = term  # P(X <= n)
+    while 1 - below >= miss:
+        n += 1
+        term *= expected_sales / n
+        below += term
+    return n
 
 
 def _ats(stock: SkuStock) -> int:

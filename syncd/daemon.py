@@ -4,6 +4,7 @@ serves HTTP, all in one event loop; drains in-flight work on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -109,7 +110,7 @@ class Daemon:
             ("reconcile", self.engine.reconcile, schedule.reconcile_interval, now),
             (
                 "orders",
-                self.engine.poll_orders,
+                functools.partial(self.engine.poll_orders, wait=False),
                 schedule.order_poll_interval,
                 now + schedule.order_poll_interval,
             ),

@@ -46,11 +46,13 @@ from syncd.core import (
     keep_split,
     plan_pushes,
     policy_target,
+    race_allowance,
     targets_with_reserve,
 )
 from syncd.errors import AuthError, ConnectorError, StoreError
 from syncd.metrics import Metrics
 from syncd.store import IngestResult, ListingRow, PushRow, Store
+from syncd.unseen import UnseenSales
 
 log = structlog.get_logger("syncd.engine")
 
@@ -63,6 +65,7 @@ MOVEMENT_RETRY_MIN = 10.0  # seconds before a movement the ERP refused is offere
 MOVEMENT_RETRY_MAX = 600.0
 IN_FLIGHT_WINDOW = timedelta(seconds=5)  # recent sales that estimate those not yet reported
 RECHECK_DELAY = IN_FLIGHT_WINDOW + timedelta(seconds=0.5)  # then units held back as in flight return
+UNSEEN_POLL_GAP = timedelta(seconds=10)  # a channel's order poll for unexplained units, at most this often
 
 
 def utcnow() -> datetime:
@@ -151,16 +154,18 @@ def _urgency(push: PushRow) -> tuple[int, int, float, int]:
     return (0, 1, -drop, push.id)
 
 
-def _update(push: PushRow, ref: str, shown: int | None) -> QuantityUpdate:
+def _update(push: PushRow, ref: str, shown: int | None, spare: int = 0) -> QuantityUpdate:
     """The write for one push, given what the channel was just read to show (None: not read).
 
     Units the channel sold that syncd has not heard of yet (it shows less than the push's compare
-    value) are left out of the target; the value read becomes the compare value.
+    value) are left out of the target, and so are ``spare`` units (sales the write may forget);
+    the value read becomes the compare value.
     """
     if shown is None or push.compare is None:
         return QuantityUpdate(push.sku, ref, push.target, push.compare, key=f"syncd-push-{push.id}")
     unseen = max(0, push.compare - shown)
-    return QuantityUpdate(push.sku, ref, max(0, push.target - unseen), shown, key=f"syncd-push-{push.id}")
+    quantity = max(0, push.target - unseen - spare)
+    return QuantityUpdate(push.sku, ref, quantity, shown, key=f"syncd-push-{push.id}")
 
 
 def _belief(row: ListingRow) -> int | None:
@@ -246,6 +251,9 @@ class Engine:
         self._recheck_timer: asyncio.TimerHandle | None = None
         self._verify_task: asyncio.Task[None] | None = None
         self._zero_seen: dict[Key, datetime] = {}  # listing -> when first read at 0 while believed above
+        self._unseen = UnseenSales()  # sales reads showed and no report has explained yet
+        self._unseen_polls: dict[str, asyncio.Task[None]] = {}
+        self._unseen_polled_at: dict[str, datetime] = {}
         self.events = self._load_events()
         self._stale: defaultdict[str, set[str]] = defaultdict(set)
         self.propagation: deque[float] = deque(maxlen=2000)
@@ -289,26 +297,44 @@ class Engine:
         return frozenset(name for name, h in self.health.items() if h.kind == "channel" and h.failing)
 
     # ------------------------------------------------------------------ orders
-    async def _pull_orders(self, report: CycleReport) -> IngestResult:
-        """Read every channel's recent orders into the ledger (no pushes)."""
+    async def _pull_orders(
+        self, report: CycleReport, names: Mapping[str, datetime | None] | None = None
+    ) -> IngestResult:
+        """Read the channels' recent orders into the ledger (no pushes): every channel's from its
+        cursor, or those in ``names`` from the time given (None: the cursor). A poll from a time of
+        its own leaves the cursor alone (orders before that time may not have been read yet)."""
         schedule = self.config.schedule
         now = self.clock()
+        polled: dict[str, tuple[datetime, datetime | None]] = {}
 
         async def pull(name: str, channel: ChannelConnector) -> list[OrderLine]:
             cursor = self.store.get_cursor(f"orders:{name}")
             start = datetime.fromisoformat(cursor) if cursor else now - schedule.initial_lookback
+            own = None if names is None else names.get(name)
+            if own is not None and own > start - schedule.order_overlap:
+                asked = self.clock()
+                page = await self._call(name, channel.orders_since(own), report)
+                if page is not None:
+                    polled[name] = (asked, own)
+                return [] if page is None else page.lines
+            asked = self.clock()
             page = await self._call(name, channel.orders_since(start - schedule.order_overlap), report)
             if page is None:
                 return []
+            polled[name] = (asked, None)
             if page.latest is not None and page.latest > start:
                 self.store.set_cursor(f"orders:{name}", page.latest.isoformat())
             elif cursor is None:
                 self.store.set_cursor(f"orders:{name}", start.isoformat())
             return page.lines
 
-        results = await asyncio.gather(*(pull(n, c) for n, c in self.channels.items()))
+        chosen = self.channels if names is None else {n: self.channels[n] for n in names}
+        results = await asyncio.gather(*(pull(n, c) for n, c in chosen.items()))
         lines = [line for batch in results for line in batch]
-        return self.ingest(lines, report)
+        result = self.ingest(lines, report)
+        for name, (asked, since) in polled.items():
+            self._unseen.polled(name, asked, since)
+        return result
 
     def ingest(self, lines: Sequence[OrderLine], report: CycleReport | None = None) -> IngestResult:
         """Record order lines in the ledger, idempotently; count what was new."""
@@ -316,6 +342,7 @@ class Engine:
         now = self.clock()
         for line in result.new:
             self._awaiting[line.sku].append(_Sale(now))
+            self._unseen.reported(line.channel, line.sku, line.quantity, line.updated_at)
             # How late sales reach syncd (webhook delay, or the poll interval): part of the time
             # in which other channels can still sell the same unit.
             self.sale_lag.append(max(0.0, (now - line.updated_at).total_seconds()))
@@ -405,7 +432,8 @@ class Engine:
     async def drain_fast_path(self) -> None:
         """Wait until every touched SKU has been planned and pushed (used at shutdown and in tests)."""
         while True:
-            busy = [t for t in [self._fast_task, *self._senders.values()] if t is not None and not t.done()]
+            tasks = [self._fast_task, *self._senders.values(), *self._unseen_polls.values()]
+            busy = [t for t in tasks if t is not None and not t.done()]
             if not busy:
                 return
             await asyncio.wait(busy)
@@ -418,12 +446,14 @@ class Engine:
         await self._post_movements(report)
         return report
 
-    async def poll_orders(self) -> CycleReport:
-        """Order poll: the safety net for lost webhooks."""
+    async def poll_orders(self, *, wait: bool = True) -> CycleReport:
+        """Order poll: the safety net for lost webhooks. ``wait=False`` leaves the pushes it plans
+        to the channels' senders (the scheduled poll: behind a busy channel's rate limit the
+        pushes could outlast the poll interval, and the next poll would be skipped)."""
         report = CycleReport("orders")
         result = await self._pull_orders(report)
         if result.touched_skus:
-            await self._plan_and_push(result.touched_skus, report)
+            await self._plan_and_push(result.touched_skus, report, wait=wait)
         await self._post_movements(report)
         return self._finish(report)
 
@@ -663,15 +693,17 @@ class Engine:
                 # the estimate moves).
                 ats = available_to_sell(state.on_hand, reserved.get(sku, 0), state.safety_stock)
                 split = replace(state, reserved=reserved.get(sku, 0), low_stock_threshold=max(threshold, ats))
-                per_channel = targets_with_reserve(split, sku_policies, reserve, unavailable)
-                if in_flight:
+                fresh = targets_with_reserve(split, sku_policies, reserve, unavailable)
+                # Units sold as far as syncd's reads show, not reported yet: sales on their way, or
+                # lost webhooks the next order poll will find.
+                unreported = max(in_flight, self._unseen.held(sku))
+                if unreported:
                     self._withheld.add(sku)
-                # What each channel shows, or will once its queued push lands; a channel that is
-                # down keeps showing what it showed (its queued push has not landed).
-                shown = {
-                    c: believed[(c, sku)] if c in unavailable else pending.get((c, sku), believed[(c, sku)])
-                    for c in channels
-                }
+                # What each channel shows, or will once its queued decrease lands; a channel that is
+                # down keeps showing what it showed (its queued push has not landed). A queued
+                # increase is not the channel's yet: it was planned from free units that may have
+                # gone since (sales reported meanwhile), so it is decided again here.
+                shown = {c: self._shown(c, sku, believed, pending, unavailable) for c in channels}
                 limits = {c: policy_target(ats, policies[c]) for c in channels}
                 # A queued decrease has not landed: until it does, the channel may sell what it shows.
                 lagging = {
@@ -683,15 +715,27 @@ class Engine:
                 }
                 per_channel = keep_split(
                     ats,
-                    per_channel,
+                    fresh,
                     shown,
                     limits,
                     unavailable=unavailable,
                     exact=exact,
                     lagging=lagging,
-                    unreported=in_flight,
+                    unreported=unreported,
                 )
                 low.append(LowStock(sku, ats, threshold, per_channel))
+                log.debug(
+                    "plan.low_stock",
+                    sku=sku,
+                    ats=ats,
+                    threshold=threshold,
+                    in_flight=in_flight,
+                    unreported=unreported,
+                    shown=shown,
+                    fresh=fresh,
+                    lagging=lagging,
+                    targets=per_channel,
+                )
             for channel, target in per_channel.items():
                 targets[(channel, sku)] = target
         effective = {k: pending.get(k, believed[k]) for k in targets}
@@ -700,6 +744,20 @@ class Engine:
             for p in plan_pushes(targets, effective, reason)
         ]
         return _Plan(pushes, low, unmapped)
+
+    @staticmethod
+    def _shown(
+        channel: str,
+        sku: str,
+        believed: Mapping[Key, int | None],
+        pending: Mapping[Key, int],
+        unavailable: frozenset[str],
+    ) -> int | None:
+        now = believed[(channel, sku)]
+        queued = pending.get((channel, sku))
+        if channel in unavailable or queued is None or now is None:
+            return now if queued is None or channel in unavailable else queued
+        return min(now, queued)
 
     # ------------------------------------------------------------------ events and thresholds
     def _policies_at(self, now: datetime) -> tuple[dict[str, ChannelPolicy], dict[str, int]]:
@@ -907,7 +965,9 @@ class Engine:
         taken as 0 from the first read on and its part of the units goes to channels that can
         sell it."""
         report = CycleReport("verify")
+        touched = set(skus)
         try:
+            self._poll_for_unseen(skus)
             down = self._unavailable()
             rows = [
                 r
@@ -920,7 +980,8 @@ class Engine:
             for name, listed in by_channel.items():
                 started = self.clock()
                 reading = [Listing(r.sku, r.ref, None) for r in listed]
-                shown = await self._call(name, self.channels[name].read_quantities(reading), report)
+                with urgent_calls():
+                    shown = await self._call(name, self.channels[name].read_quantities(reading), report)
                 if not shown:
                     continue
                 now_rows = {r.sku: r for r in self.store.listings(name, skus=[r.sku for r in listed])}
@@ -949,9 +1010,47 @@ class Engine:
                         self._withheld.add(sku)  # not long enough yet: look again later
                 if sold_out:
                     log.info("listing.seen_sold_out", channel=name, skus=sorted(sold_out))
+                # A listing taken as 0 showed nothing new: the poll above settled its units.
+                self._measure_unseen(name, {s: q for s, q in shown.items() if s not in sold_out}, started)
         except StoreError as exc:
             log.error("verify.store_failed", error=str(exc))
-        self.touch(skus)
+        self.touch(touched)
+
+    def _poll_for_unseen(self, skus: set[str]) -> None:
+        """Units reads showed sold and no report explained may be sales whose webhook was lost:
+        an order poll of their channel finds them (or shows they were counted already) before
+        any of those units is offered again. The polls run on their own (a poll can wait long for
+        Shopify's cost points), one per channel at a time and at most every UNSEEN_POLL_GAP (an
+        order search costs Shopify a good part of its bucket)."""
+        now = self.clock()
+        down = self._unavailable()
+        for name, since in self._unseen.waiting(skus, now).items():
+            running = self._unseen_polls.get(name)
+            last = self._unseen_polled_at.get(name)
+            if name in down or (running is not None and not running.done()):
+                continue
+            if last is not None and now - last < UNSEEN_POLL_GAP:
+                continue
+            self._unseen_polled_at[name] = now
+            self._unseen_polls[name] = asyncio.create_task(
+                self._poll_unseen(name, since, skus), name=f"unseen-poll-{name}"
+            )
+
+    async def _poll_unseen(self, name: str, since: datetime | None, skus: set[str]) -> None:
+        report = CycleReport("unseen-poll")
+        try:
+            with urgent_calls():
+                result = await self._pull_orders(report, {name: since})
+        except StoreError as exc:
+            log.error("unseen_poll.store_failed", channel=name, error=str(exc))
+            return
+        log.debug(
+            "unseen.polled",
+            channel=name,
+            held={s: self._unseen.held(s) for s in sorted(skus)},
+            errors=report.errors,
+        )
+        self.touch(result.touched_skus | skus)
 
     def _pending_targets(self, skus: Sequence[str] | None) -> dict[Key, int]:
         """Targets already queued in the outbox: what those listings will show once it drains."""
@@ -1101,7 +1200,7 @@ class Engine:
                 tried.update(p.id for p in batch)
                 # Urgent slices take the rate limiter's tokens ahead of routine calls.
                 with urgent_calls() if is_urgent else contextlib.nullcontext():
-                    await self._send_slice(name, channel, batch, report)
+                    await self._send_slice(name, channel, batch, report, urgent=is_urgent)
 
     def _blocked_increases(self, name: str, pushes: Sequence[PushRow], urgent: set[str]) -> set[int]:
         """Increases of low-stock SKUs that must wait: another reachable channel still has a
@@ -1145,6 +1244,8 @@ class Engine:
         channel: ChannelConnector,
         pending: list[PushRow],
         report: CycleReport,
+        *,
+        urgent: bool = False,
     ) -> None:
         rows = {row.sku: row for row in self.store.listings(name, skus=[p.sku for p in pending])}
         refs = {sku: row.ref for sku, row in rows.items()}
@@ -1160,15 +1261,29 @@ class Engine:
         reading = any(_read_first(p) for p in sendable)
         # The read and the write take their rate-limit turns together, so the write follows the
         # read at once: sales in between are the ones a write without compare-and-set forgets.
+        version = self._outbox_version
         with paired_calls(2) if reading else contextlib.nullcontext():
+            read_from = self.clock()
             shown = await self._read_before_write(name, channel, sendable, refs, report)
+            if shown:
+                self._measure_unseen(name, shown, read_from)
+            if version != self._outbox_version:
+                # Planned again while the read was out: a push superseded meanwhile is not
+                # written (its target is older than the one queued after it).
+                still = {p.id for p in self.store.pending_pushes(name)}
+                sendable = [p for p in sendable if p.id in still]
+                if not sendable:
+                    return
             # The new baseline starts with the write: a sale after the read but before the write
             # is overwritten (the channel shows the written value), so it must not lower the belief.
             started = self.clock()
+            spare: dict[str, int] = {}
+            if shown and urgent and not channel.supports_compare_and_set:
+                spare = self._race_spares(sendable, rows, shown, read_from, started)
             if shown is None:
                 result = None
             else:
-                updates = [_update(p, refs[p.sku], shown.get(p.sku)) for p in sendable]
+                updates = [_update(p, refs[p.sku], shown.get(p.sku), spare.get(p.sku, 0)) for p in sendable]
                 result = await self._call(name, channel.set_quantities(updates), report)
         now = self.clock()
         if result is None:
@@ -1181,11 +1296,17 @@ class Engine:
             return
         by_sku = {p.sku: p for p in sendable}
         if result.applied:
+            for sku, units in spare.items():
+                if sku in result.applied:
+                    self._unseen.may_be_forgotten(name, sku, units, read_at=read_from, written_at=started)
             # The values held from the moment the write started.
             self.store.record_pushed(name, result.applied, started)
             # A read right after the write is a later baseline: sales before it are in its value.
             read_back = {s: q for s, q in result.read_back.items() if s in result.applied}
             if read_back:
+                # Sales between the write and the read-back that syncd has not heard of are in
+                # the value read: held like any other unseen sales until reported or polled.
+                self._measure_unseen(name, read_back, started)
                 self.store.record_pushed(name, read_back, now)
             self.store.complete_pushes([by_sku[s].id for s in result.applied if s in by_sku], now)
             self._sales_acknowledged(name, result.applied)
@@ -1221,6 +1342,47 @@ class Engine:
         self.metrics.pushes.labels(name, "stale").inc(len(result.stale))
         report.counts["pushes_rejected"] += len(result.rejected)
         report.counts["pushes_stale"] += len(result.stale)
+
+    def _race_spares(
+        self,
+        pushes: Sequence[PushRow],
+        rows: Mapping[str, ListingRow],
+        shown: Mapping[str, int],
+        read_from: datetime,
+        read_to: datetime,
+    ) -> dict[str, int]:
+        """Units to leave out of urgent writes to a channel without compare-and-set: the sales it
+        likely makes between the read and the write (its rate since syncd's last write of the
+        listing, over the read's round trip), which the write would forget. Only units the write
+        would have offered count (a write to 0 forgets nothing that matters)."""
+        window = max(0.0, (read_to - read_from).total_seconds())
+        spares: dict[str, int] = {}
+        for push in pushes:
+            row, now = rows.get(push.sku), shown.get(push.sku)
+            if row is None or now is None or row.last_pushed is None or row.pushed_at is None:
+                continue
+            span = max(1.0, (read_from - row.pushed_at).total_seconds())
+            rate = max(0, row.last_pushed - now) / span
+            offered = max(0, push.target - max(0, (push.compare or 0) - now))
+            units = min(offered, race_allowance(rate * window))
+            if units:
+                spares[push.sku] = units
+        return spares
+
+    def _measure_unseen(self, name: str, shown: Mapping[str, int], read_from: datetime) -> None:
+        """Record how far below syncd's belief a read found each listing (sales not reported)."""
+        read_to = self.clock()
+        for row in self.store.listings(name, skus=sorted(shown)):
+            belief = _belief(row)
+            if belief is not None and row.sku in shown:
+                self._unseen.measured(
+                    name,
+                    row.sku,
+                    belief - shown[row.sku],
+                    baseline=row.pushed_at,
+                    read_from=read_from,
+                    read_to=read_to,
+                )
 
     async def _read_before_write(
         self,
@@ -1301,6 +1463,9 @@ class Engine:
             self._recheck_timer = None
         if self._verify_task is not None and not self._verify_task.done():
             self._verify_task.cancel()
+        for task in self._unseen_polls.values():
+            if not task.done():
+                task.cancel()
         for connector in [self.erp, *self.channels.values()]:
             try:
                 await connector.aclose()

@@ -30,7 +30,14 @@ from connectors.base import (
     UpdateResult,
     WebhookEvent,
 )
-from connectors.http import HttpClient, RateLimiter, RetryPolicy, json_body, parse_retry_after
+from connectors.http import (
+    HttpClient,
+    RateLimiter,
+    RetryPolicy,
+    calls_are_urgent,
+    json_body,
+    parse_retry_after,
+)
 from connectors.shopify import queries
 from connectors.shopify.cost import CostBucket, QueryCost
 from connectors.shopify.payloads import (
@@ -119,7 +126,9 @@ class ShopifyConnector(ChannelConnector):
         where = f"{operation} ({self._path})"
 
         async def attempt() -> dict[str, Any]:
-            headroom = 0.0 if operation in PUSH_OPERATIONS else BACKGROUND_HEADROOM
+            # An urgent read (the check that a sold-out SKU's last sales are all known) needs no
+            # headroom kept for the writes: they wait for it.
+            headroom = 0.0 if operation in PUSH_OPERATIONS or calls_are_urgent() else BACKGROUND_HEADROOM
             await self.bucket.reserve(operation, cost, headroom=headroom)
             response = await self._http.request(
                 "POST", self._path, json=payload, accept=(429, 500, 502, 503, 504), retry=False

@@ -97,7 +97,8 @@ class CostBucket:
                     return
                 cost = min(self.expected_cost(operation, default), status.maximum)
                 spare = min(status.maximum - cost, headroom * status.maximum)
-                if available >= cost + spare:
+                # (A float error must not leave a wait of 1e-16 s that the clock cannot show.)
+                if available + 1e-9 >= cost + spare:
                     # Counted now so that concurrent callers do not all spend the same points.
                     self._available = available - cost
                     self._seen_at = self._clock()

@@ -19,3 +19,7 @@ class WooCommerceSettings(ChannelSettings):
         default=False, description="Send the key pair as query parameters (servers that strip Authorization)."
     )
     per_page: int = Field(default=100, ge=1, le=100)
+    # The REST API has no rate limit of its own; the store's server sets what it bears. Ten small
+    # calls a second is light for a store host and keeps a flash sale's pushes from queueing.
+    rate_limit: float = Field(default=10.0, gt=0, description="Requests per second, on average.")
+    burst: int = Field(default=10, ge=1, description="Requests allowed back to back.")

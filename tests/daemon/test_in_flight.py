@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import syncd.engine as engine_module
+from syncd.store import ListingRow, PushRow
 from tests.daemon.conftest import Shops
 from tests.daemon.test_fast_path import sale_lines
 
@@ -133,3 +134,77 @@ async def test_units_in_flight_can_start_low_stock_mode_and_the_split_follows_pr
     await shops.engine.drain_fast_path()
     assert await shops.listings("main") == {"A": 12}
     assert await shops.listings("outlet") == {"A": 0}
+
+
+async def test_a_sale_whose_webhook_was_lost_keeps_its_unit_off_sale_until_the_poll_finds_it(
+    make_shops: Any,
+) -> None:
+    """`main` sells all 6 units, but the webhook of the last sale is lost: syncd believes it still
+    shows 1. A read finds it at 0; that unit may be the lost sale or a sale counted before a
+    write, and only an order poll can tell. The check after the burst polls first: it finds the
+    sale, so no unit goes back on sale anywhere (without the poll, the unit would be offered
+    again and sold twice)."""
+    shops: Shops = await make_shops({"safety_stock": 0, "low_stock_threshold": 20}, {"A": 6})
+    engine = shops.engine
+    await engine.reconcile()
+    assert await shops.listings("main") == {"A": 6} and await shops.listings("outlet") == {"A": 0}
+    await asyncio.sleep(1.1)  # order times are whole seconds: sell after the write's second
+    for _ in range(6):
+        assert (await shops.buy("main", "A")).status_code == 201
+    lines = sorted(await sale_lines(shops, "main"), key=lambda line: line.order_id)
+    engine.touch(engine.ingest(lines[:5]).touched_skus)  # the sixth webhook never comes
+    await engine.drain_fast_path()
+    row = engine.store.listings("main", skus=["A"])[0]
+    assert (row.last_pushed, row.sold_since_push) == (6, 5)
+    start = engine.clock()
+    await engine._verify_sold_out({"A"})
+    await engine.drain_fast_path()
+    engine.clock = lambda: start + timedelta(seconds=6)
+    await engine._verify_sold_out({"A"})
+    await engine.drain_fast_path()
+    assert await shops.listings("main") == {"A": 0} and await shops.listings("outlet") == {"A": 0}
+    assert engine.store.reserved_by_sku(["A"]) == {"A": 6}
+
+
+async def test_a_queued_increase_is_decided_again_when_its_units_turn_out_sold(make_shops: Any) -> None:
+    """`main` sold out and an increase to 5 is queued for it from 5 free units. Before it is
+    sent, a read shows 5 units sold that no report has explained yet: the increase is not the
+    channel's yet, so the plan takes it back (its target is 0) instead of keeping it as if the
+    channel already showed it."""
+    shops: Shops = await make_shops({"safety_stock": 0, "low_stock_threshold": 20}, {"A": 5})
+    engine = shops.engine
+    now = engine.clock()
+    believed = {("main", "A"): 0, ("outlet", "A"): 0}
+    queued = {("main", "A"): 5}
+    plan = engine._plan({"A": 5}, {}, believed, "fast-path", queued)
+    assert plan.low_stock[0].targets == {"main": 5, "outlet": 0}  # nothing held: it stands
+    engine._unseen.measured("outlet", "A", 5, baseline=None, read_from=now, read_to=now)
+    plan = engine._plan({"A": 5}, {}, believed, "fast-path", queued)
+    assert plan.low_stock[0].targets == {"main": 0, "outlet": 0}
+    assert [(p.channel, p.target) for p in plan.pushes] == [("main", 0)]
+
+
+@pytest.mark.parametrize(
+    ("shown", "target", "read_seconds", "spare"),
+    [
+        (90, 30, 0.1, 1),  # 10 sold in 10 s: 0.1 expected in the 100 ms round trip, P(>0) is 9.5%
+        (10, 30, 0.1, 4),  # 90 sold in 10 s (9/s): 0.9 expected, 4 cover 99%
+        (10, 2, 0.1, 2),  # only what the write would offer is held back
+        (10, 30, 0.0, 0),  # no round trip, no race
+        (100, 30, 0.1, 0),  # nothing sold since the last write
+    ],
+)
+async def test_urgent_writes_without_compare_and_set_leave_out_the_sales_they_may_forget(
+    make_shops: Any, shown: int, target: int, read_seconds: float, spare: int
+) -> None:
+    """A listing set to 100 ten seconds ago is read at ``shown``: it sells at (100 - shown) / 10 a
+    second, so a write after a read taking ``read_seconds`` may forget that many sales."""
+    shops: Shops = await make_shops({"safety_stock": 0}, {"A": 100})
+    engine = shops.engine
+    read_from = engine.clock()
+    row = ListingRow("main", "A", "1", 100, read_from - timedelta(seconds=10), 0, None, None, "ok", "")
+    push = PushRow(1, "main", "A", target, shown, "fast-path", "pending", 0, read_from, "")  # no unseen
+    spares = engine._race_spares(
+        [push], {"A": row}, {"A": shown}, read_from, read_from + timedelta(seconds=read_seconds)
+    )
+    assert spares.get("A", 0) == spare

@@ -70,3 +70,12 @@ async def test_a_waiting_background_read_does_not_hold_back_a_write() -> None:
     assert bucket.available() == pytest.approx(290)
     release.set()
     await asyncio.wait_for(poll, timeout=1)
+
+
+async def test_a_wait_ends_even_where_the_clock_cannot_show_float_crumbs() -> None:
+    """At 6.5 s, 0.1 s of refill is 9.99999999999996 points, not 10: the wait must still end."""
+    time = FakeTime()
+    time.now = 6.5
+    bucket = bucket_at(0, time)
+    await asyncio.wait_for(bucket.reserve("SetQuantities", 10), timeout=1)
+    assert sum(time.slept) == pytest.approx(0.1)
