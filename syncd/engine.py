@@ -753,11 +753,14 @@ class Engine:
         pending: Mapping[Key, int],
         unavailable: frozenset[str],
     ) -> int | None:
+        """What a listing counts as showing in the low-stock split: what syncd believes it shows,
+        or a queued decrease (it will show that once the push lands). A channel that is down
+        keeps what it shows; a queued increase is not given yet."""
         now = believed[(channel, sku)]
         queued = pending.get((channel, sku))
-        if channel in unavailable or queued is None or now is None:
-            return now if queued is None or channel in unavailable else queued
-        return min(now, queued)
+        if channel in unavailable or queued is None:
+            return now
+        return queued if now is None else min(now, queued)
 
     # ------------------------------------------------------------------ events and thresholds
     def _policies_at(self, now: datetime) -> tuple[dict[str, ChannelPolicy], dict[str, int]]:
