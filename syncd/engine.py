@@ -161,11 +161,19 @@ def _update(push: PushRow, ref: str, shown: int | None, spare: int = 0) -> Quant
     value) are left out of the target, and so are ``spare`` units (sales the write may forget);
     the value read becomes the compare value.
     """
-    if shown is None or push.compare is None:
+    offered = _offered(push, shown)
+    if offered is None:
         return QuantityUpdate(push.sku, ref, push.target, push.compare, key=f"syncd-push-{push.id}")
-    unseen = max(0, push.compare - shown)
-    quantity = max(0, push.target - unseen - spare)
-    return QuantityUpdate(push.sku, ref, quantity, shown, key=f"syncd-push-{push.id}")
+    return QuantityUpdate(push.sku, ref, max(0, offered - spare), shown, key=f"syncd-push-{push.id}")
+
+
+def _offered(push: PushRow, shown: int | None) -> int | None:
+    """What a push's write offers given the value just read: its target less the sales the
+    channel made that syncd has not heard of (it shows less than the compare value); None when
+    the write is not based on a read."""
+    if shown is None or push.compare is None:
+        return None
+    return max(0, push.target - max(0, push.compare - shown))
 
 
 def _belief(row: ListingRow) -> int | None:
@@ -311,17 +319,16 @@ class Engine:
             cursor = self.store.get_cursor(f"orders:{name}")
             start = datetime.fromisoformat(cursor) if cursor else now - schedule.initial_lookback
             own = None if names is None else names.get(name)
-            if own is not None and own > start - schedule.order_overlap:
-                asked = self.clock()
-                page = await self._call(name, channel.orders_since(own), report)
-                if page is not None:
-                    polled[name] = (asked, own)
-                return [] if page is None else page.lines
+            if own is not None and own <= start - schedule.order_overlap:
+                own = None  # the cursor's poll reaches back further
             asked = self.clock()
-            page = await self._call(name, channel.orders_since(start - schedule.order_overlap), report)
+            since = start - schedule.order_overlap if own is None else own
+            page = await self._call(name, channel.orders_since(since), report)
             if page is None:
                 return []
-            polled[name] = (asked, None)
+            polled[name] = (asked, own)
+            if own is not None:
+                return page.lines
             if page.latest is not None and page.latest > start:
                 self.store.set_cursor(f"orders:{name}", page.latest.isoformat())
             elif cursor is None:
@@ -959,7 +966,8 @@ class Engine:
         self._recheck_timer = loop.call_later(RECHECK_DELAY.total_seconds(), due)
 
     async def _verify_sold_out(self, skus: set[str]) -> None:
-        """Read the listings of these SKUs that syncd believes still hold units, then plan them.
+        """Poll the orders of channels holding unexplained units of these SKUs (in the background),
+        read the listings syncd believes still hold units, then plan the SKUs.
 
         Order times are whole seconds, so a sale in the same second as a write counts as made
         before it and syncd may go on believing the channel holds a unit it has sold. A listing
@@ -1273,7 +1281,7 @@ class Engine:
             if version != self._outbox_version:
                 # Planned again while the read was out: a push superseded meanwhile is not
                 # written (its target is older than the one queued after it).
-                still = {p.id for p in self.store.pending_pushes(name)}
+                still = self.store.still_pending(p.id for p in sendable)
                 sendable = [p for p in sendable if p.id in still]
                 if not sendable:
                     return
@@ -1362,11 +1370,17 @@ class Engine:
         spares: dict[str, int] = {}
         for push in pushes:
             row, now = rows.get(push.sku), shown.get(push.sku)
-            if row is None or now is None or row.last_pushed is None or row.pushed_at is None:
+            offered = _offered(push, now)
+            if (
+                offered is None
+                or now is None
+                or row is None
+                or row.last_pushed is None
+                or row.pushed_at is None
+            ):
                 continue
             span = max(1.0, (read_from - row.pushed_at).total_seconds())
             rate = max(0, row.last_pushed - now) / span
-            offered = max(0, push.target - max(0, (push.compare or 0) - now))
             units = min(offered, race_allowance(rate * window))
             if units:
                 spares[push.sku] = units

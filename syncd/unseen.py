@@ -125,17 +125,15 @@ class UnseenSales:
         settle (their reads ended over a second ago), each with the time from which such a poll
         must look (the oldest baseline, a second early for whole-second order times; None: from
         the channel's cursor, a read of a listing syncd never wrote)."""
-        since: dict[str, datetime | None] = {}
+        starts: dict[str, list[datetime | None]] = {}
         for sku in skus:
             for channel, entries in self._by_sku.get(sku, {}).items():
-                for entry in entries:
-                    if entry.read_to + COARSE > now:
-                        continue
-                    start = None if entry.baseline is None else entry.baseline - COARSE
-                    if channel not in since:
-                        since[channel] = start
-                    elif start is None or since[channel] is None:
-                        since[channel] = None
-                    else:
-                        since[channel] = min(since[channel], start)  # type: ignore[type-var]
-        return since
+                due = [e for e in entries if e.read_to + COARSE <= now]
+                starts.setdefault(channel, []).extend(
+                    None if e.baseline is None else e.baseline - COARSE for e in due
+                )
+        return {
+            channel: None if None in times else min(t for t in times if t is not None)
+            for channel, times in starts.items()
+            if times
+        }

@@ -484,6 +484,16 @@ class Store(TokenStore):
             rows = conn.execute(query.order_by(pu.c.id).limit(limit))
             return [PushRow(**row._asdict()) for row in rows]
 
+    def still_pending(self, ids: Iterable[int]) -> set[int]:
+        """Those of these pushes that are still pending (not sent, failed or superseded)."""
+        pu = t.push
+        found: set[int] = set()
+        with self._db.transaction("read push states", write=False) as conn:
+            for batch in chunks(sorted(set(ids))):
+                rows = conn.execute(select(pu.c.id).where(pu.c.id.in_(batch), pu.c.state == "pending"))
+                found.update(row.id for row in rows)
+        return found
+
     def complete_pushes(self, ids: Iterable[int], now: datetime) -> None:
         pu = t.push
         with self._db.transaction("complete pushes") as conn:

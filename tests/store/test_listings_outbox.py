@@ -98,6 +98,17 @@ def test_enqueue_supersedes_pending_push_for_same_listing(store: Store) -> None:
     assert store.counts()["pushes_pending"] == 3
 
 
+def test_still_pending_names_the_pushes_not_superseded_sent_or_failed(store: Store) -> None:
+    """A sender that read a listing checks, before writing, which of its pushes a newer plan left
+    standing."""
+    store.enqueue_pushes([push("A", 5), push("B", 3), push("C", 1)], T0)
+    first = {p.sku: p.id for p in store.pending_pushes()}
+    store.enqueue_pushes([push("A", 2, compare=5)], T0 + timedelta(seconds=1))  # supersedes A's
+    store.complete_pushes([first["B"]], T0 + timedelta(seconds=1))
+    assert store.still_pending(first.values()) == {first["C"]}
+    assert store.still_pending([]) == set()
+
+
 def test_enqueue_keeps_only_last_push_per_listing_within_a_batch(store: Store) -> None:
     """Two pushes for one listing in a single batch leave only the later one pending."""
     store.enqueue_pushes([push("A", 5), push("A", 1)], T0)
