@@ -193,9 +193,10 @@ class ChannelConnector(Connector):
     # meanwhile (a hot SKU selling out) goes ahead of the rest; None: a whole batch. Channels that
     # take one call per item keep it near what they allow per second.
     push_slice: int | None = None
-    # True for channels that take one write call per item (TikTok Shop: per product). Their urgent
-    # pushes go one at a time, each read just before its write, so that a sale landing between a
-    # read and its write (overwritten without compare-and-set) has the shortest window possible.
+    # True for channels that take one write call per item (TikTok Shop: per product), sent side by
+    # side. The read before a slice's writes takes the rate limiter's tokens for the writes too, so
+    # they all follow it at once: a sale landing between the read and a write (overwritten without
+    # compare-and-set) has the shortest window possible.
     writes_per_item: bool = False
     # For channels whose webhooks only name orders: fetch the named orders at most this often
     # (seconds), unless ``event_fetch_batch`` of them are waiting, so that fetches made in a burst

@@ -259,10 +259,12 @@ class HttpClient:
     async def _send_once(
         self, method: str, path: str, accept: tuple[int, ...], **kwargs: Any
     ) -> httpx.Response:
+        asked = time.monotonic()
         if self.rate_limiter is not None:
             await self.rate_limiter.acquire()
         self.calls += 1
         where = f"{method} {path}"
+        sent = time.monotonic()
         try:
             response = await self._client.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
@@ -270,6 +272,16 @@ class HttpClient:
         except httpx.TransportError as exc:
             raise TransientError(f"{where} failed: {type(exc).__name__}", connector=self.connector) from exc
         status = response.status_code
+        # The path only: query strings may carry signatures or tokens.
+        log.debug(
+            "http.call",
+            connector=self.connector,
+            where=where,
+            status=status,
+            waited=round(sent - asked, 3),
+            seconds=round(time.monotonic() - sent, 3),
+            urgent=_URGENT.get(),
+        )
         if 200 <= status < 300 or status in accept:
             return response
         detail = _remote_message(response)

@@ -65,6 +65,8 @@ MOVEMENT_RETRY_MIN = 10.0  # seconds before a movement the ERP refused is offere
 MOVEMENT_RETRY_MAX = 600.0
 IN_FLIGHT_WINDOW = timedelta(seconds=5)  # recent sales that estimate those not yet reported
 RECHECK_DELAY = IN_FLIGHT_WINDOW + timedelta(seconds=0.5)  # then units held back as in flight return
+# Seconds a routine push may wait while urgent ones keep coming; then slices alternate.
+ROUTINE_MAX_WAIT = 1.0
 UNSEEN_POLL_GAP = timedelta(seconds=10)  # a channel's order poll for unexplained units, at most this often
 
 
@@ -152,6 +154,12 @@ def _urgency(push: PushRow) -> tuple[int, int, float, int]:
         return (0, 0, 0.0, push.id)
     drop = math.inf if push.compare is None else (push.compare - push.target) / (push.target + 1)
     return (0, 1, -drop, push.id)
+
+
+def _overdue(pending: Iterable[PushRow], urgent: set[str], now: datetime) -> bool:
+    """Whether a routine push has waited ROUTINE_MAX_WAIT or longer."""
+    oldest = min((p.created_at for p in pending if p.sku not in urgent), default=None)
+    return oldest is not None and (now - oldest).total_seconds() >= ROUTINE_MAX_WAIT
 
 
 def _update(push: PushRow, ref: str, shown: int | None, spare: int = 0) -> QuantityUpdate:
@@ -1155,9 +1163,9 @@ class Engine:
             for sale in self._awaiting.get(sku, ()):
                 if sale.channels is not None:
                     sale.channels.discard(channel)
-            self._settle_sales(sku)
+            self._settle_sales(sku, last=channel)
 
-    def _settle_sales(self, sku: str) -> None:
+    def _settle_sales(self, sku: str, last: str | None = None) -> None:
         """A sale has propagated once every channel that needed a new quantity acknowledged it."""
         now = self.clock()
         waiting = []
@@ -1166,6 +1174,7 @@ class Engine:
                 seconds = max(0.0, (now - sale.ingested_at).total_seconds())
                 self.propagation.append(seconds)
                 self.metrics.propagation.observe(seconds)
+                log.debug("sale.propagated", sku=sku, seconds=round(seconds, 3), last=last)
             else:
                 waiting.append(sale)
         if waiting:
@@ -1184,12 +1193,16 @@ class Engine:
             seen_version = -1
             pending: list[PushRow] = []
             urgent: set[str] = set()
+            after_urgent = False
             while True:
                 if seen_version != self._outbox_version:
                     # Something was queued since: read the outbox again and re-rank it.
                     seen_version = self._outbox_version
                     pending = [p for p in self.store.pending_pushes(name) if p.id not in tried]
                     urgent = self._urgent_skus(pending)
+                    doubtful = self._doubtful_increases(name, pending, urgent)
+                    if doubtful:
+                        pending = [p for p in pending if p.id not in doubtful]
                     blocked = self._blocked_increases(name, pending, urgent)
                     if blocked:
                         # Sent once the other channels' decreases have landed (they wake us).
@@ -1201,17 +1214,41 @@ class Engine:
                 if not pending:
                     return
                 # A slice is all urgent (one read and one round of writes for all of them) or a
-                # few routine pushes, so routine writes never delay urgent ones for long.
-                is_urgent = pending[0].sku in urgent
+                # few routine pushes, so routine writes never delay urgent ones for long. While
+                # urgent pushes keep coming, a routine slice that has waited ROUTINE_MAX_WAIT goes
+                # after each urgent one, so a sale of an ordinary SKU still propagates.
+                is_urgent = pending[0].sku in urgent and not (
+                    after_urgent and _overdue(pending, urgent, self.clock())
+                )
                 if is_urgent:
-                    most = 1 if channel.writes_per_item else channel.max_batch
+                    most = size if channel.writes_per_item else channel.max_batch
                     batch = [p for p in pending if p.sku in urgent][:most]
                 else:
-                    batch = pending[:size]
+                    batch = [p for p in pending if p.sku not in urgent][:size]
+                after_urgent = is_urgent
                 tried.update(p.id for p in batch)
                 # Urgent slices take the rate limiter's tokens ahead of routine calls.
                 with urgent_calls() if is_urgent else contextlib.nullcontext():
                     await self._send_slice(name, channel, batch, report, urgent=is_urgent)
+
+    def _doubtful_increases(self, name: str, pushes: Sequence[PushRow], urgent: set[str]) -> set[int]:
+        """Increases of low-stock SKUs planned before a read (on any channel) found units sold
+        that no report explains yet: the plan handed out units that may be gone (a channel's
+        decrease that was to free them found them sold). They are withdrawn and the SKUs planned
+        again for this channel, with those units held."""
+        doubtful = {
+            p.id: p.sku
+            for p in pushes
+            if p.sku in urgent
+            and p.compare is not None
+            and p.target > p.compare
+            and self._unseen.found_since(p.sku, p.created_at)
+        }
+        if doubtful:
+            self.store.supersede_pushes(doubtful, self.clock())
+            self._stale[name].update(doubtful.values())
+            log.debug("push.doubtful_increase", channel=name, skus=sorted(set(doubtful.values())))
+        return set(doubtful)
 
     def _blocked_increases(self, name: str, pushes: Sequence[PushRow], urgent: set[str]) -> set[int]:
         """Increases of low-stock SKUs that must wait: another reachable channel still has a
@@ -1270,10 +1307,11 @@ class Engine:
         if not sendable:
             return
         reading = any(_read_first(p) for p in sendable)
-        # The read and the write take their rate-limit turns together, so the write follows the
+        # The read and the writes take their rate-limit turns together, so the writes follow the
         # read at once: sales in between are the ones a write without compare-and-set forgets.
+        writes = len(sendable) if channel.writes_per_item else 1
         version = self._outbox_version
-        with paired_calls(2) if reading else contextlib.nullcontext():
+        with paired_calls(1 + writes) if reading else contextlib.nullcontext():
             read_from = self.clock()
             shown = await self._read_before_write(name, channel, sendable, refs, report)
             if shown:
@@ -1295,6 +1333,10 @@ class Engine:
                 result = None
             else:
                 updates = [_update(p, refs[p.sku], shown.get(p.sku), spare.get(p.sku, 0)) for p in sendable]
+                updates = self._skip_unchanged(name, sendable, updates, shown)
+                if not updates:
+                    return
+                sendable = [p for p in sendable if p.sku in {u.sku for u in updates}]
                 result = await self._call(name, channel.set_quantities(updates), report)
         now = self.clock()
         if result is None:
@@ -1353,6 +1395,27 @@ class Engine:
         self.metrics.pushes.labels(name, "stale").inc(len(result.stale))
         report.counts["pushes_rejected"] += len(result.rejected)
         report.counts["pushes_stale"] += len(result.stale)
+
+    def _skip_unchanged(
+        self, name: str, pushes: Sequence[PushRow], updates: list[QuantityUpdate], shown: Mapping[str, int]
+    ) -> list[QuantityUpdate]:
+        """The updates that change something. Where the read just now shows exactly what the write
+        would set (the listing's unseen sales took it there, or an earlier write did), the push is
+        done without a call. The value read becomes the listing's baseline, as a read-back after a
+        write does (the read has already counted the unseen sales below the old one)."""
+        by_sku = {p.sku: p for p in pushes}
+        unchanged = {u.sku: u.quantity for u in updates if u.sku in shown and shown[u.sku] == u.quantity}
+        if not unchanged:
+            return updates
+        now = self.clock()
+        self.store.record_pushed(name, unchanged, now)
+        self.store.complete_pushes([by_sku[sku].id for sku in unchanged], now)
+        self._sales_acknowledged(name, unchanged)
+        self.metrics.pushes.labels(name, "unchanged").inc(len(unchanged))
+        for sku, quantity in unchanged.items():
+            log.debug("push.unchanged", channel=name, sku=sku, quantity=quantity)
+        self._wake_deferred(name)
+        return [u for u in updates if u.sku not in unchanged]
 
     def _race_spares(
         self,

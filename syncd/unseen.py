@@ -116,6 +116,11 @@ class UnseenSales:
         for sku in [s for s, listings in self._by_sku.items() if channel in listings]:
             self._store(channel, sku, [e for e in self._by_sku[sku][channel] if not settled(e)])
 
+    def found_since(self, sku: str, moment: datetime) -> bool:
+        """Whether a read that ended after ``moment`` showed units of ``sku`` not explained yet
+        (a plan made at ``moment`` did not know of them)."""
+        return any(e.read_to > moment for entries in self._by_sku.get(sku, {}).values() for e in entries)
+
     def held(self, sku: str) -> int:
         """Units of ``sku`` sold somewhere as far as reads show, not yet reported or released."""
         return sum(e.units for entries in self._by_sku.get(sku, {}).values() for e in entries)

@@ -129,7 +129,9 @@ class ShopifyConnector(ChannelConnector):
             # An urgent read (the check that a sold-out SKU's last sales are all known) needs no
             # headroom kept for the writes: they wait for it.
             headroom = 0.0 if operation in PUSH_OPERATIONS or calls_are_urgent() else BACKGROUND_HEADROOM
+            asked = time.monotonic()
             await self.bucket.reserve(operation, cost, headroom=headroom)
+            log.debug("shopify.reserved", operation=operation, waited=round(time.monotonic() - asked, 3))
             response = await self._http.request(
                 "POST", self._path, json=payload, accept=(429, 500, 502, 503, 504), retry=False
             )

@@ -456,11 +456,29 @@ class TikTokShopConnector(ChannelConnector):
                         result.rejected[group.pop(sku_id).sku] = (
                             f"TikTok Shop has no SKU {sku_id} in product {product_id}"
                         )
-        for product_id, group in groups.items():
-            if group:
-                await self._update_product(product_id, group, result)
+        await self._update_products({p: g for p, g in groups.items() if g}, result)
         await self._reread_low(groups, result)
         return result
+
+    async def _update_products(
+        self, groups: dict[str, dict[str, QuantityUpdate]], result: UpdateResult
+    ) -> None:
+        """One call per product, up to ``push_slice`` of them in flight at once: a slice's writes
+        land about one round trip after its read rather than one round trip per product later
+        (the rate limiter still spaces them). If a call fails for good, the others still finish
+        before the first failure is raised, so no write is left running unseen."""
+        gate = asyncio.Semaphore(self.push_slice or 1)
+
+        async def update(product_id: str, group: dict[str, QuantityUpdate]) -> None:
+            async with gate:
+                await self._update_product(product_id, group, result)
+
+        outcomes = await asyncio.gather(
+            *(update(product_id, group) for product_id, group in groups.items()), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _update_product(
         self, product_id: str, group: dict[str, QuantityUpdate], result: UpdateResult

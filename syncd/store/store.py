@@ -500,6 +500,17 @@ class Store(TokenStore):
             for batch in chunks(sorted(set(ids))):
                 conn.execute(update(pu).where(pu.c.id.in_(batch)).values(state="sent", updated_at=now))
 
+    def supersede_pushes(self, ids: Iterable[int], now: datetime) -> None:
+        """Withdraw pending pushes without sending them (a new plan decides those listings)."""
+        pu = t.push
+        with self._db.transaction("supersede pushes") as conn:
+            for batch in chunks(sorted(set(ids))):
+                conn.execute(
+                    update(pu)
+                    .where(pu.c.id.in_(batch), pu.c.state == "pending")
+                    .values(state="superseded", updated_at=now)
+                )
+
     def fail_push(self, push_id: int, error: str, now: datetime, *, give_up: bool) -> None:
         """Count a failed attempt; ``give_up`` marks it failed for good, else it stays pending."""
         pu = t.push

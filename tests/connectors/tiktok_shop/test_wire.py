@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -574,6 +575,76 @@ async def test_malformed_ref_is_rejected_without_a_call(wire: Wire, conn: TikTok
 
     assert set(result.rejected) == {"A"}
     assert wire.requests == []
+
+
+class SlowWrites:
+    """Answers product writes after a short wait, counting how many are in flight at once; the
+    products in ``failing`` answer 500 every time."""
+
+    def __init__(self, failing: frozenset[str] = frozenset()) -> None:
+        self.failing = failing
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.finished: list[str] = []
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        product_id = request.url.path.split("/")[4]
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(0.02)
+        self.in_flight -= 1
+        self.finished.append(product_id)
+        if product_id in self.failing:
+            return httpx.Response(500, json=env(code=1, message="internal"))
+        return httpx.Response(200, json=env({}))
+
+
+def three_products_known(conn: TikTokShopConnector) -> list[QuantityUpdate]:
+    """Updates of three one-SKU products whose warehouses the connector knows already."""
+    for sid in ("S1", "S2", "S3"):
+        conn._warehouses[sid] = ("W1",)
+    return [QuantityUpdate(sku, f"P{n}:S{n}", 5) for n, sku in enumerate("ABC", start=1)]
+
+
+async def test_a_slices_product_writes_go_out_side_by_side(
+    make_settings: Callable[..., TikTokShopSettings],
+) -> None:
+    """One call per product, several in flight at once (at most push_slice: half the rate limit),
+    so a slice lands about one round trip after its read instead of one per product."""
+    server = SlowWrites()
+    conn = TikTokShopConnector(
+        make_settings(rate_limit=4, burst=4),
+        transport=httpx.MockTransport(server),
+        sleep=no_wait,
+        clock=Clock(),
+    )
+    try:
+        result = await conn.set_quantities(three_products_known(conn))
+    finally:
+        await conn.aclose()
+
+    assert result.applied == {"A": 5, "B": 5, "C": 5}
+    assert conn.push_slice == 2
+    assert server.most_in_flight == 2
+
+
+async def test_a_failing_product_write_lets_the_others_finish_then_raises(
+    make_settings: Callable[..., TikTokShopSettings],
+) -> None:
+    """A product whose write fails for good raises its error, but only once the other products'
+    writes have been answered: no write is left running after set_quantities returns."""
+    server = SlowWrites(failing=frozenset({"P1"}))
+    conn = TikTokShopConnector(
+        make_settings(retry_attempts=2), transport=httpx.MockTransport(server), sleep=no_wait, clock=Clock()
+    )
+    try:
+        with pytest.raises(TransientError, match="P1"):
+            await conn.set_quantities(three_products_known(conn))
+    finally:
+        await conn.aclose()
+
+    assert sorted(set(server.finished)) == ["P1", "P2", "P3"]
+    assert server.in_flight == 0
 
 
 async def test_low_quantity_writes_are_read_back(wire: Wire, conn: TikTokShopConnector) -> None:
