@@ -67,6 +67,8 @@ IN_FLIGHT_WINDOW = timedelta(seconds=5)  # recent sales that estimate those not 
 RECHECK_DELAY = IN_FLIGHT_WINDOW + timedelta(seconds=0.5)  # then units held back as in flight return
 # Seconds a routine push may wait while urgent ones keep coming; then slices alternate.
 ROUTINE_MAX_WAIT = 1.0
+# Slices of one channel's pushes in flight at once (each of other SKUs than the rest).
+SEND_LANES = 2
 UNSEEN_POLL_GAP = timedelta(seconds=10)  # a channel's order poll for unexplained units, at most this often
 
 
@@ -1183,9 +1185,12 @@ class Engine:
             self._awaiting.pop(sku, None)
 
     async def _flush_channel(self, name: str, report: CycleReport) -> None:
-        """Send the channel's pending pushes, the most urgent first, a slice at a time: between
-        slices the outbox is read again, so a push queued meanwhile for a SKU about to sell out
-        goes before the routine ones still waiting. Each push is tried once per flush."""
+        """Send the channel's pending pushes, the most urgent first, a slice at a time, with up to
+        SEND_LANES slices in flight (of different SKUs): a channel's calls mostly wait on round
+        trips, not on its rate limit, so a second slice goes out while the first is answered.
+        Before each slice the outbox is read again if something was queued, so a push for a SKU
+        about to sell out goes before the routine ones still waiting. Each push is tried once per
+        flush."""
         async with self._flush_locks[name]:
             channel = self.channels[name]
             size = max(1, channel.push_slice or channel.max_batch)
@@ -1194,42 +1199,62 @@ class Engine:
             pending: list[PushRow] = []
             urgent: set[str] = set()
             after_urgent = False
-            while True:
-                if seen_version != self._outbox_version:
-                    # Something was queued since: read the outbox again and re-rank it.
-                    seen_version = self._outbox_version
-                    pending = [p for p in self.store.pending_pushes(name) if p.id not in tried]
-                    urgent = self._urgent_skus(pending)
-                    doubtful = self._doubtful_increases(name, pending, urgent)
-                    if doubtful:
-                        pending = [p for p in pending if p.id not in doubtful]
-                    blocked = self._blocked_increases(name, pending, urgent)
-                    if blocked:
-                        # Sent once the other channels' decreases have landed (they wake us).
-                        self._deferred.add(name)
-                        pending = [p for p in pending if p.id not in blocked]
-                    pending.sort(key=lambda p: (p.sku not in urgent, *_urgency(p)))
-                else:
-                    pending = [p for p in pending if p.id not in tried]
-                if not pending:
-                    return
-                # A slice is all urgent (one read and one round of writes for all of them) or a
-                # few routine pushes, so routine writes never delay urgent ones for long. While
-                # urgent pushes keep coming, a routine slice that has waited ROUTINE_MAX_WAIT goes
-                # after each urgent one, so a sale of an ordinary SKU still propagates.
-                is_urgent = pending[0].sku in urgent and not (
-                    after_urgent and _overdue(pending, urgent, self.clock())
-                )
-                if is_urgent:
-                    most = size if channel.writes_per_item else channel.max_batch
-                    batch = [p for p in pending if p.sku in urgent][:most]
-                else:
-                    batch = [p for p in pending if p.sku not in urgent][:size]
-                after_urgent = is_urgent
-                tried.update(p.id for p in batch)
-                # Urgent slices take the rate limiter's tokens ahead of routine calls.
-                with urgent_calls() if is_urgent else contextlib.nullcontext():
-                    await self._send_slice(name, channel, batch, report, urgent=is_urgent)
+            running: dict[asyncio.Task[None], set[str]] = {}
+            try:
+                while True:
+                    if seen_version != self._outbox_version:
+                        # Something was queued since: read the outbox again and re-rank it.
+                        seen_version = self._outbox_version
+                        pending = [p for p in self.store.pending_pushes(name) if p.id not in tried]
+                        urgent = self._urgent_skus(pending)
+                        doubtful = self._doubtful_increases(name, pending, urgent)
+                        if doubtful:
+                            pending = [p for p in pending if p.id not in doubtful]
+                        blocked = self._blocked_increases(name, pending, urgent)
+                        if blocked:
+                            # Sent once the other channels' decreases have landed (they wake us).
+                            self._deferred.add(name)
+                            pending = [p for p in pending if p.id not in blocked]
+                        pending.sort(key=lambda p: (p.sku not in urgent, *_urgency(p)))
+                    else:
+                        pending = [p for p in pending if p.id not in tried]
+                    busy = set().union(*running.values())
+                    ready = [p for p in pending if p.sku not in busy]
+                    if ready and len(running) < SEND_LANES:
+                        batch, after_urgent = self._next_slice(channel, ready, urgent, size, after_urgent)
+                        tried.update(p.id for p in batch)
+                        # Urgent slices take the rate limiter's tokens ahead of routine calls.
+                        with urgent_calls() if after_urgent else contextlib.nullcontext():
+                            task = asyncio.create_task(
+                                self._send_slice(name, channel, batch, report, urgent=after_urgent)
+                            )
+                        running[task] = {p.sku for p in batch}
+                        continue
+                    if not running:
+                        return
+                    done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        del running[task]
+                        task.result()
+            finally:
+                for task in running:
+                    task.cancel()
+                if running:
+                    await asyncio.gather(*running, return_exceptions=True)
+
+    def _next_slice(
+        self, channel: ChannelConnector, ready: list[PushRow], urgent: set[str], size: int, after_urgent: bool
+    ) -> tuple[list[PushRow], bool]:
+        """The next slice of ranked pushes, and whether it is urgent. A slice is all urgent (one
+        read and one round of writes for all of them) or a few routine pushes, so routine writes
+        never delay urgent ones for long. While urgent pushes keep coming, a routine slice that
+        has waited ROUTINE_MAX_WAIT goes after each urgent one, so a sale of an ordinary SKU
+        still propagates."""
+        is_urgent = ready[0].sku in urgent and not (after_urgent and _overdue(ready, urgent, self.clock()))
+        if is_urgent:
+            most = size if channel.writes_per_item else channel.max_batch
+            return [p for p in ready if p.sku in urgent][:most], True
+        return [p for p in ready if p.sku not in urgent][:size], False
 
     def _doubtful_increases(self, name: str, pushes: Sequence[PushRow], urgent: set[str]) -> set[int]:
         """Increases of low-stock SKUs planned before a read (on any channel) found units sold

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -101,3 +102,43 @@ async def test_an_increase_planned_before_a_read_found_unreported_sales_is_plann
     assert batches == sent
     assert engine.store.pending_pushes("outlet") == []
     assert engine._stale.get("outlet", set()) == (set() if planned_after_read else {"A"})
+
+
+async def test_two_slices_of_other_skus_go_out_at_once_and_a_sku_waits_for_its_own(
+    make_shops: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel's sender keeps two slices in flight (here one push each), never two of the
+    same SKU: a push queued for R1 while R1's slice is out waits for that slice to be answered."""
+    shops: Shops = await make_shops({"safety_stock": 0}, {"A": 1})
+    engine = shops.engine
+    now = engine.clock()
+    monkeypatch.setattr(engine.channels["main"], "push_slice", 1)
+    engine.store.enqueue_pushes(
+        [PlannedPush("main", sku, 40, 41, "fast-path") for sku in ("R1", "R2", "R3")], now
+    )
+    out: set[str] = set()
+    most_out = 0
+    events: list[tuple[str, str, int]] = []
+
+    async def send(name: str, channel: Any, batch: list[PushRow], report: CycleReport, **_: Any) -> None:
+        nonlocal most_out
+        [push] = batch
+        assert push.sku not in out
+        out.add(push.sku)
+        most_out = max(most_out, len(out))
+        events.append(("start", push.sku, push.target))
+        if (push.sku, push.target) == ("R1", 40):
+            engine.store.enqueue_pushes([PlannedPush("main", "R1", 39, 40, "fast-path")], now)
+            engine._outbox_version += 1
+        await asyncio.sleep(0.01)
+        out.discard(push.sku)
+        events.append(("end", push.sku, push.target))
+        engine.store.complete_pushes([push.id], now)
+
+    monkeypatch.setattr(engine, "_send_slice", send)
+    await engine._flush_channel("main", CycleReport("send"))
+
+    assert most_out == 2
+    assert events.index(("end", "R1", 40)) < events.index(("start", "R1", 39))
+    assert {sku for kind, sku, _ in events if kind == "end"} == {"R1", "R2", "R3"}
+    assert engine.store.pending_pushes("main") == []
