@@ -69,6 +69,8 @@ RECHECK_DELAY = IN_FLIGHT_WINDOW + timedelta(seconds=0.5)  # then units held bac
 ROUTINE_MAX_WAIT = 1.0
 # Slices of one channel's pushes in flight at once (each of other SKUs than the rest).
 SEND_LANES = 2
+# Immediate retries of a push whose compare-and-set write came back stale, before a new plan.
+STALE_RETRIES = 3
 UNSEEN_POLL_GAP = timedelta(seconds=10)  # a channel's order poll for unexplained units, at most this often
 
 
@@ -1199,7 +1201,8 @@ class Engine:
             pending: list[PushRow] = []
             urgent: set[str] = set()
             after_urgent = False
-            running: dict[asyncio.Task[None], set[str]] = {}
+            running: dict[asyncio.Task[list[PushRow]], set[str]] = {}
+            stale_tries: Counter[int] = Counter()
             try:
                 while True:
                     if seen_version != self._outbox_version:
@@ -1235,7 +1238,19 @@ class Engine:
                     done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
                         del running[task]
-                        task.result()
+                        for push in task.result():
+                            # Stale: a sale landed between the read and the write. The push is
+                            # tried again at once (a fresh read leaves that sale out); after
+                            # STALE_RETRIES the SKU is planned again instead.
+                            if stale_tries[push.id] < STALE_RETRIES:
+                                stale_tries[push.id] += 1
+                                tried.discard(push.id)
+                                seen_version = -1
+                            else:
+                                self.store.fail_push(
+                                    push.id, "stale compare value", self.clock(), give_up=True
+                                )
+                                self._stale[name].add(push.sku)
             finally:
                 for task in running:
                     task.cancel()
@@ -1319,7 +1334,10 @@ class Engine:
         report: CycleReport,
         *,
         urgent: bool = False,
-    ) -> None:
+    ) -> list[PushRow]:
+        """Read and write one slice of pushes; returns those a compare-and-set write found stale
+        (a sale landed between the read and the write): they are still pending, for the caller to
+        try again."""
         rows = {row.sku: row for row in self.store.listings(name, skus=[p.sku for p in pending])}
         refs = {sku: row.ref for sku, row in rows.items()}
         now = self.clock()
@@ -1330,7 +1348,7 @@ class Engine:
             else:
                 self.store.fail_push(push.id, "no listing on the channel", now, give_up=True)
         if not sendable:
-            return
+            return []
         reading = any(_read_first(p) for p in sendable)
         # The read and the writes take their rate-limit turns together, so the writes follow the
         # read at once: sales in between are the ones a write without compare-and-set forgets.
@@ -1347,7 +1365,7 @@ class Engine:
                 still = self.store.still_pending(p.id for p in sendable)
                 sendable = [p for p in sendable if p.id in still]
                 if not sendable:
-                    return
+                    return []
             # The new baseline starts with the write: a sale after the read but before the write
             # is overwritten (the channel shows the written value), so it must not lower the belief.
             started = self.clock()
@@ -1360,7 +1378,7 @@ class Engine:
                 updates = [_update(p, refs[p.sku], shown.get(p.sku), spare.get(p.sku, 0)) for p in sendable]
                 updates = self._skip_unchanged(name, sendable, updates, shown)
                 if not updates:
-                    return
+                    return []
                 sendable = [p for p in sendable if p.sku in {u.sku for u in updates}]
                 result = await self._call(name, channel.set_quantities(updates), report)
         now = self.clock()
@@ -1371,7 +1389,7 @@ class Engine:
                 self.store.fail_push(push.id, health.last_error or "failed", now, give_up=give_up)
                 self.metrics.pushes.labels(name, "error").inc()
             report.counts["pushes_failed"] += len(sendable)
-            return
+            return []
         by_sku = {p.sku: p for p in sendable}
         if result.applied:
             for sku, units in spare.items():
@@ -1411,15 +1429,11 @@ class Engine:
         # A rejected listing will not take this quantity: sales stop waiting on it (the listing's
         # status says what is wrong).
         self._sales_acknowledged(name, [s for s in result.rejected if s in by_sku])
-        for sku in result.stale:
-            if sku in by_sku:
-                self.store.fail_push(by_sku[sku].id, "stale compare value", now, give_up=True)
-        if result.stale:
-            self._stale[name].update(s for s in result.stale if s in by_sku)
         self.metrics.pushes.labels(name, "rejected").inc(len(result.rejected))
         self.metrics.pushes.labels(name, "stale").inc(len(result.stale))
         report.counts["pushes_rejected"] += len(result.rejected)
         report.counts["pushes_stale"] += len(result.stale)
+        return [by_sku[s] for s in dict.fromkeys(result.stale) if s in by_sku]
 
     def _skip_unchanged(
         self, name: str, pushes: Sequence[PushRow], updates: list[QuantityUpdate], shown: Mapping[str, int]

@@ -64,9 +64,12 @@ async def test_a_routine_push_that_waited_too_long_goes_between_urgent_slices(
     engine.store.enqueue_pushes([PlannedPush("main", f"U{n}", 0, 3, "fast-path") for n in (1, 2, 3)], now)
     sent: list[list[str]] = []
 
-    async def send(name: str, channel: Any, batch: list[PushRow], report: CycleReport, **_: Any) -> None:
+    async def send(
+        name: str, channel: Any, batch: list[PushRow], report: CycleReport, **_: Any
+    ) -> list[PushRow]:
         sent.append([p.sku for p in batch])
         engine.store.complete_pushes([p.id for p in batch], now)
+        return []
 
     monkeypatch.setattr(engine, "_send_slice", send)
     await engine._flush_channel("main", CycleReport("send"))
@@ -92,9 +95,12 @@ async def test_an_increase_planned_before_a_read_found_unreported_sales_is_plann
     engine.store.enqueue_pushes([PlannedPush("outlet", "A", 1, 0, "fast-path")], planned)
     batches: list[list[str]] = []
 
-    async def send(name: str, channel: Any, batch: list[PushRow], report: CycleReport, **_: Any) -> None:
+    async def send(
+        name: str, channel: Any, batch: list[PushRow], report: CycleReport, **_: Any
+    ) -> list[PushRow]:
         batches.append([p.sku for p in batch])
         engine.store.complete_pushes([p.id for p in batch], now)
+        return []
 
     monkeypatch.setattr(engine, "_send_slice", send)
     await engine._flush_channel("outlet", CycleReport("send"))
@@ -120,7 +126,9 @@ async def test_two_slices_of_other_skus_go_out_at_once_and_a_sku_waits_for_its_o
     most_out = 0
     events: list[tuple[str, str, int]] = []
 
-    async def send(name: str, channel: Any, batch: list[PushRow], report: CycleReport, **_: Any) -> None:
+    async def send(
+        name: str, channel: Any, batch: list[PushRow], report: CycleReport, **_: Any
+    ) -> list[PushRow]:
         nonlocal most_out
         [push] = batch
         assert push.sku not in out
@@ -134,6 +142,7 @@ async def test_two_slices_of_other_skus_go_out_at_once_and_a_sku_waits_for_its_o
         out.discard(push.sku)
         events.append(("end", push.sku, push.target))
         engine.store.complete_pushes([push.id], now)
+        return []
 
     monkeypatch.setattr(engine, "_send_slice", send)
     await engine._flush_channel("main", CycleReport("send"))

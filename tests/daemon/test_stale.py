@@ -1,6 +1,7 @@
 """Compare-and-set on Shopify. The fast path reads a level just before writing it, so a sale syncd
 has not heard of is left out of the write at once; a sale that lands between that read and the
-write makes the write stale, and syncd re-reads the level and pushes again."""
+write makes the write stale, and syncd re-reads the level and pushes again at once; a push that
+keeps coming back stale is planned again."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import httpx
 from connectors.mock_erp.sandbox import create_app as erp_app
 from connectors.shopify.sandbox import create_app as shopify_app
 from syncd.daemon import Daemon
+from syncd.engine import STALE_RETRIES
 from tests.daemon.conftest import ERP_KEY, make_config
 
 TOKEN = "shpat_test_token_123"
@@ -23,12 +25,13 @@ class SaleBeforeWrite(httpx.AsyncBaseTransport):
     """Passes requests to the sandbox; just before the first quantity write, a shopper buys one unit
     (the write was planned, and its compare value read, before that sale)."""
 
-    def __init__(self, app: httpx.ASGITransport, sku: str):
-        self.app, self.sku, self.fired = app, sku, False
+    def __init__(self, app: httpx.ASGITransport, sku: str, times: int = 1):
+        self.app, self.sku, self.fired, self.times = app, sku, False, times
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if not self.fired and b"SetQuantities" in request.content:
-            self.fired = True
+            self.times -= 1
+            self.fired = self.times <= 0
             buy = httpx.Request(
                 "POST", "http://shopify.test/_sandbox/purchase", json={"sku": self.sku, "quantity": 1}
             )
@@ -126,3 +129,25 @@ async def test_sale_between_read_and_write_makes_it_stale_and_is_pushed_again(tm
         await world.daemon.engine.poll_orders()
         assert await world.shown() == {"A": 5}  # 6 on hand minus the sale, reserved until the ERP has it
         assert world.daemon.store.reserved_by_sku() == {"A": 1}
+
+
+async def test_a_push_stale_again_and_again_is_planned_anew_and_never_shows_sold_units(
+    tmp_path: Path,
+) -> None:
+    """A sale lands before each of five writes in a row: the push is tried again at once after
+    each, up to STALE_RETRIES times, then planned again; every write leaves the sales read out, so
+    the channel ends at the stock less all five sales."""
+    async with shopify_world(tmp_path, SaleBeforeWrite) as (world, racing):
+        assert racing is not None
+        racing.fired = True
+        await world.daemon.engine.reconcile()
+        racing.fired, racing.times = False, 1 + STALE_RETRIES + 1
+        await world.erp.post("/_sandbox/stock", json={"sku": "A", "on_hand": 6})
+        report = await world.daemon.engine.poll_erp()
+        assert report.counts["pushes_stale"] == 1 + STALE_RETRIES + 1
+        assert report.counts["pushes_planned"] == 2  # the first plan, then one plan again
+        assert await world.shown() == {"A": 1}  # 6 planned, 5 sold meanwhile
+        assert world.daemon.store.pending_pushes() == []
+        await world.daemon.engine.poll_orders()
+        assert await world.shown() == {"A": 1}
+        assert world.daemon.store.reserved_by_sku() == {"A": 5}
