@@ -1360,10 +1360,7 @@ class Engine:
             if shown:
                 self._measure_unseen(name, shown, read_from)
             if version != self._outbox_version:
-                # Planned again while the read was out: a push superseded meanwhile is not
-                # written (its target is older than the one queued after it).
-                still = self.store.still_pending(p.id for p in sendable)
-                sendable = [p for p in sendable if p.id in still]
+                sendable = self._newest(name, sendable, rows)
                 if not sendable:
                     return []
             # The new baseline starts with the write: a sale after the read but before the write
@@ -1434,6 +1431,24 @@ class Engine:
         report.counts["pushes_rejected"] += len(result.rejected)
         report.counts["pushes_stale"] += len(result.stale)
         return [by_sku[s] for s in dict.fromkeys(result.stale) if s in by_sku]
+
+    def _newest(self, name: str, pushes: Sequence[PushRow], rows: Mapping[str, ListingRow]) -> list[PushRow]:
+        """The pushes to write after a read during which SKUs were planned again. A push still
+        pending is written; one superseded by a decrease is replaced by it, written with this
+        read (a hot SKU is planned again every debounce, often faster than a read comes back: it
+        would otherwise never be written); one superseded by anything else, or sent meanwhile, is
+        dropped (an increase goes through the sender's checks first)."""
+        current = self.store.pending_for(name, [p.sku for p in pushes])
+        kept: list[PushRow] = []
+        for push in pushes:
+            newest = current.get(push.sku)
+            if newest is None:
+                continue
+            if newest.id == push.id:
+                kept.append(push)
+            elif _read_first(newest) and newest.compare is not None and newest.target < newest.compare:
+                kept.append(replace(newest, compare=_send_compare(newest.compare, _belief(rows[push.sku]))))
+        return kept
 
     def _skip_unchanged(
         self, name: str, pushes: Sequence[PushRow], updates: list[QuantityUpdate], shown: Mapping[str, int]

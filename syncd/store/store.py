@@ -484,14 +484,18 @@ class Store(TokenStore):
             rows = conn.execute(query.order_by(pu.c.id).limit(limit))
             return [PushRow(**row._asdict()) for row in rows]
 
-    def still_pending(self, ids: Iterable[int]) -> set[int]:
-        """Those of these pushes that are still pending (not sent, failed or superseded)."""
+    def pending_for(self, channel: str, skus: Iterable[str]) -> dict[str, PushRow]:
+        """The channel's pending push for each of these SKUs that has one (at most one each)."""
         pu = t.push
-        found: set[int] = set()
-        with self._db.transaction("read push states", write=False) as conn:
-            for batch in chunks(sorted(set(ids))):
-                rows = conn.execute(select(pu.c.id).where(pu.c.id.in_(batch), pu.c.state == "pending"))
-                found.update(row.id for row in rows)
+        found: dict[str, PushRow] = {}
+        fields = [pu.c[name] for name in _PUSH_FIELDS]
+        with self._db.transaction("read pending pushes", write=False) as conn:
+            for batch in chunks(sorted(set(skus))):
+                query = select(*fields).where(
+                    pu.c.channel == channel, pu.c.sku.in_(batch), pu.c.state == "pending"
+                )
+                for row in conn.execute(query.order_by(pu.c.id)):
+                    found[row.sku] = PushRow(**row._asdict())
         return found
 
     def complete_pushes(self, ids: Iterable[int], now: datetime) -> None:

@@ -151,3 +151,46 @@ async def test_two_slices_of_other_skus_go_out_at_once_and_a_sku_waits_for_its_o
     assert events.index(("end", "R1", 40)) < events.index(("start", "R1", 39))
     assert {sku for kind, sku, _ in events if kind == "end"} == {"R1", "R2", "R3"}
     assert engine.store.pending_pushes("main") == []
+
+
+@pytest.mark.parametrize(
+    ("newer", "reads", "shown"),
+    [
+        (6, 1, 6),  # a newer decrease is written with the read already made
+        (12, 2, 12),  # a newer increase is not: it is read and written on its own turn
+    ],
+)
+async def test_a_push_planned_again_while_its_read_was_out_gives_way_to_the_newer_one(
+    make_shops: Any, monkeypatch: pytest.MonkeyPatch, newer: int, reads: int, shown: int
+) -> None:
+    """A push lowering `main` from 10 to 8 is read; before the read comes back, a new plan wants
+    ``newer``. The old target is never written. A hot SKU is planned again every debounce, often
+    faster than a read comes back, so a newer decrease takes the read over (else the SKU would
+    wait read after read); an increase waits for its own turn and the sender's checks."""
+    shops: Shops = await make_shops({"safety_stock": 0}, {"A": 10})
+    engine = shops.engine
+    await engine.reconcile()
+    assert await shops.listings("main") == {"A": 10}
+    engine.store.enqueue_pushes([PlannedPush("main", "A", 8, 10, "fast-path")], engine.clock())
+    engine._outbox_version += 1
+    read = engine._read_before_write
+    replanned = False
+
+    async def read_then_plan_again(*args: Any) -> Any:
+        nonlocal replanned
+        values = await read(*args)
+        if not replanned:
+            replanned = True
+            engine.store.enqueue_pushes([PlannedPush("main", "A", newer, 10, "fast-path")], engine.clock())
+            engine._outbox_version += 1
+        return values
+
+    monkeypatch.setattr(engine, "_read_before_write", read_then_plan_again)
+    before = (await shops.shops["main"].get("/_sandbox/stats")).json()["calls"]
+    await engine._flush_channel("main", CycleReport("send"))
+    calls = (await shops.shops["main"].get("/_sandbox/stats")).json()["calls"]
+
+    assert await shops.listings("main") == {"A": shown}
+    assert calls["GET /wp-json/wc/v3/products"] - before["GET /wp-json/wc/v3/products"] == reads
+    assert calls["POST /wp-json/wc/v3/products/batch"] - before["POST /wp-json/wc/v3/products/batch"] == 1
+    assert engine.store.pending_pushes("main") == []

@@ -98,15 +98,17 @@ def test_enqueue_supersedes_pending_push_for_same_listing(store: Store) -> None:
     assert store.counts()["pushes_pending"] == 3
 
 
-def test_still_pending_names_the_pushes_not_superseded_sent_or_failed(store: Store) -> None:
-    """A sender that read a listing checks, before writing, which of its pushes a newer plan left
-    standing."""
-    store.enqueue_pushes([push("A", 5), push("B", 3), push("C", 1)], T0)
-    first = {p.sku: p.id for p in store.pending_pushes()}
+def test_pending_for_gives_each_skus_newest_pending_push_on_the_channel(store: Store) -> None:
+    """A sender whose pushes were planned again while its read was out looks up what is pending
+    now for its SKUs: the newer push where one superseded its own, nothing where it was sent."""
+    store.enqueue_pushes([push("A", 5), push("B", 3), push("C", 1), push("C", 4, channel="tiktok")], T0)
+    first = {p.sku: p.id for p in store.pending_pushes("shop")}
     store.enqueue_pushes([push("A", 2, compare=5)], T0 + timedelta(seconds=1))  # supersedes A's
     store.complete_pushes([first["B"]], T0 + timedelta(seconds=1))
-    assert store.still_pending(first.values()) == {first["C"]}
-    assert store.still_pending([]) == set()
+    found = store.pending_for("shop", ["A", "B", "C", "D"])
+    assert {sku: (p.target, p.compare) for sku, p in found.items()} == {"A": (2, 5), "C": (1, None)}
+    assert found["C"].id == first["C"] and found["A"].id not in first.values()
+    assert store.pending_for("shop", []) == {}
 
 
 def test_enqueue_keeps_only_last_push_per_listing_within_a_batch(store: Store) -> None:
