@@ -854,15 +854,19 @@ class Engine:
         arriving, the estimate falls to 0 within that window and any unit not sold returns."""
         if not self.config.stock.hold_in_flight:
             return 0
-        window = IN_FLIGHT_WINDOW.total_seconds()
-        recent = sum(q for t, q in self._sales.get(sku, ()) if (now - t).total_seconds() <= window)
-        if recent <= 0:
+        rate = self._recent_rate(sku, now)
+        if rate <= 0:
             return 0
         if len(self.sale_lag) >= 20:
             lag = statistics.fmean(self.sale_lag)
         else:
             lag = self.config.stock.auto_threshold.default_latency.total_seconds()
-        return round(recent / window * lag)
+        return round(rate * lag)
+
+    def _recent_rate(self, sku: str, now: datetime) -> float:
+        """Units of ``sku`` per second reported over the last IN_FLIGHT_WINDOW, on all channels."""
+        window = IN_FLIGHT_WINDOW.total_seconds()
+        return sum(q for t, q in self._sales.get(sku, ()) if (now - t).total_seconds() <= window) / window
 
     def _latency_estimate(self) -> float:
         auto = self.config.stock.auto_threshold
@@ -1480,24 +1484,23 @@ class Engine:
         read_to: datetime,
     ) -> dict[str, int]:
         """Units to leave out of urgent writes to a channel without compare-and-set: the sales it
-        likely makes between the read and the write (its rate since syncd's last write of the
-        listing, over the read's round trip), which the write would forget. Only units the write
-        would have offered count (a write to 0 forgets nothing that matters)."""
+        likely makes between the read and the write, which the write would forget. The rate is
+        the listing's since syncd last wrote it, or the SKU's reported sales over the last
+        IN_FLIGHT_WINDOW on all channels if higher (a listing written a moment ago has sold
+        nothing yet, while at the end of a flash sale every unit shown sells within a second),
+        over the read's round trip. Only units the write would have offered count (a write to 0
+        forgets nothing that matters)."""
         window = max(0.0, (read_to - read_from).total_seconds())
         spares: dict[str, int] = {}
         for push in pushes:
             row, now = rows.get(push.sku), shown.get(push.sku)
             offered = _offered(push, now)
-            if (
-                offered is None
-                or now is None
-                or row is None
-                or row.last_pushed is None
-                or row.pushed_at is None
-            ):
+            if offered is None or now is None:
                 continue
-            span = max(1.0, (read_from - row.pushed_at).total_seconds())
-            rate = max(0, row.last_pushed - now) / span
+            rate = self._recent_rate(push.sku, read_from)
+            if row is not None and row.last_pushed is not None and row.pushed_at is not None:
+                span = max(1.0, (read_from - row.pushed_at).total_seconds())
+                rate = max(rate, max(0, row.last_pushed - now) / span)
             units = min(offered, race_allowance(rate * window))
             if units:
                 spares[push.sku] = units

@@ -185,23 +185,28 @@ async def test_a_queued_increase_is_decided_again_when_its_units_turn_out_sold(m
 
 
 @pytest.mark.parametrize(
-    ("shown", "target", "read_seconds", "spare"),
+    ("shown", "target", "read_seconds", "reported", "spare"),
     [
-        (90, 30, 0.1, 1),  # 10 sold in 10 s: 0.1 expected in the 100 ms round trip, P(>0) is 9.5%
-        (10, 30, 0.1, 4),  # 90 sold in 10 s (9/s): 0.9 expected, 4 cover 99%
-        (10, 2, 0.1, 2),  # only what the write would offer is held back
-        (10, 30, 0.0, 0),  # no round trip, no race
-        (100, 30, 0.1, 0),  # nothing sold since the last write
+        (90, 30, 0.1, 0, 1),  # 10 sold in 10 s: 0.1 expected in the 100 ms round trip, P(>0) is 9.5%
+        (10, 30, 0.1, 0, 4),  # 90 sold in 10 s (9/s): 0.9 expected, 4 cover 99%
+        (10, 2, 0.1, 0, 2),  # only what the write would offer is held back
+        (10, 30, 0.0, 0, 0),  # no round trip, no race
+        (100, 30, 0.1, 0, 0),  # nothing sold since the last write, nor reported lately
+        (100, 30, 0.1, 5, 1),  # nothing sold here, but 5 reported in the last 5 s on all channels
+        (90, 30, 0.1, 45, 4),  # the higher of the two rates counts (9/s reported)
     ],
 )
 async def test_urgent_writes_without_compare_and_set_leave_out_the_sales_they_may_forget(
-    make_shops: Any, shown: int, target: int, read_seconds: float, spare: int
+    make_shops: Any, shown: int, target: int, read_seconds: float, reported: int, spare: int
 ) -> None:
     """A listing set to 100 ten seconds ago is read at ``shown``: it sells at (100 - shown) / 10 a
-    second, so a write after a read taking ``read_seconds`` may forget that many sales."""
+    second, or the SKU at ``reported`` units over the last 5 s on all channels if that is more,
+    so a write after a read taking ``read_seconds`` may forget that many sales."""
     shops: Shops = await make_shops({"safety_stock": 0}, {"A": 100})
     engine = shops.engine
     read_from = engine.clock()
+    if reported:
+        engine._sales["A"].append((read_from - timedelta(seconds=2), reported))
     row = ListingRow("main", "A", "1", 100, read_from - timedelta(seconds=10), 0, None, None, "ok", "")
     push = PushRow(1, "main", "A", target, shown, "fast-path", "pending", 0, read_from, "")  # no unseen
     spares = engine._race_spares(
