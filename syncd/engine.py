@@ -69,8 +69,6 @@ RECHECK_DELAY = IN_FLIGHT_WINDOW + timedelta(seconds=0.5)  # then units held bac
 ROUTINE_MAX_WAIT = 1.0
 # Slices of one channel's pushes in flight at once (each of other SKUs than the rest).
 SEND_LANES = 2
-# Immediate retries of a push whose compare-and-set write came back stale, before a new plan.
-STALE_RETRIES = 3
 UNSEEN_POLL_GAP = timedelta(seconds=10)  # a channel's order poll for unexplained units, at most this often
 
 
@@ -1206,7 +1204,7 @@ class Engine:
             urgent: set[str] = set()
             after_urgent = False
             running: dict[asyncio.Task[list[PushRow]], set[str]] = {}
-            stale_tries: Counter[int] = Counter()
+            absolute: set[str] = set()  # SKUs whose writes came back stale in this flush
             try:
                 while True:
                     if seen_version != self._outbox_version:
@@ -1233,7 +1231,14 @@ class Engine:
                         # Urgent slices take the rate limiter's tokens ahead of routine calls.
                         with urgent_calls() if after_urgent else contextlib.nullcontext():
                             task = asyncio.create_task(
-                                self._send_slice(name, channel, batch, report, urgent=after_urgent)
+                                self._send_slice(
+                                    name,
+                                    channel,
+                                    batch,
+                                    report,
+                                    urgent=after_urgent,
+                                    absolute=frozenset(p.sku for p in batch if p.sku in absolute),
+                                )
                             )
                         running[task] = {p.sku for p in batch}
                         continue
@@ -1243,11 +1248,13 @@ class Engine:
                     for task in done:
                         del running[task]
                         for push in task.result():
-                            # Stale: a sale landed between the read and the write. The push is
-                            # tried again at once (a fresh read leaves that sale out); after
-                            # STALE_RETRIES the SKU is planned again instead.
-                            if stale_tries[push.id] < STALE_RETRIES:
-                                stale_tries[push.id] += 1
+                            # Stale: a sale landed between the read and the write, so the SKU
+                            # sells faster than a round trip and a compare would likely fail
+                            # again. The push is tried again at once, read afresh and written
+                            # without compare-and-set, leaving out the sales it may forget. (Should
+                            # that come back stale too, the SKU is planned again after the flush.)
+                            if push.sku not in absolute:
+                                absolute.add(push.sku)
                                 tried.discard(push.id)
                                 seen_version = -1
                             else:
@@ -1338,10 +1345,12 @@ class Engine:
         report: CycleReport,
         *,
         urgent: bool = False,
+        absolute: frozenset[str] = frozenset(),
     ) -> list[PushRow]:
         """Read and write one slice of pushes; returns those a compare-and-set write found stale
         (a sale landed between the read and the write): they are still pending, for the caller to
-        try again."""
+        try again. SKUs in ``absolute`` are written without compare-and-set, leaving out the
+        sales the write may forget, as on a channel without it."""
         rows = {row.sku: row for row in self.store.listings(name, skus=[p.sku for p in pending])}
         refs = {sku: row.ref for sku, row in rows.items()}
         now = self.clock()
@@ -1371,12 +1380,16 @@ class Engine:
             # is overwritten (the channel shows the written value), so it must not lower the belief.
             started = self.clock()
             spare: dict[str, int] = {}
-            if shown and urgent and not channel.supports_compare_and_set:
-                spare = self._race_spares(sendable, rows, shown, read_from, started)
+            racing = [
+                p for p in sendable if p.sku in absolute or (urgent and not channel.supports_compare_and_set)
+            ]
+            if shown and racing:
+                spare = self._race_spares(racing, rows, shown, read_from, started)
             if shown is None:
                 result = None
             else:
                 updates = [_update(p, refs[p.sku], shown.get(p.sku), spare.get(p.sku, 0)) for p in sendable]
+                updates = [replace(u, compare=None) if u.sku in absolute else u for u in updates]
                 updates = self._skip_unchanged(name, sendable, updates, shown)
                 if not updates:
                     return []
