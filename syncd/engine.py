@@ -1296,7 +1296,7 @@ class Engine:
             and self._unseen.found_since(p.sku, p.created_at)
         }
         if doubtful:
-            self.store.supersede_pushes(doubtful, self.clock())
+            self.store.supersede_pushes(list(doubtful), self.clock())
             self._stale[name].update(doubtful.values())
             log.debug("push.doubtful_increase", channel=name, skus=sorted(set(doubtful.values())))
         return set(doubtful)
@@ -1389,11 +1389,15 @@ class Engine:
                 result = None
             else:
                 updates = [_update(p, refs[p.sku], shown.get(p.sku), spare.get(p.sku, 0)) for p in sendable]
-                updates = [replace(u, compare=None) if u.sku in absolute else u for u in updates]
+                # Only a level just read may be written without compare-and-set.
+                updates = [
+                    replace(u, compare=None) if u.sku in absolute and u.sku in shown else u for u in updates
+                ]
                 updates = self._skip_unchanged(name, sendable, updates, shown)
                 if not updates:
                     return []
-                sendable = [p for p in sendable if p.sku in {u.sku for u in updates}]
+                writing = {u.sku for u in updates}
+                sendable = [p for p in sendable if p.sku in writing]
                 result = await self._call(name, channel.set_quantities(updates), report)
         now = self.clock()
         if result is None:

@@ -40,6 +40,22 @@ async def test_a_listing_already_showing_the_value_to_write_is_not_written(make_
     assert (row.last_pushed, row.sold_since_push) == (0, 0)
 
 
+def record_slices(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Replace the engine's slice sender with one that records each slice's SKUs and marks its
+    pushes sent at once; returns the record."""
+    sent: list[list[str]] = []
+
+    async def send(
+        name: str, channel: Any, batch: list[PushRow], report: CycleReport, **_: Any
+    ) -> list[PushRow]:
+        sent.append([p.sku for p in batch])
+        engine.store.complete_pushes([p.id for p in batch], engine.clock())
+        return []
+
+    monkeypatch.setattr(engine, "_send_slice", send)
+    return sent
+
+
 @pytest.mark.parametrize(
     ("routine_age", "slices"),
     [
@@ -62,16 +78,7 @@ async def test_a_routine_push_that_waited_too_long_goes_between_urgent_slices(
         [PlannedPush("main", "R", 40, 41, "fast-path")], now - timedelta(seconds=routine_age)
     )
     engine.store.enqueue_pushes([PlannedPush("main", f"U{n}", 0, 3, "fast-path") for n in (1, 2, 3)], now)
-    sent: list[list[str]] = []
-
-    async def send(
-        name: str, channel: Any, batch: list[PushRow], report: CycleReport, **_: Any
-    ) -> list[PushRow]:
-        sent.append([p.sku for p in batch])
-        engine.store.complete_pushes([p.id for p in batch], now)
-        return []
-
-    monkeypatch.setattr(engine, "_send_slice", send)
+    sent = record_slices(engine, monkeypatch)
     await engine._flush_channel("main", CycleReport("send"))
 
     assert sent == slices
@@ -93,16 +100,7 @@ async def test_an_increase_planned_before_a_read_found_unreported_sales_is_plann
     engine._unseen.measured("main", "A", 1, baseline=None, read_from=read, read_to=read)
     planned = now + timedelta(seconds=2) if planned_after_read else now
     engine.store.enqueue_pushes([PlannedPush("outlet", "A", 1, 0, "fast-path")], planned)
-    batches: list[list[str]] = []
-
-    async def send(
-        name: str, channel: Any, batch: list[PushRow], report: CycleReport, **_: Any
-    ) -> list[PushRow]:
-        batches.append([p.sku for p in batch])
-        engine.store.complete_pushes([p.id for p in batch], now)
-        return []
-
-    monkeypatch.setattr(engine, "_send_slice", send)
+    batches = record_slices(engine, monkeypatch)
     await engine._flush_channel("outlet", CycleReport("send"))
 
     assert batches == sent
