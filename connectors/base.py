@@ -154,7 +154,17 @@ class ErpConnector(Connector):
 
     Every method may raise TransientError (retry later), AuthError (needs a human) or
     ProtocolError (malformed answer); nothing is half-applied on the caller's side when they do.
+
+    Deposits (warehouses): which of the ERP's deposits count toward on-hand is the connector's
+    configuration; ``StockRecord.on_hand`` is the sum over those deposits, and a SKU absent from
+    all of them reads as 0.
     """
+
+    # True: the constructor takes ``tokens: TokenStore`` to keep the tokens it refreshes.
+    uses_tokens: bool = False
+    # True: the constructor takes ``records: ErpRecordStore`` to keep what it posted (exactly once
+    # without idempotency keys, see record_movements).
+    uses_records: bool = False
 
     @abc.abstractmethod
     async def read_stock(self) -> list[StockRecord]:
@@ -168,9 +178,16 @@ class ErpConnector(Connector):
     async def record_movements(self, movements: Sequence[Movement]) -> list[str]:
         """Record stock movements; return the keys the ERP has acknowledged.
 
-        Idempotent by ``Movement.key``: a key already recorded is acknowledged again and not
+        Exactly once by ``Movement.key``: a key already recorded is acknowledged again and not
         applied twice. A movement the ERP refuses (unknown SKU, not enough stock) is logged and left
         out of the result, so the others in the batch still count; the caller retries it later.
+
+        An ERP without idempotency keys (Bling, Tiny) gets the same guarantee from the connector
+        (``uses_records``): it looks the movement up in the ERP before creating it (by the channel's
+        order number it carries), keeps an ErpRecord of what it posted and the ERP's id (state
+        ``sending`` before the call, ``posted`` once confirmed), and after a time-out or a crash
+        (a record left ``sending``) looks in the ERP again before posting a second time.
+        A positive ``delta`` whose key names a posted record reverses it (state ``reversed``).
         """
 
     async def imported_orders(self, order_refs: Sequence[str]) -> set[str]:
@@ -274,3 +291,48 @@ class MemoryTokenStore(TokenStore):
 
     def save_token(self, name: str, token: StoredToken) -> None:
         self._tokens[name] = token
+
+
+ErpRecordState = Literal["sending", "posted", "reversed"]
+
+
+@dataclass(frozen=True)
+class ErpRecord:
+    """What a connector posted to an ERP for one movement key.
+
+    ``state``: ``sending`` = posted but not confirmed (a time-out or crash left it so: look in the
+    ERP before posting again), ``posted`` = confirmed with the ERP's id ``erp_id``, ``reversed`` =
+    undone (a cancellation). ``at`` is when the state was set.
+    """
+
+    key: str
+    erp_id: str | None
+    state: str
+    at: datetime
+
+
+class ErpRecordStore(abc.ABC):
+    """Where ERP connectors keep their records of posted movements, so a restart does not post twice.
+
+    The daemon passes its ledger; tests may pass MemoryErpRecordStore. ``erp`` is the connector's
+    name: several ERPs never share keys.
+    """
+
+    @abc.abstractmethod
+    def load_erp_record(self, erp: str, key: str) -> ErpRecord | None:
+        """The record saved under ``(erp, key)``, or None."""
+
+    @abc.abstractmethod
+    def save_erp_record(self, erp: str, record: ErpRecord) -> None:
+        """Save (replace) the record under ``(erp, record.key)``."""
+
+
+class MemoryErpRecordStore(ErpRecordStore):
+    def __init__(self) -> None:
+        self._records: dict[tuple[str, str], ErpRecord] = {}
+
+    def load_erp_record(self, erp: str, key: str) -> ErpRecord | None:
+        return self._records.get((erp, key))
+
+    def save_erp_record(self, erp: str, record: ErpRecord) -> None:
+        self._records[(erp, record.key)] = record

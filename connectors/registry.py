@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from connectors.base import ChannelConnector, ErpConnector, TokenStore
+from connectors.base import ChannelConnector, ErpConnector, ErpRecordStore, TokenStore
 from connectors.mock_erp.client import MockErpConnector
 from connectors.mock_erp.settings import MockErpSettings
 from connectors.shopify.client import ShopifyConnector
@@ -27,9 +27,22 @@ CHANNEL_TYPES: dict[str, tuple[type[Any], type[ChannelConnector]]] = {
 }
 
 
-def build_erp(settings: Any, transport: httpx.AsyncBaseTransport | None = None) -> ErpConnector:
-    """Instantiate the ERP connector its settings' ``type`` names."""
-    return ERP_TYPES[settings.type][1](settings, transport=transport)  # type: ignore[call-arg]
+def build_erp(
+    settings: Any,
+    transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    tokens: TokenStore | None = None,
+    records: ErpRecordStore | None = None,
+) -> ErpConnector:
+    """Instantiate the ERP connector its settings' ``type`` names; connectors that refresh their own
+    tokens get ``tokens``, those that keep records of what they posted get ``records``."""
+    cls = ERP_TYPES[settings.type][1]
+    extra: dict[str, Any] = {}
+    if cls.uses_tokens:
+        extra["tokens"] = tokens
+    if cls.uses_records:
+        extra["records"] = records
+    return cls(settings, transport=transport, **extra)  # type: ignore[call-arg]
 
 
 def build_channel(

@@ -55,7 +55,7 @@ class Daemon:
         self.store = Store(config.database_url)
         self.store.migrate()
         transports = transports or {}
-        erp = build_erp(config.erp, transports.get(config.erp.name))
+        erp = build_erp(config.erp, transports.get(config.erp.name), tokens=self.store, records=self.store)
         channels = {
             c.name: build_channel(c, transports.get(c.name), tokens=self.store)
             for c in config.channels

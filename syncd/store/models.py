@@ -183,6 +183,18 @@ class TokenTable(LedgerTable, table=True):
     expires_at: datetime | None = _time(nullable=True)
 
 
+class ErpRecordTable(LedgerTable, table=True):
+    """What an ERP connector without idempotency keys posted per movement key (exactly once)."""
+
+    __tablename__ = "erp_record"
+
+    erp: str = _text(primary_key=True)
+    key: str = _text(primary_key=True)
+    erp_id: str | None = _text(nullable=True)
+    state: str = _text()
+    at: datetime = _time()
+
+
 metadata = LedgerTable.metadata
 sku = metadata.tables["sku"]
 listing = metadata.tables["listing"]
@@ -194,3 +206,4 @@ run = metadata.tables["run"]
 webhook_seen = metadata.tables["webhook_seen"]
 lease = metadata.tables["lease"]
 token = metadata.tables["token"]
+erp_record = metadata.tables["erp_record"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, case, delete, func, select, tuple_, update
 
-from connectors.base import Listing, OrderLine, StoredToken, TokenStore
+from connectors.base import ErpRecord, ErpRecordStore, Listing, OrderLine, StoredToken, TokenStore
 from syncd.core import Drift, PlannedPush
 from syncd.errors import StoreError
 from syncd.store import models as t
@@ -118,7 +118,7 @@ class RunRow:
     error: str | None
 
 
-class Store(TokenStore):
+class Store(TokenStore, ErpRecordStore):
     """The ledger. ``url`` is an SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://...``."""
 
     def __init__(self, url: str) -> None:
@@ -642,6 +642,21 @@ class Store(TokenStore):
                     index_elements=["name"], set_={"value": value, "expires_at": token.access_expires_at}
                 )
             )
+
+    # -- ERP records (connectors.base.ErpRecordStore) -----------------------------------------
+    def load_erp_record(self, erp: str, key: str) -> ErpRecord | None:
+        er = t.erp_record
+        with self._db.transaction("read ERP record", write=False) as conn:
+            row = conn.execute(
+                select(er.c.erp_id, er.c.state, er.c.at).where(er.c.erp == erp, er.c.key == key)
+            ).first()
+        return None if row is None else ErpRecord(key=key, erp_id=row.erp_id, state=row.state, at=row.at)
+
+    def save_erp_record(self, erp: str, record: ErpRecord) -> None:
+        values = {"erp_id": record.erp_id, "state": record.state, "at": record.at}
+        with self._db.transaction("save ERP record") as conn:
+            stmt = insert(conn, t.erp_record).values(erp=erp, key=record.key, **values)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["erp", "key"], set_=values))
 
     # -- webhooks and leases ----------------------------------------------------------------
     def mark_webhook_seen(self, key: str, now: datetime, ttl: timedelta) -> bool:
