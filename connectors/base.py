@@ -24,11 +24,33 @@ class StockRecord:
 
 
 @dataclass(frozen=True)
+class Quarantined:
+    """Something read from outside that syncd refused to act on, kept for a person to look at.
+
+    A page (OrderPage, StockPage) leaves such an item out of its lines or records and lists it
+    here instead, so that one malformed or implausible item never stalls the rest: the page's
+    cursor still moves past it. ``kind`` is ``order`` or ``stock``; ``ref`` is the order id or SKU
+    when it could be read (else None); ``reason`` names the field, the value and the bound;
+    ``excerpt`` is a short excerpt of the raw item with credentials and buyer details left out.
+    """
+
+    connector: str
+    kind: Literal["order", "stock"]
+    ref: str | None
+    reason: str
+    excerpt: str
+
+
+@dataclass(frozen=True)
 class StockPage:
-    """A batch of stock records and the cursor to pass next time to get only later changes."""
+    """A batch of stock records and the cursor to pass next time to get only later changes.
+
+    ``quarantined``: records left out (see Quarantined); their SKUs keep their last on-hand.
+    """
 
     records: list[StockRecord]
     cursor: str | None
+    quarantined: list[Quarantined] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -117,10 +139,15 @@ class OrderLine:
 
 @dataclass(frozen=True)
 class OrderPage:
-    """Order lines changed in a window, and the latest change time seen (the next cursor)."""
+    """Order lines changed in a window, and the latest change time seen (the next cursor).
+
+    ``quarantined``: orders that could not be understood (see Quarantined); none of their lines
+    is in ``lines``, and ``latest`` counts their change time when it could be read.
+    """
 
     lines: list[OrderLine]
     latest: datetime | None
+    quarantined: list[Quarantined] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -137,7 +164,45 @@ class WebhookEvent:
     topic: str = ""
 
 
+@dataclass(frozen=True)
+class ErpWebhookEvent:
+    """A verified ERP webhook delivery: a hint of which SKUs to read again, never a quantity.
+
+    ``skus`` are the SKUs it names; ``refs`` the ERP's own product ids it names that the connector
+    cannot turn into SKUs yet (``event_stock`` resolves them). ``dedupe_key`` identifies the
+    delivery (None when the ERP gives none); ``stale`` is true for a delivery older than one the
+    connector has already taken for the same products (out of order: it names nothing to read).
+    """
+
+    dedupe_key: str | None
+    skus: list[str] = field(default_factory=list)
+    refs: list[str] = field(default_factory=list)
+    topic: str = ""
+    at: datetime | None = None
+    stale: bool = False
+    duplicate: bool = False
+
+
 # ---------------------------------------------------------------------------- contracts
+
+
+CircuitStateName = Literal["closed", "open", "half_open"]
+
+
+@dataclass(frozen=True)
+class CircuitState:
+    """A connector's circuit breaker as the status page shows it.
+
+    ``closed``: calls go out. ``open``: after ``failures`` transient failures in a row, calls are
+    refused at once (CircuitOpenError) until ``next_trial_at``. ``half_open``: one trial call is
+    out; its success closes the circuit, its failure opens it again for longer. Times are
+    wall-clock datetimes (None when not open).
+    """
+
+    state: CircuitStateName
+    failures: int
+    opened_at: datetime | None
+    next_trial_at: datetime | None
 
 
 class Connector(abc.ABC):
@@ -147,6 +212,11 @@ class Connector(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release network resources. Safe to call twice."""
+
+    @property
+    def circuit(self) -> CircuitState | None:
+        """The circuit breaker in front of this connector's API; None for connectors without one."""
+        return None
 
 
 class ErpConnector(Connector):
@@ -189,6 +259,23 @@ class ErpConnector(Connector):
         (a record left ``sending``) looks in the ERP again before posting a second time.
         A positive ``delta`` whose key names a posted record reverses it (state ``reversed``).
         """
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> ErpWebhookEvent:
+        """Verify an ERP webhook request on the raw body and say what it names (``POST
+        /webhooks/erp``). Raises SignatureError when the signature is missing or wrong,
+        PayloadError when the body cannot be understood. ERPs without webhooks do not override it."""
+        raise NotImplementedError(f"{type(self).__name__} takes no webhooks")
+
+    async def read_skus(self, skus: Sequence[str]) -> list[StockRecord]:
+        """Read the on-hand of the given SKUs only (a webhook named them); SKUs the ERP does not
+        know are left out. The default reads everything and keeps those."""
+        wanted = set(skus)
+        return [record for record in await self.read_stock() if record.sku in wanted]
+
+    async def event_stock(self, events: Sequence[ErpWebhookEvent]) -> list[StockRecord]:
+        """Read the on-hand of what verified webhook events name (SKUs and ERP refs), in as few
+        calls as the API allows. Only for ERPs with webhooks (see ``parse_webhook``)."""
+        return await self.read_skus([sku for event in events for sku in event.skus])
 
     async def imported_orders(self, order_refs: Sequence[str]) -> set[str]:
         """Of ``order_refs`` (``channel:order``), those the ERP has imported by itself.
