@@ -31,9 +31,12 @@ def _load(path: str) -> Config:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config_file or args.config)
-    print(f"{args.config_file or args.config}: OK")
+    warnings = config.warnings()
+    print(f"{args.config_file or args.config}: OK" + (f" with {len(warnings)} warning(s)" if warnings else ""))
     for line in config.summary():
         print(f"  {line}")
+    for line in warnings:
+        print(f"  warning: {line}")
     return 0
 
 

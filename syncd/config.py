@@ -26,11 +26,11 @@ from pydantic import (
 )
 
 from connectors.mock_erp.settings import MockErpSettings
-from connectors.registry import CHANNEL_TYPES, ERP_TYPES
 from connectors.settings import Duration
 from connectors.shopify.settings import ShopifySettings
 from connectors.tiktok_shop.settings import TikTokShopSettings
 from connectors.woocommerce.settings import WooCommerceSettings
+from syncd.config_errors import DuplicateKeyError, UniqueKeyLoader, explain_errors
 from syncd.errors import ConfigError
 
 ErpSettings = Annotated[MockErpSettings, Field(discriminator="type")]
@@ -247,8 +247,9 @@ class Config(_Model):
         for c in self.channels:
             p = c.policy
             state = "" if c.enabled else " [disabled]"
+            address = getattr(c, "root_url", None) or c.base_url
             lines.append(
-                f"channel: {c.name} ({c.type}) at {c.base_url}{state}: share {p.share}%, buffer {p.buffer}, "
+                f"channel: {c.name} ({c.type}) at {address}{state}: share {p.share}%, buffer {p.buffer}, "
                 f"cap {p.cap if p.cap is not None else 'none'}, priority {p.priority}, weight {p.weight}"
             )
         lines.append(
@@ -260,6 +261,38 @@ class Config(_Model):
             f"{_human(s.order_poll_interval)}, ERP every {_human(s.erp_poll_interval)}"
         )
         return lines
+
+    def warnings(self) -> list[str]:
+        """Settings that are valid but likely to hurt, each with what it will do and the fix."""
+        found: list[str] = []
+        polls = f"only the order poll (every {_human(self.schedule.order_poll_interval)}) will see its sales"
+        for i, c in enumerate(self.channels):
+            if "webhook_secret" in type(c).model_fields and getattr(c, "webhook_secret", None) is None:
+                found.append(
+                    f"channels[{i}] ({c.name}): no webhook_secret, so every webhook to /webhooks/{c.name}"
+                    f" will be refused with 401 and {polls}; set webhook_secret"
+                )
+        if self.api.token is None and self.events:
+            found.append(
+                "events: configured but api.token is not set, so /api/events cannot add, change or end"
+                " an event while syncd runs; set api.token (at least 16 characters)"
+            )
+        elif self.api.token is None and not _loopback(self.server.host):
+            found.append(
+                f"api: server.host {self.server.host} is reachable from other machines and api.token is"
+                " not set, so the events API is off; set api.token (at least 16 characters) to use it"
+            )
+        zero = "0 means channels share the last unit and two of them can sell it; use a few units or auto"
+        if self.stock.low_stock_threshold == 0:
+            found.append(f"stock.low_stock_threshold: {zero}")
+        for sku, override in self.stock.skus.items():
+            if override.low_stock_threshold == 0:
+                found.append(f"stock.skus.{sku}.low_stock_threshold: {zero}")
+        return found
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _human(delta: timedelta) -> str:
@@ -277,11 +310,20 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def expand_env(value: Any, env: Mapping[str, str], path: str = "") -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; unknown variables are errors."""
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; unknown variables are errors,
+    all of them reported together so that one run of check-config lists every variable to set."""
+    missing: list[str] = []
+    expanded = _expand(value, env, path, missing)
+    if missing:
+        raise ConfigError("\n".join(missing), problems=missing)
+    return expanded
+
+
+def _expand(value: Any, env: Mapping[str, str], path: str, missing: list[str]) -> Any:
     if isinstance(value, dict):
-        return {k: expand_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        return {k: _expand(v, env, f"{path}.{k}" if path else str(k), missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand_env(v, env, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_expand(v, env, f"{path}[{i}]", missing) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -291,21 +333,10 @@ def expand_env(value: Any, env: Mapping[str, str], path: str = "") -> Any:
             return env[name]
         if default is not None:
             return default
-        raise ConfigError(f"{path}: environment variable {name} is not set")
+        missing.append(f"{path}: environment variable {name} is not set")
+        return ""
 
     return _VAR.sub(replace, value)
-
-
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    """``('channels', 0, 'woocommerce', 'policy')`` -> ``channels[0].policy`` (union tags dropped)."""
-    tags = set(ERP_TYPES) | set(CHANNEL_TYPES)
-    parts: list[str] = []
-    for i, item in enumerate(loc):
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        elif not (item in tags and i > 0 and (loc[i - 1] == "erp" or isinstance(loc[i - 1], int))):
-            parts.append(f".{item}" if parts else str(item))
-    return "".join(parts) or "(top level)"
 
 
 def parse_config(data: Any, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
@@ -317,14 +348,12 @@ def parse_config(data: Any, source: str = "<config>", env: Mapping[str, str] | N
     try:
         expanded = expand_env(data, os.environ if env is None else env)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}", source=source) from exc
+        problems = [f"{source}: {problem}" for problem in exc.problems]
+        raise ConfigError("\n".join(problems), source=source, problems=problems) from None
     try:
         return Config.model_validate(expanded)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_input=False, include_url=False):
-            message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{source}: {_key_path(error['loc'])}: {message}")
+        problems = [f"{source}: {problem}" for problem in explain_errors(Config, exc)]
         raise ConfigError("\n".join(problems), source=source, problems=problems) from None
 
 
@@ -338,7 +367,9 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source}: cannot read: {exc}", source=source) from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{source}: {exc}", source=source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
