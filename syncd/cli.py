@@ -1,6 +1,7 @@
 """The ``syncd`` command: run, check-config, reconcile, status, sandbox, demo.
 
-Exit codes: 0 success, 1 runtime failure (store, network), 2 bad configuration or usage.
+Exit codes: 0 success, 1 runtime failure (store, network), 2 bad configuration or usage,
+3 cannot start (a port in use, the SQLite ledger held by another syncd process).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from syncd import __version__
 from syncd.config import Config, load_config
 from syncd.errors import ConfigError, StoreError
 from syncd.logs import configure_logging
+from syncd.startup import EXIT_CANNOT_START, StartupError, ensure_port_free, lock_ledger
 
 DEFAULT_CONFIG = os.environ.get("SYNCD_CONFIG", "config/syncd.yaml")
 
@@ -44,6 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from syncd.daemon import Daemon
 
     config = _load(args.config)
+    # Before the ledger is opened: a daemon that cannot serve must not record a run first.
+    lock_ledger(config.database_url)
+    ensure_port_free(config.server.host, config.server.port)
     daemon = Daemon(config)
     asyncio.run(daemon.serve())
     return 0
@@ -56,6 +61,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         print("syncd reconcile: only --once is supported (the daemon reconciles on its own)", file=sys.stderr)
         return 2
     config = _load(args.config)
+    if not args.dry_run:
+        lock_ledger(config.database_url)
 
     async def once() -> int:
         daemon = Daemon(config)
@@ -81,12 +88,30 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return asyncio.run(once())
 
 
+def _daemon_url(config: Config) -> str:
+    host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
+    return f"http://{host}:{config.server.port}"
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    url = (args.url or _daemon_url(load_config(args.config))).rstrip("/")
+    try:
+        # No proxies from the environment: one set for the daemon's API calls must not break the probe.
+        with httpx.Client(trust_env=False, timeout=args.timeout) as client:
+            response = client.get(f"{url}/health")
+    except httpx.HTTPError as exc:
+        print(f"syncd health: no answer from {url}/health: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"syncd health: {url}/health answered {response.status_code}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     url = args.url
     if url is None:
-        config = load_config(args.config)
-        host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
-        url = f"http://{host}:{config.server.port}"
+        url = _daemon_url(load_config(args.config))
     try:
         response = httpx.get(f"{url.rstrip('/')}/api/status", timeout=10)
         response.raise_for_status()
@@ -128,15 +153,49 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from syncd.demo import run_demo
+    from syncd.demo import DEMO_ENV, run_demo
 
+    config = load_config(args.config, env={**DEMO_ENV, **os.environ})
+    lock_ledger(config.database_url)
+    ensure_port_free("127.0.0.1", httpx.URL(str(config.erp.base_url)).port or 80, "erp.base_url")
+    for i, channel in enumerate(config.channels):
+        if channel.enabled:
+            address = getattr(channel, "root_url", None) or channel.base_url
+            ensure_port_free("127.0.0.1", httpx.URL(str(address)).port or 80, f"channels[{i}].base_url")
+    ensure_port_free("127.0.0.1", config.server.port)
     return asyncio.run(
         run_demo(config_path=args.config, skus=args.skus, rate=args.rate, duration=args.duration)
     )
 
 
+def cmd_mapping_check(args: argparse.Namespace) -> int:
+    from syncd.errors import ConnectorError
+    from syncd.mapping import check_configured
+    from syncd.store import Store
+
+    config = _load(args.config)
+    store = Store(config.database_url)
+    try:
+        store.migrate()
+        report = asyncio.run(check_configured(config, store))
+    except ConnectorError as exc:
+        print(f"syncd mapping check: cannot read the ERP's SKUs: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.table())
+    return 1 if report.has_conflicts or any(c.error for c in report.channels) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="syncd", description="Keeps channel stock in step with the ERP.")
+    parser = argparse.ArgumentParser(
+        prog="syncd",
+        description="Keeps channel stock in step with the ERP.",
+        epilog=(
+            "exit codes: 0 success, 1 runtime failure (database, network), 2 bad configuration or"
+            " usage, 3 cannot start (a port in use, the SQLite ledger held by another syncd)"
+        ),
+    )
     parser.add_argument("--version", action="version", version=f"syncd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -166,6 +225,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the raw JSON")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser("health", help="exit 0 if a running daemon answers /health (container HEALTHCHECK)")
+    with_config(p)
+    p.add_argument("--url", help="daemon address (default: from the config's server section)")
+    p.add_argument("--timeout", type=float, default=4.0, help="seconds to wait for the answer")
+    p.set_defaults(func=cmd_health)
+
+    p = sub.add_parser("mapping", help="SKU mapping between the channels and the ERP")
+    mapping = p.add_subparsers(dest="mapping_command", required=True)
+    p = mapping.add_parser(
+        "check", help="list unmapped, duplicated and conflicting SKUs per channel (exit 1 on conflicts)"
+    )
+    with_config(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_mapping_check)
+
     p = sub.add_parser("sandbox", help="run one sandbox API by itself")
     p.add_argument("name", choices=["mock_erp", "woocommerce", "shopify", "tiktok_shop"])
     p.add_argument("--port", type=int, required=True)
@@ -190,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"syncd: configuration error:\n{exc}", file=sys.stderr)
         return 2
+    except StartupError as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
     except StoreError as exc:
         print(f"syncd: store error: {exc}", file=sys.stderr)
         return 1
