@@ -179,6 +179,55 @@ class ReadinessSettings(_Model):
     )
 
 
+class AlertWebhookSettings(_Model):
+    url: SecretStr = Field(description="Where alerts are POSTed; a Slack webhook URL is a secret, so ${VAR}.")
+    format: Literal["slack", "json"] = Field(
+        default="slack", description='slack: {"text": ...}; json: the alert\'s fields as a JSON object.'
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        if not re.match(r"^https?://[^/\s]+", value.get_secret_value()):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
+class AlertSettings(_Model):
+    """Webhook notifications for conditions a person must act on; off while ``webhooks`` is empty."""
+
+    webhooks: list[AlertWebhookSettings] = Field(default_factory=list)
+    check_interval: Duration = Field(default=timedelta(minutes=1), gt=timedelta(0))
+    cooldown: Duration = Field(
+        default=timedelta(minutes=15), ge=timedelta(0), description="A resolved alert opens again no sooner."
+    )
+    max_messages: int = Field(default=10, ge=1, description="Per check; more are summed up in one message.")
+    retry_attempts: int = Field(default=3, ge=1, le=10, description="Tries per message, first included.")
+    timeout: Duration = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    channel_down_after: Duration = Field(default=timedelta(minutes=10), gt=timedelta(0))
+    refused_after: Duration = Field(
+        default=timedelta(minutes=2),
+        gt=timedelta(0),
+        description="A sale not in the ERP this long after it, while the ERP answers, was refused.",
+    )
+    drift_repeats: int = Field(default=3, ge=2, description="Drifts of one listing within drift_window.")
+    drift_window: Duration = Field(default=timedelta(hours=1), gt=timedelta(0))
+    min_cover: Duration = Field(
+        default=timedelta(hours=6),
+        gt=timedelta(0),
+        description="Alert when a hot SKU's shown units or ERP stock last less than this at its sales rate.",
+    )
+    sales_window: Duration = Field(default=timedelta(hours=1), gt=timedelta(0))
+    hot_rate: float = Field(default=2.0, gt=0, description="Units per hour over sales_window that make a SKU hot.")
+
+
+class MappingSettings(_Model):
+    file: str | None = Field(
+        default=None,
+        description="CSV or YAML file mapping channel SKUs to ERP SKUs and kits; unset: by code.",
+    )
+
+
 class Config(_Model):
     database_url: str = "sqlite:///data/syncd.db"
     server: ServerSettings = ServerSettings()
@@ -190,6 +239,8 @@ class Config(_Model):
     api: ApiSettings = ApiSettings()
     logging: LoggingSettings = LoggingSettings()
     readiness: ReadinessSettings = ReadinessSettings()
+    alerts: AlertSettings = AlertSettings()
+    mapping: MappingSettings = MappingSettings()
 
     @field_validator("database_url")
     @classmethod
