@@ -2,7 +2,8 @@
 
 One ``httpx.AsyncClient`` per connector, one chokepoint (``HttpClient.request``) that maps failures
 onto the error tree, retries of transient errors only (tenacity: exponential backoff with jitter,
-honouring Retry-After), and a per-connector rate limiter that the channel's own signals can slow.
+honouring Retry-After), a per-connector rate limiter that the channel's own signals can slow, and
+a circuit breaker (``connectors.circuit``) that refuses calls at once while the API is down.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import structlog
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
 )
 
-from syncd.errors import AuthError, ConnectorError, ProtocolError, TransientError
+from connectors.circuit import CircuitBreaker
+from syncd.errors import AuthError, CircuitOpenError, ConnectorError, ProtocolError, TransientError
 
 log = structlog.get_logger("syncd.http")
 
@@ -173,6 +175,11 @@ class HttpClient:
     TransientError for timeouts, connection failures, 429 and 5xx (after retrying them), AuthError
     for 401/403, and ConnectorError for other statuses, naming the connector, method, path and
     the remote message (never the credentials).
+
+    Every attempt passes ``circuit`` (one breaker per connector, shared by its clients): while it
+    is open, attempts raise CircuitOpenError without a network call, and are not retried.
+    Timeouts, connection failures and 5xx count as failures there, even for statuses the caller
+    accepts; any other answer (2xx, 4xx, 429) shows the API is up.
     """
 
     def __init__(
@@ -187,8 +194,10 @@ class HttpClient:
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] | None = None,
+        circuit: CircuitBreaker | None = None,
     ):
         self.connector = connector
+        self.circuit = circuit if circuit is not None else CircuitBreaker(connector)
         self.rate_limiter = rate_limiter
         self.retry = retry or RetryPolicy()
         self.calls = 0
@@ -244,7 +253,7 @@ class HttpClient:
 
         options: dict[str, Any] = {"sleep": self._sleep} if self._sleep is not None else {}
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(TransientError),
+            retry=retry_if_exception(_worth_retrying),
             stop=stop_after_attempt(max(1, policy.attempts)),
             wait=wait,
             reraise=True,
@@ -259,19 +268,29 @@ class HttpClient:
     async def _send_once(
         self, method: str, path: str, accept: tuple[int, ...], **kwargs: Any
     ) -> httpx.Response:
-        asked = time.monotonic()
-        if self.rate_limiter is not None:
-            await self.rate_limiter.acquire()
-        self.calls += 1
+        trial = self.circuit.admit()
         where = f"{method} {path}"
-        sent = time.monotonic()
         try:
+            asked = time.monotonic()
+            if self.rate_limiter is not None:
+                await self.rate_limiter.acquire()
+            self.calls += 1
+            sent = time.monotonic()
             response = await self._client.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
+            self.circuit.failed(f"{where} timed out", trial)
             raise TransientError(f"{where} timed out", connector=self.connector) from exc
         except httpx.TransportError as exc:
+            self.circuit.failed(f"{where} failed: {type(exc).__name__}", trial)
             raise TransientError(f"{where} failed: {type(exc).__name__}", connector=self.connector) from exc
+        except BaseException:
+            self.circuit.abandoned(trial)
+            raise
         status = response.status_code
+        if status >= 500:
+            self.circuit.failed(f"{where} answered {status}", trial)
+        else:
+            self.circuit.succeeded(trial)
         # The path only: query strings may carry signatures or tokens.
         log.debug(
             "http.call",
@@ -295,6 +314,11 @@ class HttpClient:
         if status in (401, 403):
             raise AuthError(f"{where} answered {status}{detail}", connector=self.connector)
         raise ConnectorError(f"{where} answered {status}{detail}", connector=self.connector)
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    # An open circuit says when to try again, far beyond a retry's wait: give up on this call now.
+    return isinstance(exc, TransientError) and not isinstance(exc, CircuitOpenError)
 
 
 def _remote_message(response: httpx.Response) -> str:

@@ -5,6 +5,7 @@
     ├── StoreError             the ledger database failed (unreachable, unwritable, corrupt)
     └── ConnectorError         a connector call failed for a reason not listed below
         ├── TransientError     timeouts, connection errors, 5xx, throttling: retried with backoff
+        │   └── CircuitOpenError   the connector's circuit is open: refused at once, no call made
         ├── AuthError          credentials refused: connector marked unready, needs a human
         ├── RejectedError      one SKU refused by the remote system: recorded, the rest go on
         ├── ProtocolError      the remote system answered something malformed or unexpected
@@ -50,6 +51,18 @@ class TransientError(ConnectorError):
     def __init__(self, message: str, *, connector: str | None = None, retry_after: float | None = None):
         self.retry_after = retry_after
         super().__init__(message, connector=connector)
+
+
+class CircuitOpenError(TransientError):
+    """Refused without a network call: the connector's API failed too often in a row.
+
+    ``retry_after`` is the wait until the next trial call (``next_trial_at``, a wall-clock time in
+    seconds since the epoch); retrying any earlier is refused the same way.
+    """
+
+    def __init__(self, message: str, *, connector: str | None = None, retry_after: float, next_trial_at: float):
+        self.next_trial_at = next_trial_at
+        super().__init__(message, connector=connector, retry_after=retry_after)
 
 
 class AuthError(ConnectorError):

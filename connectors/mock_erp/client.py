@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import structlog
 
-from connectors.base import ErpConnector, Movement, StockPage, StockRecord
+from connectors.base import CircuitState, ErpConnector, Movement, StockPage, StockRecord
+from connectors.circuit import CircuitBreaker
 from connectors.http import HttpClient, RateLimiter, RetryPolicy
 from connectors.mock_erp.settings import MockErpSettings
 from connectors.mock_erp.wire import imported_answer, movements_answer, stock_answer
@@ -28,9 +29,11 @@ class MockErpConnector(ErpConnector):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] | None = None,
+        circuit: CircuitBreaker | None = None,
     ):
         self.settings = settings
         self.name = settings.name
+        self._circuit = circuit or CircuitBreaker.for_settings(settings.name, settings)
         self._http = HttpClient(
             settings.name,
             settings.base_url,
@@ -43,10 +46,15 @@ class MockErpConnector(ErpConnector):
             retry=RetryPolicy(attempts=settings.retry_attempts),
             transport=transport,
             sleep=sleep,
+            circuit=self._circuit,
         )
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    @property
+    def circuit(self) -> CircuitState | None:
+        return self._circuit.snapshot()
 
     async def read_stock(self) -> list[StockRecord]:
         return (await self._read_pages(None)).records

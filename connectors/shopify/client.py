@@ -22,6 +22,7 @@ import structlog
 
 from connectors.base import (
     ChannelConnector,
+    CircuitState,
     Listing,
     OrderLine,
     OrderPage,
@@ -30,6 +31,7 @@ from connectors.base import (
     UpdateResult,
     WebhookEvent,
 )
+from connectors.circuit import CircuitBreaker
 from connectors.http import (
     HttpClient,
     RateLimiter,
@@ -88,9 +90,11 @@ class ShopifyConnector(ChannelConnector):
         sleep: Callable[[float], Any] | None = None,
         tokens: TokenStore | None = None,
         clock: Callable[[], float] = time.monotonic,
+        circuit: CircuitBreaker | None = None,
     ):
         self.name = settings.name
         self.settings = settings
+        self._circuit = circuit or CircuitBreaker.for_settings(settings.name, settings)
         self._sleep = sleep if sleep is not None else asyncio.sleep
         self._path = f"/admin/api/{settings.api_version}/graphql.json"
         common: dict[str, Any] = {
@@ -98,6 +102,7 @@ class ShopifyConnector(ChannelConnector):
             "retry": RetryPolicy(attempts=settings.retry_attempts),
             "transport": transport,
             "sleep": sleep,
+            "circuit": self._circuit,
         }
         self._http = HttpClient(
             settings.name,
@@ -115,6 +120,10 @@ class ShopifyConnector(ChannelConnector):
     async def aclose(self) -> None:
         await self._http.aclose()
         await self._files.aclose()
+
+    @property
+    def circuit(self) -> CircuitState | None:
+        return self._circuit.snapshot()
 
     # ------------------------------------------------------------------ the GraphQL call
 

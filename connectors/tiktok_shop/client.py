@@ -19,6 +19,7 @@ import structlog
 
 from connectors.base import (
     ChannelConnector,
+    CircuitState,
     Listing,
     MemoryTokenStore,
     OrderLine,
@@ -29,6 +30,7 @@ from connectors.base import (
     UpdateResult,
     WebhookEvent,
 )
+from connectors.circuit import CircuitBreaker
 from connectors.http import HttpClient, RateLimiter, RetryPolicy, parse_retry_after
 from connectors.tiktok_shop.payloads import (
     Invalid,
@@ -111,9 +113,11 @@ class TikTokShopConnector(ChannelConnector):
         sleep: Callable[[float], Any] | None = None,
         tokens: TokenStore | None = None,
         clock: Callable[[], float] = time.time,
+        circuit: CircuitBreaker | None = None,
     ):
         self.name = settings.name
         self.settings = settings
+        self._circuit = circuit or CircuitBreaker.for_settings(settings.name, settings, clock=clock)
         self._clock = clock
         self._tokens = tokens if tokens is not None else MemoryTokenStore()
         self._token_name = f"tiktok_shop:{settings.name}"
@@ -128,6 +132,7 @@ class TikTokShopConnector(ChannelConnector):
             "retry": RetryPolicy(attempts=settings.retry_attempts),
             "transport": transport,
             "sleep": sleep,
+            "circuit": self._circuit,
         }
         signer = RequestSigner(
             settings.app_key,
@@ -155,6 +160,10 @@ class TikTokShopConnector(ChannelConnector):
     async def aclose(self) -> None:
         await self._http.aclose()
         await self._auth_http.aclose()
+
+    @property
+    def circuit(self) -> CircuitState | None:
+        return self._circuit.snapshot()
 
     # ------------------------------------------------------------------ the call
 

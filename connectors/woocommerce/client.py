@@ -15,6 +15,7 @@ import structlog
 
 from connectors.base import (
     ChannelConnector,
+    CircuitState,
     Listing,
     OrderLine,
     OrderPage,
@@ -22,6 +23,7 @@ from connectors.base import (
     UpdateResult,
     WebhookEvent,
 )
+from connectors.circuit import CircuitBreaker
 from connectors.http import HttpClient, RateLimiter, RetryPolicy, json_body
 from connectors.woocommerce.payloads import (
     DATE_FORMAT,
@@ -69,9 +71,11 @@ class WooCommerceConnector(ChannelConnector):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Any] | None = None,
+        circuit: CircuitBreaker | None = None,
     ):
         self.name = settings.name
         self.settings = settings
+        self._circuit = circuit or CircuitBreaker.for_settings(settings.name, settings)
         key = settings.consumer_key.get_secret_value()
         secret = settings.consumer_secret.get_secret_value()
         auth: httpx.Auth = (
@@ -86,12 +90,17 @@ class WooCommerceConnector(ChannelConnector):
             retry=RetryPolicy(attempts=settings.retry_attempts),
             transport=transport,
             sleep=sleep,
+            circuit=self._circuit,
         )
         # Lowered when a server answers 413 (its batch limit can be filtered below 100).
         self._batch_limit = self.max_batch
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    @property
+    def circuit(self) -> CircuitState | None:
+        return self._circuit.snapshot()
 
     # ------------------------------------------------------------------ reading
 
