@@ -43,13 +43,21 @@ class SecretRedactor:
         return {k: self._scrub(v) for k, v in event.items()}
 
 
+class _OurHandler(logging.StreamHandler):
+    """The root handler syncd installs; marked so that configuring again replaces it."""
+
+
 def configure_logging(
     level: str = "info",
     fmt: str = "auto",
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
 ) -> None:
-    """Set up structlog for the whole process (call once at start)."""
+    """Set up structlog for the whole process (call once at start).
+
+    Libraries that log through the standard library (APScheduler, uvicorn) go through the same
+    processors and renderer, so that a JSON log holds JSON lines only.
+    """
     stream = stream or sys.stderr
     as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Any = (
@@ -57,17 +65,41 @@ def configure_logging(
         if as_json
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
-    processors: list[Any] = [
+    redactor = SecretRedactor(secrets)
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
-        SecretRedactor(secrets),
-        renderer,
     ]
+    numeric_level = logging.getLevelName(level.upper())
     structlog.configure(
-        processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        processors=[*shared, structlog.processors.format_exc_info, redactor, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+
+    handler = _OurHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redactor,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric_level)
+    # APScheduler logs every job start and finish at info; only its warnings (a run skipped
+    # because the previous one still runs, a misfire) say something an operator needs.
+    quiet = numeric_level if level == "debug" else logging.WARNING
+    logging.getLogger("apscheduler").setLevel(quiet)
+    # httpx logs every request at info; syncd logs its API calls itself (at debug, secrets masked).
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(quiet, logging.WARNING))

@@ -1,11 +1,18 @@
-"""Logging: secrets are masked wherever they appear, and the output is JSON off a terminal."""
+"""Logging: secrets are masked wherever they appear, and the output is JSON off a terminal, library
+lines (APScheduler, uvicorn) included."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import logging
+import socket
+from datetime import UTC, datetime
 
 import structlog
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from syncd.logs import configure_logging
 
@@ -38,3 +45,101 @@ def test_level_filters_debug() -> None:
     structlog.get_logger("t").debug("hidden")
     structlog.get_logger("t").info("shown")
     assert "hidden" not in stream.getvalue() and "shown" in stream.getvalue()
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    parsed = []
+    for line in lines:
+        try:
+            parsed.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise AssertionError(f"a line of the log is not JSON: {line!r}") from None
+    return parsed
+
+
+class _Seen(logging.Handler):
+    """Sets ``found`` when a record with ``text`` is logged."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+        self.found = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.found.set()
+
+
+async def test_scheduler_skip_warning_is_a_json_event() -> None:
+    """APScheduler's "skipped: maximum number of running instances" line comes out as a JSON event."""
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    release = asyncio.Event()
+
+    async def busy() -> None:
+        await release.wait()
+
+    scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={"max_instances": 1, "coalesce": True})
+    scheduler.add_job(busy, "interval", seconds=0.1, id="reconcile", next_run_time=datetime.now(UTC))
+    seen = _Seen("maximum number of running instances")
+    logging.getLogger("apscheduler").addHandler(seen)
+    scheduler.start()
+    try:
+        await asyncio.wait_for(seen.found.wait(), timeout=30)
+    finally:
+        release.set()
+        scheduler.shutdown(wait=False)
+        logging.getLogger("apscheduler").removeHandler(seen)
+    events = _json_lines(stream.getvalue())
+    skipped = next(e for e in events if "maximum number of running instances" in str(e["event"]))
+    assert skipped["level"] == "warning"
+    assert str(skipped["logger"]).startswith("apscheduler")
+    assert "timestamp" in skipped
+    # Job starts and finishes (info) stay out of the log: one line per cycle comes from syncd itself.
+    assert not any("Running job" in str(e["event"]) for e in events)
+
+
+async def test_uvicorn_lines_are_json_events() -> None:
+    """uvicorn's start and stop messages are JSON events with their logger's name."""
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        raise RuntimeError("not called")
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), stream.getvalue()
+        await asyncio.sleep(0.05)
+    server.should_exit = True
+    await task
+    events = _json_lines(stream.getvalue())
+    running = [e for e in events if "Uvicorn running on" in str(e["event"])]
+    assert running and running[0]["logger"] == "uvicorn.error" and running[0]["level"] == "info"
+
+
+def test_library_lines_are_masked_and_http_requests_stay_out() -> None:
+    """A secret in a library's line is masked; httpx's per-request info lines are not logged."""
+    stream = io.StringIO()
+    configure_logging("info", "json", ["ck_live_topsecret"], stream=stream)
+    logging.getLogger("uvicorn.error").error("bad request from ?consumer_key=ck_live_topsecret")
+    logging.getLogger("httpx").info("HTTP Request: GET http://shop/?consumer_key=ck_live_topsecret")
+    events = _json_lines(stream.getvalue())
+    assert [e["event"] for e in events] == ["bad request from ?consumer_key=***"]
+
+
+def test_configuring_again_replaces_the_handler() -> None:
+    """A second configure_logging sends library lines to the new stream only, once."""
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging("info", "json", stream=first)
+    configure_logging("info", "json", stream=second)
+    logging.getLogger("uvicorn.error").warning("port in use")
+    assert first.getvalue() == ""
+    assert [e["event"] for e in _json_lines(second.getvalue())] == ["port in use"]
