@@ -96,7 +96,7 @@ async def test_event_reserve_ring_fences_units_and_expires(make_shops: Any) -> N
     assert await shops.listings("main") == {"A": 6}
     assert await shops.listings("outlet") == {"A": 10}
     # The event is kept in the ledger: a restarted engine still knows it.
-    assert [e.name for e in shops.engine._load_events()] == ["live"]
+    assert [e.name for e in shops.engine.planner._load_events()] == ["live"]
     shops.engine.clock = lambda: now + timedelta(hours=2)
     await shops.engine.replan_all()
     assert await shops.listings("main") == {"A": 10}
@@ -148,6 +148,6 @@ async def test_planning_one_channel_keeps_the_low_stock_split_of_all(make_shops:
     shops: Shops = await make_shops({"safety_stock": 0, "low_stock_threshold": 10}, {"A": 8})
     await shops.engine.reconcile()
     assert await shops.listings("main") == {"A": 8} and await shops.listings("outlet") == {"A": 0}
-    plan = await shops.engine._plan_and_push({"A"}, CycleReport("replan"), channels={"outlet"})
+    plan = await shops.engine.plan_and_push({"A"}, CycleReport("replan"), channels={"outlet"})
     assert plan.pushes == []  # outlet's share of the split is still 0
     assert await shops.listings("outlet") == {"A": 0}

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-import syncd.engine as engine_module
 from syncd.store import ListingRow, PushRow
 from tests.daemon.conftest import Shops
 from tests.daemon.test_fast_path import sale_lines
@@ -61,7 +60,6 @@ async def test_in_low_stock_mode_units_likely_sold_are_not_handed_out_again(
     """Low-stock mode: `main` sells out its 10 in a burst and a restock brings 4 units, but
     10 / 5 s x 2 s = 4 units are likely sold and not reported yet, so none goes back on sale;
     once the window has passed they do, without a sale to trigger it."""
-    monkeypatch.setattr(engine_module, "RECHECK_DELAY", timedelta(seconds=0.05))
     shops: Shops = await make_shops(
         {
             "safety_stock": 0,
@@ -71,6 +69,7 @@ async def test_in_low_stock_mode_units_likely_sold_are_not_handed_out_again(
         },
         {"A": 10},
     )
+    shops.engine.sold_out.recheck_delay = timedelta(seconds=0.05)
     await shops.engine.reconcile()
     assert await shops.listings("main") == {"A": 10}  # priority 1 takes the whole low stock
     for _ in range(10):
@@ -99,11 +98,11 @@ async def test_a_listing_seen_sold_out_is_believed_at_zero_and_refilled(make_sho
     assert await shops.listings("main") == {"A": 3}
     await shops.shops["main"].post("/_sandbox/listings", json={"sku": "A", "quantity": 0})
     start = engine.clock()
-    await engine._verify_sold_out({"A"})
+    await engine.verify_sold_out({"A"})
     await engine.drain_fast_path()
     assert await shops.listings("main") == {"A": 0}  # first look: its last sales may be on their way
     engine.clock = lambda: start + timedelta(seconds=6)
-    await engine._verify_sold_out({"A"})
+    await engine.verify_sold_out({"A"})
     await engine.drain_fast_path()
     assert await shops.listings("main") == {"A": 3}
     row = shops.engine.store.listings("main", skus=["A"])[0]
@@ -157,10 +156,10 @@ async def test_a_sale_whose_webhook_was_lost_keeps_its_unit_off_sale_until_the_p
     row = engine.store.listings("main", skus=["A"])[0]
     assert (row.last_pushed, row.sold_since_push) == (6, 5)
     start = engine.clock()
-    await engine._verify_sold_out({"A"})
+    await engine.verify_sold_out({"A"})
     await engine.drain_fast_path()
     engine.clock = lambda: start + timedelta(seconds=6)
-    await engine._verify_sold_out({"A"})
+    await engine.verify_sold_out({"A"})
     await engine.drain_fast_path()
     assert await shops.listings("main") == {"A": 0} and await shops.listings("outlet") == {"A": 0}
     assert engine.store.reserved_by_sku(["A"]) == {"A": 6}
@@ -176,10 +175,10 @@ async def test_a_queued_increase_is_decided_again_when_its_units_turn_out_sold(m
     now = engine.clock()
     believed = {("main", "A"): 0, ("outlet", "A"): 0}
     queued = {("main", "A"): 5}
-    plan = engine._plan({"A": 5}, {}, believed, "fast-path", queued)
+    plan = engine.planner.plan({"A": 5}, {}, believed, "fast-path", queued)
     assert plan.low_stock[0].targets == {"main": 5, "outlet": 0}  # nothing held: it stands
-    engine._unseen.measured("outlet", "A", 5, baseline=None, read_from=now, read_to=now)
-    plan = engine._plan({"A": 5}, {}, believed, "fast-path", queued)
+    engine.planner.unseen.measured("outlet", "A", 5, baseline=None, read_from=now, read_to=now)
+    plan = engine.planner.plan({"A": 5}, {}, believed, "fast-path", queued)
     assert plan.low_stock[0].targets == {"main": 0, "outlet": 0}
     assert [(p.channel, p.target) for p in plan.pushes] == [("main", 0)]
 
@@ -206,10 +205,10 @@ async def test_urgent_writes_without_compare_and_set_leave_out_the_sales_they_ma
     engine = shops.engine
     read_from = engine.clock()
     if reported:
-        engine._sales["A"].append((read_from - timedelta(seconds=2), reported))
+        engine.demand._sales["A"].append((read_from - timedelta(seconds=2), reported))
     row = ListingRow("main", "A", "1", 100, read_from - timedelta(seconds=10), 0, None, None, "ok", "")
     push = PushRow(1, "main", "A", target, shown, "fast-path", "pending", 0, read_from, "")  # no unseen
-    spares = engine._race_spares(
+    spares = engine.sender.writer.race_spares(
         [push], {"A": row}, {"A": shown}, read_from, read_from + timedelta(seconds=read_seconds)
     )
     assert spares.get("A", 0) == spare

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from syncd.engine import _update, _urgency
+from syncd.engine.sender import urgency as _urgency
+from syncd.engine.slices import quantity_update as _update
 from syncd.store import PushRow
 
 AT = datetime(2026, 11, 23, tzinfo=UTC)

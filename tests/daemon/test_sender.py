@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from syncd.core import PlannedPush
-from syncd.engine import ROUTINE_MAX_WAIT, CycleReport
+from syncd.engine import CycleReport
+from syncd.engine.sender import ROUTINE_MAX_WAIT
 from syncd.store import PushRow
 from tests.daemon.conftest import Shops
 
@@ -52,7 +53,7 @@ def record_slices(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[list[str
         engine.store.complete_pushes([p.id for p in batch], engine.clock())
         return []
 
-    monkeypatch.setattr(engine, "_send_slice", send)
+    monkeypatch.setattr(engine.sender.writer, "send", send)
     return sent
 
 
@@ -79,7 +80,7 @@ async def test_a_routine_push_that_waited_too_long_goes_between_urgent_slices(
     )
     engine.store.enqueue_pushes([PlannedPush("main", f"U{n}", 0, 3, "fast-path") for n in (1, 2, 3)], now)
     sent = record_slices(engine, monkeypatch)
-    await engine._flush_channel("main", CycleReport("send"))
+    await engine.sender.flush_channel("main", CycleReport("send"))
 
     assert sent == slices
 
@@ -97,15 +98,15 @@ async def test_an_increase_planned_before_a_read_found_unreported_sales_is_plann
     now = engine.clock()
     engine.clock = lambda: now + timedelta(seconds=5)
     read = now + timedelta(seconds=1)
-    engine._unseen.measured("main", "A", 1, baseline=None, read_from=read, read_to=read)
+    engine.planner.unseen.measured("main", "A", 1, baseline=None, read_from=read, read_to=read)
     planned = now + timedelta(seconds=2) if planned_after_read else now
     engine.store.enqueue_pushes([PlannedPush("outlet", "A", 1, 0, "fast-path")], planned)
     batches = record_slices(engine, monkeypatch)
-    await engine._flush_channel("outlet", CycleReport("send"))
+    await engine.sender.flush_channel("outlet", CycleReport("send"))
 
     assert batches == sent
     assert engine.store.pending_pushes("outlet") == []
-    assert engine._stale.get("outlet", set()) == (set() if planned_after_read else {"A"})
+    assert engine.sender.stale.get("outlet", set()) == (set() if planned_after_read else {"A"})
 
 
 async def test_two_slices_of_other_skus_go_out_at_once_and_a_sku_waits_for_its_own(
@@ -135,15 +136,15 @@ async def test_two_slices_of_other_skus_go_out_at_once_and_a_sku_waits_for_its_o
         events.append(("start", push.sku, push.target))
         if (push.sku, push.target) == ("R1", 40):
             engine.store.enqueue_pushes([PlannedPush("main", "R1", 39, 40, "fast-path")], now)
-            engine._outbox_version += 1
+            engine.sender.queued()
         await asyncio.sleep(0.01)
         out.discard(push.sku)
         events.append(("end", push.sku, push.target))
         engine.store.complete_pushes([push.id], now)
         return []
 
-    monkeypatch.setattr(engine, "_send_slice", send)
-    await engine._flush_channel("main", CycleReport("send"))
+    monkeypatch.setattr(engine.sender.writer, "send", send)
+    await engine.sender.flush_channel("main", CycleReport("send"))
 
     assert most_out == 2
     assert events.index(("end", "R1", 40)) < events.index(("start", "R1", 39))
@@ -170,8 +171,8 @@ async def test_a_push_planned_again_while_its_read_was_out_gives_way_to_the_newe
     await engine.reconcile()
     assert await shops.listings("main") == {"A": 10}
     engine.store.enqueue_pushes([PlannedPush("main", "A", 8, 10, "fast-path")], engine.clock())
-    engine._outbox_version += 1
-    read = engine._read_before_write
+    engine.sender.queued()
+    read = engine.sender.writer._read_before_write
     replanned = False
 
     async def read_then_plan_again(*args: Any) -> Any:
@@ -180,12 +181,12 @@ async def test_a_push_planned_again_while_its_read_was_out_gives_way_to_the_newe
         if not replanned:
             replanned = True
             engine.store.enqueue_pushes([PlannedPush("main", "A", newer, 10, "fast-path")], engine.clock())
-            engine._outbox_version += 1
+            engine.sender.queued()
         return values
 
-    monkeypatch.setattr(engine, "_read_before_write", read_then_plan_again)
+    monkeypatch.setattr(engine.sender.writer, "_read_before_write", read_then_plan_again)
     before = (await shops.shops["main"].get("/_sandbox/stats")).json()["calls"]
-    await engine._flush_channel("main", CycleReport("send"))
+    await engine.sender.flush_channel("main", CycleReport("send"))
     calls = (await shops.shops["main"].get("/_sandbox/stats")).json()["calls"]
 
     assert await shops.listings("main") == {"A": shown}

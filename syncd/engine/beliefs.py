@@ -1,0 +1,57 @@
+"""What syncd believes a listing shows, and what a read that falls below that belief means
+(sales the channel made that syncd has not heard of)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from syncd.store import ListingRow, PushRow, Store
+from syncd.unseen import UnseenSales
+
+
+def belief(row: ListingRow) -> int | None:
+    """What a listing shows as far as syncd knows: its baseline (last write or read-back) minus
+    the channel's sales seen since; the last value read if syncd never set it."""
+    if row.last_pushed is None:
+        return row.observed
+    return max(0, row.last_pushed - row.sold_since_push)
+
+
+def read_first(push: PushRow) -> bool:
+    """A fast-path write of a listing syncd has a belief about is preceded by a read of it."""
+    return push.compare is not None and push.reason != "reconcile"
+
+
+def send_compare(planned: int | None, now: int | None) -> int | None:
+    """The belief a write measures unseen sales against: the larger of the one its target was
+    planned from and the one after any write of the listing that landed since. The planned one
+    keeps sales syncd had not heard of at planning time out of the target; the current one counts
+    sales since a write (an increase, say) that landed after the plan. Taking the larger never
+    offers a unit twice; at worst it offers fewer until the next plan."""
+    if planned is None or now is None:
+        return now if planned is None else planned
+    return max(planned, now)
+
+
+class UnseenReads:
+    """Records how far below syncd's belief each read found a listing (sales not reported)."""
+
+    def __init__(self, store: Store, unseen: UnseenSales, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.unseen = unseen
+        self.clock = clock
+
+    def measure(self, name: str, shown: Mapping[str, int], read_from: datetime) -> None:
+        read_to = self.clock()
+        for row in self.store.listings(name, skus=sorted(shown)):
+            believed = belief(row)
+            if believed is not None and row.sku in shown:
+                self.unseen.measured(
+                    name,
+                    row.sku,
+                    believed - shown[row.sku],
+                    baseline=row.pushed_at,
+                    read_from=read_from,
+                    read_to=read_to,
+                )

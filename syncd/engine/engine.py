@@ -1,0 +1,338 @@
+"""The Engine: owns the connectors, the ledger and the collaborators that do each job, and runs
+the flows (design section 5) by handing work between them.
+
+Order ingestion (poll or webhook, intake.py) -> reservations -> plans for the touched SKUs
+(planner.py) -> the outbox -> each channel's sender (sender.py, slices.py); ERP poll
+(settlement.py) -> on-hand and settlement -> plans; full reconcile (reconcile.py). Connectors fail
+one at a time: an error is recorded against its connector (health.py) and the others go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from connectors.base import ChannelConnector, ErpConnector, OrderLine, WebhookEvent
+from syncd.config import Config, EventSettings
+from syncd.engine.beliefs import UnseenReads, belief
+from syncd.engine.demand import Demand
+from syncd.engine.health import ConnectorHealth, Health
+from syncd.engine.intake import Intake
+from syncd.engine.planner import LowStock, Plan, Planner
+from syncd.engine.reconcile import Reconciler
+from syncd.engine.reports import CycleReport, Key, Propagation, finish
+from syncd.engine.sender import Sender
+from syncd.engine.settlement import Settlement
+from syncd.engine.slices import SliceWriter
+from syncd.engine.sold_out import RECHECK_DELAY, SoldOutChecks
+from syncd.metrics import Metrics
+from syncd.store import IngestResult, Store
+from syncd.unseen import UnseenSales
+
+log = structlog.get_logger("syncd.engine")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        erp: ErpConnector,
+        channels: Mapping[str, ChannelConnector],
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        recheck_delay: timedelta = RECHECK_DELAY,
+    ):
+        self.config = config
+        self.store = store
+        self.erp = erp
+        self.channels = dict(channels)
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        now = self._now  # collaborators read the engine's clock, whatever it is set to later
+        types = {c.name: c.type for c in config.channels}
+        self.health = Health(
+            [
+                ConnectorHealth(erp.name, "erp", config.erp.type),
+                *(ConnectorHealth(name, "channel", types.get(name, "?")) for name in self.channels),
+            ],
+            self.metrics,
+            now,
+        )
+        self.low_stock: list[LowStock] = []
+        self._plan_lock = asyncio.Lock()
+        # Units of cancelled orders per listing since its last push (drift judges them).
+        cancelled: Counter[Key] = Counter()
+        unseen = UnseenSales()  # sales reads showed and no report has explained yet
+        reads = UnseenReads(store, unseen, now)
+        self.propagation = Propagation(self.metrics, now)
+        self.demand = Demand(config, self.propagation.samples)
+        self.planner = Planner(
+            config,
+            store,
+            {n: c.supports_compare_and_set for n, c in self.channels.items()},
+            self.demand,
+            unseen,
+            self.health.unavailable,
+            now,
+        )
+        self.settlement = Settlement(store, erp, self.health, now)
+        self.intake = Intake(
+            config,
+            store,
+            self.channels,
+            self.health,
+            self.demand,
+            unseen,
+            self.propagation,
+            cancelled,
+            self.metrics,
+            now,
+            self.push_skus,
+        )
+        writer = SliceWriter(
+            config, store, self.health, self.demand, unseen, reads, self.propagation, cancelled, self.metrics, now
+        )
+        self.sender = Sender(store, self.channels, writer, self.demand, unseen, self.health.unavailable, now)
+        self.sender.replan = self._replan_stale
+        self.sold_out = SoldOutChecks(
+            store,
+            self.channels,
+            self.health,
+            unseen,
+            reads,
+            self.intake.pull_orders,
+            self.intake.touch,
+            now,
+            recheck_delay=recheck_delay,
+        )
+        self.reconciler = Reconciler(
+            store,
+            erp,
+            self.channels,
+            self.health,
+            self.intake,
+            self.settlement,
+            self.planner,
+            self.plan_and_push,
+            self.sold_out.withhold,
+            cancelled,
+            self.metrics,
+            now,
+        )
+
+    def _now(self) -> datetime:
+        return self.clock()
+
+    # ------------------------------------------------------------------ intake
+    def ingest(self, lines: Sequence[OrderLine], report: CycleReport | None = None) -> IngestResult:
+        """Record order lines in the ledger, idempotently; count what was new."""
+        return self.intake.ingest(lines, report)
+
+    def touch(self, skus: Iterable[str]) -> None:
+        """Queue SKUs for the fast path (planned and pushed together after the debounce)."""
+        self.intake.touch(skus)
+
+    def fetch_later(self, channel: str, event: WebhookEvent, dedupe: str | None) -> None:
+        self.intake.fetch_later(channel, event, dedupe)
+
+    async def drain_fast_path(self) -> None:
+        """Wait until every touched SKU has been planned and pushed (used at shutdown and in tests)."""
+        while True:
+            busy = [*self.intake.running(), *self.sender.running(), *self.sold_out.running()]
+            if not busy:
+                return
+            await asyncio.wait(busy)
+
+    # ------------------------------------------------------------------ cycles
+    async def push_skus(self, skus: Iterable[str]) -> CycleReport:
+        """The fast path after ingestion: queue pushes for the touched SKUs (each channel's sender
+        sends them at once, independently), then tell the ERP."""
+        report = CycleReport("fast-path")
+        await self.plan_and_push(skus, report, wait=False)
+        await self.settlement.post_movements(report)
+        return report
+
+    async def poll_orders(self, *, wait: bool = True) -> CycleReport:
+        """Order poll: the safety net for lost webhooks. ``wait=False`` leaves the pushes it plans
+        to the channels' senders (the scheduled poll: behind a busy channel's rate limit the
+        pushes could outlast the poll interval, and the next poll would be skipped)."""
+        report = CycleReport("orders")
+        result = await self.intake.pull_orders(report)
+        if result.touched_skus:
+            await self.plan_and_push(result.touched_skus, report, wait=wait)
+        await self.settlement.post_movements(report)
+        return finish(report, self.metrics)
+
+    async def poll_erp(self) -> CycleReport:
+        """ERP poll: restocks and manual ERP edits reach the channels."""
+        report = CycleReport("erp")
+        await self.settlement.post_movements(report)
+        changed = await self.settlement.read_erp(report, full=False)
+        if changed:
+            await self.plan_and_push(changed, report)
+        return finish(report, self.metrics)
+
+    async def reconcile(self, *, dry_run: bool = False) -> CycleReport:
+        """Read everything back, record drift with its cause, push corrections (reconcile.py)."""
+        return await self.reconciler.reconcile(dry_run=dry_run)
+
+    async def replan_all(self) -> CycleReport:
+        """Plan every SKU again from the ledger (after an event starts, changes or ends)."""
+        report = CycleReport("replan")
+        await self.plan_and_push(None, report)
+        return finish(report, self.metrics)
+
+    async def verify_sold_out(self, skus: set[str]) -> None:
+        """Look again at listings of these SKUs syncd believes hold units (sold_out.py)."""
+        await self.sold_out.verify(skus)
+
+    # ------------------------------------------------------------------ planning and pushing
+    async def plan_and_push(
+        self,
+        skus: Iterable[str] | None,
+        report: CycleReport,
+        *,
+        channels: set[str] | None = None,
+        wait: bool = True,
+        send: bool = True,
+    ) -> Plan:
+        """Plan the given SKUs (None: all), queue the pushes in the outbox and send them: at once
+        (``wait``), through the channels' senders in the background, or not at all (``send``)."""
+        if not self.settlement.stock_known:
+            log.warning("plan.skipped", reason="the ERP's stock has not been read yet")
+            return Plan([])
+        async with self._plan_lock:
+            sku_list = None if skus is None else sorted(set(skus))
+            # Every channel's listing takes part in the plan (the low-stock split depends on all
+            # of them); ``channels`` only limits which of them get pushes.
+            rows = self.store.listings(skus=sku_list)
+            on_hand = {sku: row.on_hand for sku, row in self.store.skus(sku_list).items()}
+            reserved = self.store.reserved_by_sku(sku_list)
+            believed: dict[Key, int | None] = {(row.channel, row.sku): belief(row) for row in rows}
+            plan = self.planner.plan(on_hand, reserved, believed, report.kind, self._pending_targets(sku_list))
+            if channels is not None:
+                plan.pushes = [p for p in plan.pushes if p.channel in channels]
+                plan.unmapped = [k for k in plan.unmapped if k[0] in channels]
+            statuses = {(r.channel, r.sku): r.status for r in rows}
+            for key in plan.unmapped:
+                if statuses.get(key) != "unmapped":
+                    self.store.set_listing_status(key[0], key[1], "unmapped", "SKU unknown to the ERP")
+                    log.warning("listing.unmapped", channel=key[0], sku=key[1])
+            self.sold_out.withhold(plan.withheld)
+            self.sold_out.recheck_withheld()
+            if skus is None:
+                self.low_stock = plan.low_stock
+            self.store.enqueue_pushes(plan.pushes, self.clock())
+            if plan.pushes:
+                self.sender.queued()
+            self.propagation.planned(sku_list, plan.pushes)
+            report.pushes.extend(plan.pushes)
+            report.counts["pushes_planned"] += len(plan.pushes)
+            report.counts["unmapped"] += len(plan.unmapped)
+        if not send:
+            return plan
+        if wait:
+            await self.flush(report)
+        else:
+            self.kick()
+        return plan
+
+    def _pending_targets(self, skus: Sequence[str] | None) -> dict[Key, int]:
+        """Targets already queued in the outbox: what those listings will show once it drains."""
+        wanted = None if skus is None else set(skus)
+        return {
+            (p.channel, p.sku): p.target
+            for p in self.store.pending_pushes()
+            if wanted is None or p.sku in wanted
+        }
+
+    async def flush(self, report: CycleReport | None = None) -> None:
+        """Send every pending push now, each channel on its own (one down never stops the others)."""
+        await self.sender.flush(report or CycleReport("flush"))
+
+    def kick(self) -> None:
+        """Have every channel's sender drain the outbox in the background, each at its own pace."""
+        self.sender.kick()
+
+    async def _replan_stale(self, report: CycleReport, names: set[str]) -> set[str]:
+        """A compare-and-set write came back stale: a sale landed between the read before it and
+        the write. Plan those SKUs again on those channels (the caller sends them): the new push
+        reads the level again before writing, leaves the sale out and compares against it.
+        Returns the channels that got new pushes.
+
+        The belief is deliberately not rebased on that read: the racing sale is not in ats until it
+        arrives, so it must still count as unseen (the read shows less than the belief) or the
+        write would put it back on sale. No order pull either: on a busy shop a Shopify order page
+        costs far more than the push it would fix; the sale arrives by webhook or the next poll.
+        """
+        again: set[str] = set()
+        for name in sorted(names):
+            skus = self.sender.stale.pop(name, set())
+            if not skus:
+                continue
+            log.info("push.stale_replanned", channel=name, skus=len(skus))
+            plan = await self.plan_and_push(skus, report, channels={name}, send=False)
+            if plan.pushes:
+                again.add(name)
+            # Where the new plan needs no write the channel already shows what it should.
+            self.propagation.acknowledged(name, skus - {p.sku for p in plan.pushes})
+        return again
+
+    # ------------------------------------------------------------------ events
+    @property
+    def events(self) -> list[EventSettings]:
+        return self.planner.events
+
+    def active_events(self, now: datetime) -> list[EventSettings]:
+        return self.planner.active_events(now)
+
+    def save_event(self, event: EventSettings) -> None:
+        """Add or replace an API event (by name), drop expired ones, persist."""
+        self.planner.save_event(event)
+
+    def delete_event(self, name: str) -> bool:
+        return self.planner.delete_event(name)
+
+    # ------------------------------------------------------------------ reporting
+    def propagation_percentiles(self) -> dict[str, float | int | None]:
+        """p50/p95/p99 of the recent sale-to-all-channels propagation times, in seconds."""
+        return self.propagation.percentiles()
+
+    def status(self) -> dict[str, Any]:
+        """Everything /api/status shows (never a secret)."""
+        return {
+            "propagation_seconds": self.propagation_percentiles(),
+            "events": [
+                {**e.model_dump(mode="json"), "active": e.active(self.clock())}
+                for e in self.events
+                if e.end > self.clock()
+            ],
+            "connectors": [h.as_dict() for h in self.health.connectors.values()],
+            "low_stock": [
+                {"sku": s.sku, "ats": s.ats, "threshold": s.threshold, "targets": s.targets}
+                for s in self.low_stock
+            ],
+        }
+
+    def readiness(self, max_age: timedelta) -> list[str]:
+        """Reasons the daemon is not ready (empty when ready)."""
+        return self.health.readiness(max_age)
+
+    async def aclose(self) -> None:
+        self.sold_out.cancel()
+        for connector in [self.erp, *self.channels.values()]:
+            try:
+                await connector.aclose()
+            except Exception as exc:
+                log.warning("connector.close_failed", connector=connector.name, error=str(exc))

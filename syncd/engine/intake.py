@@ -1,0 +1,197 @@
+"""Order intake: webhook deliveries and order polls into the ledger (idempotently), and the fast
+path that plans and pushes the SKUs they touch after a short debounce."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+import structlog
+
+from connectors.base import ChannelConnector, OrderLine, WebhookEvent
+from connectors.http import urgent_calls
+from syncd.config import Config
+from syncd.engine.demand import Demand
+from syncd.engine.health import Health
+from syncd.engine.reports import CycleReport, Key, Propagation
+from syncd.errors import StoreError
+from syncd.metrics import Metrics
+from syncd.store import IngestResult, Store
+from syncd.unseen import UnseenSales
+
+log = structlog.get_logger("syncd.engine")
+
+WEBHOOK_DEDUPE_TTL = timedelta(days=7)
+
+
+class Intake:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        channels: Mapping[str, ChannelConnector],
+        health: Health,
+        demand: Demand,
+        unseen: UnseenSales,
+        propagation: Propagation,
+        cancelled: Counter[Key],
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        push: Callable[[set[str]], Awaitable[object]],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.channels = channels
+        self.health = health
+        self.demand = demand
+        self.unseen = unseen
+        self.propagation = propagation
+        self.cancelled = cancelled
+        self.metrics = metrics
+        self.clock = clock
+        self.push = push  # plans and pushes touched SKUs (the engine's fast path)
+        # Fast path: SKUs waiting for the debounce, and webhook events whose lines must be fetched.
+        self._touched: set[str] = set()
+        self._to_fetch: defaultdict[str, list[tuple[WebhookEvent, str | None]]] = defaultdict(list)
+        self._fetched_at: dict[str, float] = {}
+        self._fast_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ order polls
+    async def pull_orders(
+        self, report: CycleReport, names: Mapping[str, datetime | None] | None = None
+    ) -> IngestResult:
+        """Read the channels' recent orders into the ledger (no pushes): every channel's from its
+        cursor, or those in ``names`` from the time given (None: the cursor). A poll from a time of
+        its own leaves the cursor alone (orders before that time may not have been read yet)."""
+        schedule = self.config.schedule
+        now = self.clock()
+        polled: dict[str, tuple[datetime, datetime | None]] = {}
+
+        async def pull(name: str, channel: ChannelConnector) -> list[OrderLine]:
+            cursor = self.store.get_cursor(f"orders:{name}")
+            start = datetime.fromisoformat(cursor) if cursor else now - schedule.initial_lookback
+            own = None if names is None else names.get(name)
+            if own is not None and own <= start - schedule.order_overlap:
+                own = None  # the cursor's poll reaches back further
+            asked = self.clock()
+            since = start - schedule.order_overlap if own is None else own
+            page = await self.health.call(name, channel.orders_since(since), report)
+            if page is None:
+                return []
+            polled[name] = (asked, own)
+            if own is not None:
+                return page.lines
+            if page.latest is not None and page.latest > start:
+                self.store.set_cursor(f"orders:{name}", page.latest.isoformat())
+            elif cursor is None:
+                self.store.set_cursor(f"orders:{name}", start.isoformat())
+            return page.lines
+
+        chosen = self.channels if names is None else {n: self.channels[n] for n in names}
+        results = await asyncio.gather(*(pull(n, c) for n, c in chosen.items()))
+        lines = [line for batch in results for line in batch]
+        result = self.ingest(lines, report)
+        for name, (asked, since) in polled.items():
+            self.unseen.polled(name, asked, since)
+        return result
+
+    def ingest(self, lines: Sequence[OrderLine], report: CycleReport | None = None) -> IngestResult:
+        """Record order lines in the ledger, idempotently; count what was new."""
+        result = self.store.ingest_lines(lines, self.clock()) if lines else IngestResult()
+        self.ingested(result, report)
+        return result
+
+    def ingested(self, result: IngestResult, report: CycleReport | None = None) -> None:
+        """What follows lines recorded in the ledger: their sales are timed and counted."""
+        now = self.clock()
+        for line in result.new:
+            self.propagation.ingested(line.sku, now)
+            self.unseen.reported(line.channel, line.sku, line.quantity, line.updated_at)
+            self.metrics.orders.labels(line.channel).inc()
+            log.info(
+                "order.ingested",
+                channel=line.channel,
+                order=line.order_id,
+                sku=line.sku,
+                quantity=line.quantity,
+            )
+        self.demand.record(result.new, now)
+        for line in [*result.released, *result.to_compensate]:
+            self.propagation.ingested(line.sku, now)
+            self.cancelled[(line.channel, line.sku)] += line.quantity
+            log.info("order.cancelled", channel=line.channel, order=line.order_id, sku=line.sku)
+        if report is not None:
+            report.counts["order_lines_new"] += len(result.new)
+            report.counts["order_lines_cancelled"] += len(result.released) + len(result.to_compensate)
+            report.counts["order_lines_duplicate"] += result.duplicates
+
+    # ------------------------------------------------------------------ webhooks
+    def fetch_later(self, channel: str, event: WebhookEvent, dedupe: str | None) -> None:
+        """Queue a webhook event whose lines must be fetched: the fast path fetches the events of a
+        burst together, ingests them, and only then remembers the deliveries as seen (so that a
+        redelivery after a failed fetch is not thrown away)."""
+        self._to_fetch[channel].append((event, dedupe))
+        self.touch(())
+
+    async def _fetch_queued(self) -> set[str]:
+        queued, self._to_fetch = self._to_fetch, defaultdict(list)
+        touched: set[str] = set()
+        loop_now = asyncio.get_running_loop().time()
+        for channel, items in queued.items():
+            connector = self.channels[channel]
+            last = self._fetched_at.get(channel)
+            if (
+                last is not None
+                and loop_now - last < connector.event_fetch_interval
+                and len(items) < connector.event_fetch_batch
+            ):
+                self._to_fetch[channel].extend(items)  # fetched with the next ones, in one batch
+                continue
+            self._fetched_at[channel] = loop_now
+            now = self.clock()
+            fresh = [(e, d) for e, d in items if not (d and self.store.is_webhook_seen(d, now))]
+            if not fresh:
+                continue
+            report = CycleReport("webhook-fetch")
+            # The fast path's own reads go first too: a sale syncd has not fetched is a unit the
+            # other channels may still offer.
+            with urgent_calls():
+                lines = await self.health.call(channel, connector.event_lines([e for e, _ in fresh]), report)
+            if lines is None:
+                log.warning("webhook.fetch_failed", channel=channel, events=len(fresh), errors=report.errors)
+                continue
+            touched |= self.ingest(lines).touched_skus
+            for _, dedupe in fresh:
+                if dedupe:
+                    self.store.mark_webhook_seen(dedupe, self.clock(), WEBHOOK_DEDUPE_TTL)
+        return touched
+
+    # ------------------------------------------------------------------ fast path
+    def touch(self, skus: Iterable[str]) -> None:
+        """Queue SKUs for the fast path; they are planned and pushed together after the debounce,
+        so a burst of sales costs one batch per channel instead of one call per sale."""
+        self._touched.update(skus)
+        if self._fast_task is None or self._fast_task.done():
+            self._fast_task = asyncio.create_task(self._fast_path(), name="fast-path")
+
+    def running(self) -> list[asyncio.Task[None]]:
+        return [t for t in (self._fast_task,) if t is not None and not t.done()]
+
+    async def _fast_path(self) -> None:
+        debounce = self.config.schedule.push_debounce.total_seconds()
+        await asyncio.sleep(debounce)
+        while self._touched or any(self._to_fetch.values()):
+            started = asyncio.get_running_loop().time()
+            try:
+                self._touched |= await self._fetch_queued()
+                batch, self._touched = self._touched, set()
+                if batch:
+                    await self.push(batch)
+            except StoreError as exc:
+                log.error("fast_path.store_failed", error=str(exc))
+            # While a burst goes on, one round per debounce at most: what arrives meanwhile is
+            # fetched and planned together, so webhook fetches do not eat the channel's rate limit.
+            if self._touched or any(self._to_fetch.values()):
+                await asyncio.sleep(max(0.0, debounce - (asyncio.get_running_loop().time() - started)))

@@ -1,0 +1,165 @@
+"""The full reconcile: read the ERP and every channel back, record drift with its likely cause,
+push corrections and keep a run record; and its dry run, which plans without writing anywhere."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+
+import structlog
+
+from connectors.base import ChannelConnector, ErpConnector, Listing
+from syncd.core import ChannelState, Drift, DriftCause, classify_drift
+from syncd.engine.health import Health
+from syncd.engine.intake import Intake
+from syncd.engine.planner import Plan, Planner
+from syncd.engine.reports import CycleReport, Key, finish
+from syncd.engine.settlement import Settlement
+from syncd.errors import StoreError
+from syncd.metrics import Metrics
+from syncd.store import ListingRow, Store
+
+log = structlog.get_logger("syncd.engine")
+
+# Plans the given SKUs (None: all) and pushes them, only to ``channels`` if given.
+PlanAndPush = Callable[..., Awaitable[Plan]]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: Store,
+        erp: ErpConnector,
+        channels: Mapping[str, ChannelConnector],
+        health: Health,
+        intake: Intake,
+        settlement: Settlement,
+        planner: Planner,
+        plan_and_push: PlanAndPush,
+        withhold: Callable[[Iterable[str]], None],
+        cancelled: Counter[Key],
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.erp = erp
+        self.channels = channels
+        self.health = health
+        self.intake = intake
+        self.settlement = settlement
+        self.planner = planner
+        self.plan_and_push = plan_and_push
+        self.withhold = withhold
+        self.cancelled = cancelled
+        self.metrics = metrics
+        self.clock = clock
+
+    async def reconcile(self, *, dry_run: bool = False) -> CycleReport:
+        """Read everything back, record drift with its cause, push corrections.
+
+        A dry run reads the ERP and every channel and reports the plan, but writes nothing
+        anywhere: not to the channels, not to the ERP, not to the ledger.
+        """
+        report = CycleReport("reconcile-dry-run" if dry_run else "reconcile")
+        if dry_run:
+            return await self._dry_run(report)
+        run_id = self.store.start_run(report.kind, self.clock())
+        structlog.contextvars.bind_contextvars(run_id=run_id)
+        try:
+            await self.intake.pull_orders(report)
+            await self.settlement.post_movements(report)
+            await self.settlement.read_erp(report, full=True)
+            listed, drifts = await self._read_back(report)
+            # Sales that landed while the channels were read make those read-backs ambiguous.
+            late = await self.intake.pull_orders(report)
+            late_keys = {(line.channel, line.sku) for line in late.new}
+            drifts = [d for d in drifts if (d.channel, d.sku) not in late_keys]
+            plan = await self.plan_and_push(None, report, channels=listed)
+            corrections = {(p.channel, p.sku): p.target for p in plan.pushes}
+            unmapped = set(plan.unmapped)
+            # A first sighting is only worth a record when syncd had to change it.
+            drifts = [
+                d
+                for d in drifts
+                if (d.channel, d.sku) not in unmapped
+                and (d.cause is not DriftCause.UNKNOWN_BASELINE or (d.channel, d.sku) in corrections)
+            ]
+            report.drift = drifts
+            self.store.record_drift(drifts, corrections, self.clock())
+            for drift in drifts:
+                self.metrics.drift.labels(drift.channel, drift.cause.value).inc()
+                log.info(
+                    "drift.detected",
+                    channel=drift.channel,
+                    sku=drift.sku,
+                    expected=drift.expected,
+                    observed=drift.observed,
+                    cause=drift.cause.value,
+                    correction=corrections.get((drift.channel, drift.sku)),
+                )
+            report.counts["drift"] += len(drifts)
+        except StoreError as exc:
+            report.errors.append(f"store: {exc}")
+            raise
+        finally:
+            try:
+                self.store.finish_run(run_id, self.clock(), dict(report.counts), report.error)
+            except StoreError as exc:
+                log.error("run.not_recorded", error=str(exc))
+            finish(report, self.metrics)
+            structlog.contextvars.unbind_contextvars("run_id")
+        return report
+
+    async def _read_back(self, report: CycleReport) -> tuple[set[str], list[Drift]]:
+        """Read every channel's listings into the ledger, judge drift against what syncd expected,
+        then take the read values as the new baseline. Returns the channels that answered."""
+
+        async def read(name: str, channel: ChannelConnector) -> tuple[str, list[Listing] | None]:
+            return name, await self.health.call(name, channel.list_listings(), report)
+
+        answered: set[str] = set()
+        drifts: list[Drift] = []
+        for name, listings in await asyncio.gather(*(read(n, c) for n, c in self.channels.items())):
+            if listings is None:
+                continue
+            self.store.sync_listings(name, listings, self.clock())
+            drifts += self._detect_drift(self.store.listings(name))
+            self.store.rebase_listings(name)
+            report.counts["listings_read"] += len(listings)
+            answered.add(name)
+        return answered, drifts
+
+    def _detect_drift(self, rows: Iterable[ListingRow]) -> list[Drift]:
+        drifts = []
+        for row in rows:
+            if row.status == "unmapped":
+                continue
+            state = ChannelState(row.channel, row.sku, row.last_pushed, row.sold_since_push, row.observed)
+            drift = classify_drift(state, self.cancelled.get((row.channel, row.sku), 0))
+            if drift is not None:
+                drifts.append(drift)
+        return drifts
+
+    async def _dry_run(self, report: CycleReport) -> CycleReport:
+        records = await self.health.call(self.erp.name, self.erp.read_stock(), report)
+        on_hand = (
+            {r.sku: r.on_hand for r in records}
+            if records is not None
+            else {sku: row.on_hand for sku, row in self.store.skus().items()}
+        )
+        believed: dict[Key, int | None] = {}
+        for name, channel in self.channels.items():
+            listings = await self.health.call(name, channel.list_listings(), report)
+            for listing in listings or []:
+                if listing.managed or listing.quantity is not None:
+                    believed[(name, listing.sku)] = listing.quantity
+        plan = self.planner.plan(on_hand, self.store.reserved_by_sku(), believed, "reconcile")
+        self.withhold(plan.withheld)
+        report.pushes = plan.pushes
+        report.counts["skus_read"] = len(on_hand)
+        report.counts["listings_read"] = len(believed)
+        report.counts["pushes_planned"] = len(plan.pushes)
+        report.counts["unmapped"] = len(plan.unmapped)
+        return report
