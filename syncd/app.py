@@ -5,21 +5,34 @@ from __future__ import annotations
 import asyncio
 import hmac
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from syncd.config import EventSettings
-from syncd.engine import WEBHOOK_DEDUPE_TTL
-from syncd.errors import PayloadError, SignatureError, StoreError
-from syncd.status_page import render_status_page
+from syncd.engine.intake import Outcome
+from syncd.errors import StoreError
+from syncd.status_data import daemon_sku, daemon_status
+from syncd.status_page import render_sku_page, render_status_page
 
 if TYPE_CHECKING:
     from syncd.daemon import Daemon
 
 log = structlog.get_logger("syncd.http")
+
+_WEBHOOK_STATUS = {
+    Outcome.RECORDED: 200,
+    Outcome.DUPLICATE: 200,
+    Outcome.ACCEPTED: 200,
+    Outcome.PING: 200,
+    Outcome.UNKNOWN_CHANNEL: 404,
+    Outcome.BAD_SIGNATURE: 401,
+    Outcome.MALFORMED: 400,
+    Outcome.LEDGER_FAILED: 503,  # the platform retries later
+}
 
 
 def create_app(daemon: Daemon) -> FastAPI:
@@ -50,11 +63,28 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     @app.get("/api/status")
     async def api_status() -> JSONResponse:
-        return JSONResponse(await asyncio.to_thread(daemon.status))
+        return JSONResponse(await asyncio.to_thread(daemon_status, daemon))
 
     @app.get("/status", response_class=HTMLResponse)
-    async def status_page() -> HTMLResponse:
-        return HTMLResponse(render_status_page(await asyncio.to_thread(daemon.status)))
+    async def status_page(sku: str | None = None) -> Response:
+        if sku and sku.strip():  # the page's search box
+            return RedirectResponse(f"/status/sku/{quote(sku.strip(), safe='')}", status_code=303)
+        return HTMLResponse(render_status_page(await asyncio.to_thread(daemon_status, daemon)))
+
+    @app.get("/status/sku/{sku:path}", response_class=HTMLResponse)
+    async def sku_page(sku: str) -> HTMLResponse:
+        status, report, near = await asyncio.to_thread(daemon_sku, daemon, sku)
+        found = report["known"] or bool(report["channels"])
+        return HTMLResponse(render_sku_page(status, report, near), status_code=200 if found else 404)
+
+    @app.get("/api/status/sku/{sku:path}")
+    async def api_sku(sku: str) -> JSONResponse:
+        _, report, near = await asyncio.to_thread(daemon_sku, daemon, sku)
+        found = report["known"] or bool(report["channels"])
+        return JSONResponse(
+            report if found else {"error": f"no SKU named {sku!r}", "similar": near},
+            status_code=200 if found else 404,
+        )
 
     def authorised(request: Request) -> JSONResponse | None:
         """None when the request carries the API token; else the error response to send."""
@@ -106,40 +136,18 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     @app.post("/webhooks/{channel}")
     async def webhook(channel: str, request: Request) -> JSONResponse:
-        connector = engine.channels.get(channel)
-        if connector is None:
-            return JSONResponse({"error": f"no channel named {channel!r}"}, status_code=404)
-        body = await request.body()
-        try:
-            event = connector.parse_webhook(request.headers, body)
-        except SignatureError as exc:
-            log.warning("webhook.refused", channel=channel, reason=str(exc))
-            return JSONResponse({"error": "invalid signature"}, status_code=401)
-        except PayloadError as exc:
-            log.warning("webhook.malformed", channel=channel, reason=str(exc), delivery=_delivery_id(request))
-            return JSONResponse({"error": f"malformed payload: {exc}"}, status_code=400)
-        if event.ping:
-            return JSONResponse({"ok": True})
-        dedupe = f"{channel}:{event.dedupe_key}" if event.dedupe_key else None
-        if not connector.webhooks_carry_lines:
-            # The lines must be fetched: do it after answering, and only then remember the
-            # delivery, so a redelivery after a failed fetch is not thrown away.
-            engine.fetch_later(channel, event, dedupe)
-            return JSONResponse({"ok": True, "accepted": True})
-        if dedupe and store.mark_webhook_seen(dedupe, engine.clock(), WEBHOOK_DEDUPE_TTL):
-            return JSONResponse({"ok": True, "duplicate": True})
-        # Record the lines before answering, so a 200 means the sale is in the ledger; the pushes
-        # it causes happen after the answer.
-        result = engine.ingest(event.lines)
-        if result.touched_skus:
-            engine.touch(result.touched_skus)
-        return JSONResponse({"ok": True, "lines": len(event.lines), "new": len(result.new)})
+        receipt = await engine.intake.receive(channel, request.headers, await request.body())
+        status = _WEBHOOK_STATUS[receipt.outcome]
+        if receipt.error:
+            return JSONResponse({"error": receipt.error}, status_code=status)
+        body: dict[str, object] = {"ok": True}
+        if receipt.outcome is Outcome.ACCEPTED:
+            body["accepted"] = True
+        elif receipt.outcome is Outcome.DUPLICATE:
+            body["duplicate"] = True
+        elif receipt.outcome is Outcome.RECORDED:
+            body |= {"lines": receipt.lines, "new": receipt.new}
+        return JSONResponse(body, status_code=status)
 
     return app
 
-
-def _delivery_id(request: Request) -> str | None:
-    for header in ("x-wc-webhook-delivery-id", "x-shopify-webhook-id", "x-tts-notification-id"):
-        if header in request.headers:
-            return request.headers[header]
-    return None

@@ -1,63 +1,426 @@
-"""The /status page: what a person checks first (channel health, low stock, drift, last runs)."""
+"""The /status pages a person reads: the overview and one SKU's history, as self-contained HTML
+(inline CSS and SVG, no external assets, laid out for a phone too). Everything shown is escaped."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from html import escape
 from typing import Any
-
-_STYLE = """
-body{font:14px/1.4 system-ui,sans-serif;margin:2rem;color:#222;max-width:72rem}
-h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem}
-table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left}
-th{background:#f4f4f4}.ok{color:#176d2b;font-weight:600}.bad{color:#b00020;font-weight:600}
-.muted{color:#777}
-"""
-
+from urllib.parse import quote
 
 LOW_STOCK_ROWS = 25
+COLOURS = ["#1f6feb", "#d1242f", "#8250df", "#bf8700", "#0a7f5a", "#cf222e", "#57606a"]
+
+_STYLE = """
+*{box-sizing:border-box}
+body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
+main{max-width:75rem;margin:0 auto;padding:1rem}
+header{display:flex;flex-wrap:wrap;gap:.5rem 1.5rem;align-items:center;justify-content:space-between}
+h1{font-size:1.35rem;margin:.2rem 0}h2{font-size:1.1rem;margin:0 0 .6rem}
+h1 a{color:inherit;text-decoration:none}
+section{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:.9rem 1rem;margin:1rem 0}
+form{display:flex;gap:.4rem;flex:1 1 16rem;max-width:26rem}
+input[type=search]{flex:1;min-width:0;font:inherit;padding:.45rem .6rem;border:1px solid #8c959f;border-radius:6px}
+button{font:inherit;padding:.45rem .9rem;border:0;border-radius:6px;background:#1f6feb;color:#fff}
+table{border-collapse:collapse;width:100%}
+td,th{border-bottom:1px solid #e4e7eb;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa;font-weight:600;font-size:.9rem}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#116329;font-weight:600}.bad{color:#b3261e;font-weight:600}.warn{color:#8a5a00;font-weight:600}
+.muted{color:#656d76}.small{font-size:.85rem}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(14rem,1fr));gap:.75rem}
+.card{border:1px solid #d0d7de;border-radius:8px;padding:.6rem .8rem}
+.card b{font-size:1.05rem}
+.figure{font-size:1.5rem;font-weight:650}
+svg{width:100%;height:auto;display:block}
+.legend span{display:inline-block;margin-right:1rem}
+.legend i{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.3rem;vertical-align:-1px}
+@media (max-width:640px){
+ main{padding:.5rem}section{padding:.7rem}
+ table.stack thead{display:none}
+ table.stack tr{display:block;border-bottom:2px solid #d0d7de;padding:.3rem 0}
+ table.stack td{display:flex;justify-content:space-between;gap:1rem;border:0;padding:.15rem .2rem;text-align:right}
+ table.stack td::before{content:attr(data-label);font-weight:600;color:#57606a;text-align:left}
+}
+"""
+
+# Reloads the overview every 15 s, unless the operator is typing in the search box.
+_RELOAD = (
+    "<script>setInterval(function(){var a=document.activeElement;"
+    "if(!a||a.tagName!=='INPUT'){location.reload()}},15000)</script>"
+)
 
 
-def _cell(value: Any) -> str:
+def _e(value: Any) -> str:
+    return escape("" if value is None else str(value))
+
+
+def _when(value: str | None, now: datetime | None = None) -> str:
+    """A time as the operator reads it: HH:MM:SS UTC (with the date if not today) and its age."""
+    if not value:
+        return "never"
+    when = datetime.fromisoformat(value)
+    text = (
+        when.strftime("%H:%M:%S")
+        if now is None or when.date() == now.date()
+        else when.strftime("%Y-%m-%d %H:%M")
+    )
+    if now is not None:
+        text += f" ({_ago((now - when).total_seconds())})"
+    return text
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
+
+
+def _seconds(value: float | None) -> str:
     if value is None:
-        return '<td class="muted">&ndash;</td>'
-    return f"<td>{escape(str(value))}</td>"
+        return "n/a"
+    return f"{value:.2f} s" if value < 60 else f"{value / 60:.1f} min"
 
 
-def _table(headers: list[str], rows: list[list[Any]], empty: str) -> str:
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], empty: str, *, numeric: Collection[int] = ()
+) -> str:
+    """A table that stacks into labelled rows on a phone. Cells are escaped unless given as
+    ``("html", markup)`` (markup this module built from escaped parts)."""
     if not rows:
-        return f'<p class="muted">{escape(empty)}</p>'
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return f'<p class="muted">{_e(empty)}</p>'
+    head = "".join(f'<th class="{"n" if i in numeric else ""}">{_e(h)}</th>' for i, h in enumerate(headers))
+    body = []
+    for row in rows:
+        cells = []
+        for i, value in enumerate(row):
+            cls = ' class="n"' if i in numeric else ""
+            if isinstance(value, tuple) and value[0] == "html":
+                content = value[1]
+            elif value is None:
+                content = '<span class="muted">&ndash;</span>'
+            else:
+                content = _e(value)
+            cells.append(f'<td data-label="{_e(headers[i])}"{cls}>{content}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="stack"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def render_status_page(status: dict[str, Any]) -> str:
-    connectors = "".join(
-        "<tr>"
-        f"<td>{escape(c['name'])}</td><td>{escape(c['kind'])} ({escape(c['type'])})</td>"
-        + (
-            '<td class="ok">healthy</td>'
-            if c["healthy"]
-            else f'<td class="bad">{"needs a human" if c["needs_human"] else "failing"}</td>'
-        )
-        + _cell(c["last_success"])
-        + _cell(c["last_error"])
-        + "</tr>"
-        for c in status.get("connectors", [])
+def _html(markup: str) -> tuple[str, str]:
+    return ("html", markup)
+
+
+def _state(state: str) -> tuple[str, str]:
+    cls = {"healthy": "ok", "starting": "warn"}.get(state, "bad")
+    return _html(f'<span class="{cls}">{_e(state)}</span>')
+
+
+def _page(title: str, body: str, *, reload: bool) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title><style>{_STYLE}</style></head><body><main>
+{body}
+</main>{_RELOAD if reload else ""}</body></html>"""
+
+
+def _search(value: str = "") -> str:
+    return (
+        '<form method="get" action="/status" role="search">'
+        f'<input type="search" name="sku" placeholder="Find a SKU" aria-label="SKU" value="{_e(value)}">'
+        "<button type=submit>Show</button></form>"
     )
-    all_low = status.get("low_stock", [])
-    low = [
-        [s["sku"], s["ats"], s["threshold"], ", ".join(f"{k}: {v}" for k, v in s["targets"].items())]
-        for s in sorted(all_low, key=lambda s: (s["ats"], s["sku"]))[:LOW_STOCK_ROWS]
+
+
+def _header(status: Mapping[str, Any], now: datetime | None, query: str = "") -> str:
+    started = status.get("started_at")
+    return (
+        f'<header><div><h1><a href="/status">syncd {_e(status.get("version", ""))}</a></h1>'
+        f'<div class="muted small">Up since {_e(_when(started, now))}. As of {_e(_when(status.get("as_of")))} UTC.</div>'
+        f"</div>{_search(query)}</header>"
+    )
+
+
+# ---------------------------------------------------------------------- charts
+def _activity_chart(activity: Mapping[str, Any]) -> str:
+    """Bars of units sold and a line of pushes sent per time bucket."""
+    sales: list[int] = list(activity.get("sales") or [])
+    pushes: list[int] = list(activity.get("pushes") or [])
+    if not sales or not (any(sales) or any(pushes)):
+        return '<p class="muted">No sale or push in the last hours.</p>'
+    width, height, left, bottom = 720, 220, 40, 24
+    top = max(max(sales), max(pushes), 1)
+    step = (width - left) / len(sales)
+    plot = height - bottom - 8
+
+    def y(v: float) -> float:
+        return 8 + plot - plot * v / top
+
+    bars = "".join(
+        f'<rect x="{left + i * step + 1:.1f}" y="{y(v):.1f}" width="{max(step - 2, 1):.1f}" '
+        f'height="{plot * v / top:.1f}" fill="#1f6feb" opacity=".75"><title>{v} sold</title></rect>'
+        for i, v in enumerate(sales)
+        if v
+    )
+    points = " ".join(f"{left + (i + 0.5) * step:.1f},{y(v):.1f}" for i, v in enumerate(pushes))
+    start, end = activity.get("start") or "", activity.get("end") or ""
+    labels = (
+        f'<text x="{left}" y="{height - 6}" font-size="12" fill="#57606a">{_e(_clock(start))}</text>'
+        f'<text x="{width}" y="{height - 6}" font-size="12" fill="#57606a" text-anchor="end">{_e(_clock(end))}</text>'
+        f'<text x="{left - 6}" y="16" font-size="12" fill="#57606a" text-anchor="end">{top}</text>'
+        f'<text x="{left - 6}" y="{y(0):.1f}" font-size="12" fill="#57606a" text-anchor="end">0</text>'
+    )
+    return (
+        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="Sales and pushes over time">'
+        f'<line x1="{left}" y1="{y(0):.1f}" x2="{width}" y2="{y(0):.1f}" stroke="#d0d7de"/>{bars}'
+        f'<polyline points="{points}" fill="none" stroke="#d1242f" stroke-width="2"/>{labels}</svg>'
+        '<div class="legend small"><span><i style="background:#1f6feb"></i>units sold</span>'
+        '<span><i style="background:#d1242f"></i>pushes sent</span>'
+        f'<span class="muted">per {_e(_seconds(activity.get("bucket_seconds")))}</span></div>'
+    )
+
+
+def _clock(value: str) -> str:
+    return datetime.fromisoformat(value).strftime("%H:%M") if value else ""
+
+
+def _levels_chart(
+    series: Mapping[str, Sequence[tuple[str, int]]], orders: Sequence[Sequence[Any]], now: str
+) -> str:
+    """Step lines of on-hand and each channel's shown level over time; ticks for orders."""
+    if not any(series.values()):
+        return '<p class="muted">No history recorded for this SKU yet.</p>'
+    times = [datetime.fromisoformat(t) for s in series.values() for t, _ in s]
+    times += [datetime.fromisoformat(o[0]) for o in orders]
+    end = max([*times, datetime.fromisoformat(now)])
+    start = min(times)
+    span = max((end - start).total_seconds(), 1.0)
+    top = max([v for s in series.values() for _, v in s] + [1])
+    width, height, left, bottom = 720, 240, 40, 24
+    plot = height - bottom - 14
+
+    def x(t: datetime) -> float:
+        return left + (width - left - 4) * (t - start).total_seconds() / span
+
+    def y(v: float) -> float:
+        return 8 + plot - plot * v / top
+
+    lines, legend = [], []
+    for i, (name, points) in enumerate(sorted(series.items(), key=lambda kv: (kv[0] != "on hand", kv[0]))):
+        colour = COLOURS[i % len(COLOURS)]
+        path, last = [], None
+        for t, v in points:
+            px = x(datetime.fromisoformat(t))
+            if last is not None:
+                path.append(f"L{px:.1f},{y(last):.1f}")
+            path.append(f"{'M' if last is None else 'L'}{px:.1f},{y(v):.1f}")
+            last = v
+        if last is not None:
+            path.append(f"L{x(end):.1f},{y(last):.1f}")
+        dash = ' stroke-dasharray="6 3"' if name == "on hand" else ""
+        lines.append(f'<path d="{" ".join(path)}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
+        legend.append(f'<span><i style="background:{colour}"></i>{_e(name)}</span>')
+    ticks = "".join(
+        f'<line x1="{x(datetime.fromisoformat(o[0])):.1f}" y1="{height - bottom - 2}" '
+        f'x2="{x(datetime.fromisoformat(o[0])):.1f}" y2="{height - bottom + 4}" stroke="#57606a">'
+        f"<title>{_e(o[2])} sold on {_e(o[1])}</title></line>"
+        for o in orders
+    )
+    axis = (
+        f'<text x="{left - 6}" y="16" font-size="12" fill="#57606a" text-anchor="end">{top}</text>'
+        f'<text x="{left - 6}" y="{y(0):.1f}" font-size="12" fill="#57606a" text-anchor="end">0</text>'
+        f'<text x="{left}" y="{height - 4}" font-size="12" fill="#57606a">{_e(start.strftime("%H:%M:%S"))}</text>'
+        f'<text x="{width}" y="{height - 4}" font-size="12" fill="#57606a" text-anchor="end">{_e(end.strftime("%H:%M:%S"))}</text>'
+    )
+    legend.append('<span class="muted">ticks: orders</span>')
+    return (
+        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="Quantities over time">'
+        f'<line x1="{left}" y1="{y(0):.1f}" x2="{width}" y2="{y(0):.1f}" stroke="#d0d7de"/>'
+        f'{"".join(lines)}{ticks}{axis}</svg><div class="legend small">{"".join(legend)}</div>'
+    )
+
+
+# ---------------------------------------------------------------------- the overview
+def render_status_page(status: Mapping[str, Any]) -> str:
+    now = datetime.fromisoformat(status["as_of"]) if status.get("as_of") else None
+    parts = [_header(status, now)]
+    if status.get("store_error"):
+        parts.append(f'<section><p class="bad">Ledger: {_e(status["store_error"])}</p></section>')
+    parts.append(_channels_section(status, now))
+    parts.append(_speed_section(status))
+    parts.append(_risk_section(status))
+    parts.append(_refused_section(status, now))
+    parts.append(_drift_section(status, now))
+    parts.append(_runs_section(status, now))
+    parts.append(_events_section(status))
+    return _page("syncd status", "\n".join(parts), reload=True)
+
+
+def _channels_section(status: Mapping[str, Any], now: datetime | None) -> str:
+    connectors = status.get("channels") or status.get("connectors") or []
+    rows = [
+        [
+            f"{c['name']}",
+            f"{c['kind']} ({c['type']})",
+            _state(
+                c.get("state")
+                or ("healthy" if c.get("healthy") else "needs a human" if c.get("needs_human") else "failing")
+            ),
+            _when(c.get("last_success"), now),
+            _ago(c.get("lag_seconds")) if c.get("lag_seconds") is not None else None,
+            c.get("pending_pushes"),
+            c.get("last_error"),
+        ]
+        for c in connectors
     ]
-    more = len(all_low) - LOW_STOCK_ROWS
-    low_more = f'<p class="muted">{more} more in /api/status.</p>' if more > 0 else ""
-    p = status.get("propagation_seconds") or {}
-    speed = (
-        f"Sale to all channels (last {p['samples']} sales): p50 {p['p50']} s, p95 {p['p95']} s, p99 {p['p99']} s."
-        if p.get("samples")
-        else "No sale timed yet."
+    table = _table(
+        ["Name", "Kind", "State", "Last success", "Lag", "Queued pushes", "Last error"],
+        rows,
+        "No connector.",
+        numeric={5},
     )
+    return f"<section><h2>Channels</h2>{table}</section>"
+
+
+def _speed_section(status: Mapping[str, Any]) -> str:
+    p = status.get("propagation_seconds") or {}
+    if p.get("samples"):
+        cards = "".join(
+            f'<div class="card"><div class="muted small">{label}</div><div class="figure">{_e(p[key])} s</div></div>'
+            for label, key in (("p50", "p50"), ("p95", "p95"), ("p99", "p99"))
+        )
+        speed = f'<p>Sale to all channels, last {_e(p["samples"])} sales: p50 {_e(p["p50"])} s, p95 {_e(p["p95"])} s, p99 {_e(p["p99"])} s.</p><div class="cards">{cards}</div>'
+    else:
+        speed = '<p class="muted">No sale timed yet.</p>'
+    chart = _activity_chart(status.get("activity") or {})
+    return f"<section><h2>Propagation and activity</h2>{speed}<h2 style='margin-top:1rem'>Sales and pushes</h2>{chart}</section>"
+
+
+def _sku_link(sku: str) -> tuple[str, str]:
+    return _html(f'<a href="/status/sku/{quote(sku, safe="")}">{_e(sku)}</a>')
+
+
+def _risk_section(status: Mapping[str, Any]) -> str:
+    risk = status.get("oversell_risk")
+    low = status.get("low_stock", [])
+    if risk is None:  # an engine snapshot only: the planned split
+        rows = [
+            [s["sku"], s["ats"], s["threshold"], ", ".join(f"{k}: {v}" for k, v in s["targets"].items())]
+            for s in sorted(low, key=lambda s: (s["ats"], s["sku"]))[:LOW_STOCK_ROWS]
+        ]
+        more = len(low) - LOW_STOCK_ROWS
+        extra = f'<p class="muted">{more} more in /api/status.</p>' if more > 0 else ""
+        table = _table(["SKU", "Available", "Threshold", "Split"], rows, "No SKU is in low-stock mode.")
+        return f"<section><h2>Low stock ({len(low)} SKUs)</h2>{table}{extra}</section>"
+    rows = []
+    for r in risk:
+        shown = "<br>".join(
+            f"{_e(c['channel'])}: shows <b>{_e(c['shows'])}</b>, part {_e(c['part'])}"
+            + (' <span class="bad">over</span>' if c["over"] else "")
+            for c in r["channels"]
+        )
+        tags = (["hot"] if r["hot"] else []) + ([f"low stock (≤ {r['threshold']})"] if r["low_stock"] else [])
+        rows.append(
+            [
+                _sku_link(r["sku"]),
+                ", ".join(tags),
+                r["on_hand"],
+                r["reserved"],
+                r["ats"],
+                r["sold_recently"],
+                _html(shown or '<span class="muted">not listed</span>'),
+                _html(f'<span class="bad">{_e(r["risk"])}</span>')
+                if r["risk"]
+                else _html('<span class="ok">none</span>'),
+            ]
+        )
+    table = _table(
+        ["SKU", "Why listed", "On hand", "Reserved", "Available", "Sold (1 h)", "Channels now", "Risk"],
+        rows,
+        "No hot or low-stock SKU.",
+        numeric={2, 3, 4, 5},
+    )
+    return f"<section><h2>Oversell risk ({len(low)} SKUs in low-stock mode)</h2>{table}</section>"
+
+
+def _refused_section(status: Mapping[str, Any], now: datetime | None) -> str:
+    refused = status.get("refused_sales") or []
+    rows = [
+        [_when(r["at"], now), r["channel"], r["order"], _sku_link(r["sku"]), r["units"]] for r in refused[:50]
+    ]
+    table = _table(
+        ["When", "Channel", "Order", "SKU", "Units"],
+        rows,
+        "No sale was refused by the ERP in the last 24 h.",
+        numeric={4},
+    )
+    title = f"Sales the ERP refused ({len(refused)} in 24 h)" if refused else "Sales the ERP refused"
+    note = (
+        '<p class="small muted">The ERP had no stock left for these sales: units sold twice. syncd offers each again later.</p>'
+        if refused
+        else ""
+    )
+    return f"<section><h2>{_e(title)}</h2>{note}{table}</section>"
+
+
+def _drift_section(status: Mapping[str, Any], now: datetime | None) -> str:
+    groups = status.get("drift_24h")
+    if groups is None:
+        return ""
+    rows = [
+        [
+            _html(f'<b>{_e(g["cause"])}</b><br><span class="small muted">{_e(g["meaning"])}</span>'),
+            g["count"],
+            g["listings"],
+            g["units_off"],
+            g["corrected"],
+            g["already_right"],
+            _when(g["last_at"], now),
+            _html(
+                "<br>".join(
+                    f"{_e(d['channel'])} {_sku_link(d['sku'])[1]}: expected {_e(d['expected'])}, read {_e(d['observed'])}; {_e(d['done'])}"
+                    for d in g["latest"][:3]
+                )
+            ),
+        ]
+        for g in groups
+    ]
+    table = _table(
+        ["Cause", "Times", "Listings", "Units off", "Set right", "Already right", "Last", "Latest"],
+        rows,
+        "No drift in the last 24 h.",
+        numeric={1, 2, 3, 4, 5},
+    )
+    note = (
+        '<p class="small muted">"Set right": reconcile pushed a correction. "Already right": the level read was '
+        "already the listing's target, so it was left alone.</p>"
+    )
+    return f"<section><h2>Drift, last 24 h</h2>{table}{note if groups else ''}</section>"
+
+
+def _runs_section(status: Mapping[str, Any], now: datetime | None) -> str:
+    rows = []
+    for r in status.get("runs", [])[:30]:
+        if r.get("in_progress") or r.get("finished_at") is None:
+            took: Any = _html('<span class="warn">in progress</span>')
+            counts = "counts at its end"
+        else:
+            took = _seconds(r.get("duration_seconds"))
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items()) if v) or "nothing to do"
+        rows.append([r["kind"], _when(r["started_at"], now), took, counts, r.get("error")])
+    table = _table(["Kind", "Started", "Took", "Counts", "Error"], rows, "No run yet.")
+    return f"<section><h2>Last runs</h2>{table}</section>"
+
+
+def _events_section(status: Mapping[str, Any]) -> str:
     events = [
         [
             e["name"],
@@ -69,37 +432,82 @@ def render_status_page(status: dict[str, Any]) -> str:
         ]
         for e in status.get("events", [])
     ]
-    drift = [
-        [d["at"], d["channel"], d["sku"], d["expected"], d["observed"], d["cause"], d["correction"]]
-        for d in status.get("drift", [])
+    table = _table(["Name", "Channel", "Start", "End", "State", "Override"], events, "No event scheduled.")
+    return f"<section><h2>Events</h2>{table}</section>"
+
+
+# ---------------------------------------------------------------------- one SKU
+def render_sku_page(
+    status: Mapping[str, Any], report: Mapping[str, Any], suggestions: Sequence[str] = ()
+) -> str:
+    now = datetime.fromisoformat(report["as_of"]) if report.get("as_of") else None
+    sku = report["sku"]
+    parts = [_header({**status, "as_of": report.get("as_of")}, now, sku)]
+    if not report["known"] and not report["channels"]:
+        hint = ""
+        if suggestions:
+            hint = "<p>Did you mean: " + ", ".join(_sku_link(s)[1] for s in suggestions) + "?</p>"
+        parts.append(
+            f'<section><h2>No SKU named “{_e(sku)}”</h2><p class="muted">Neither the ERP nor any channel lists it.</p>{hint}</section>'
+        )
+        return _page(f"{sku}: not found", "\n".join(parts), reload=False)
+    cards = "".join(
+        f'<div class="card"><div class="muted small">{_e(label)}</div><div class="figure">{_e(value)}</div></div>'
+        for label, value in (
+            ("ERP on hand", report["on_hand"]),
+            ("Reserved", report["reserved"]),
+            ("Safety stock", report["safety_stock"]),
+            ("Available", report["ats"]),
+        )
+    )
+    parts.append(
+        f'<section><h2>{_e(sku)}</h2><div class="cards">{cards}</div>'
+        f'<p class="small muted">On hand read {_e(_when(report["read_at"], now))}. Available = on hand - reserved - safety stock.</p></section>'
+    )
+    rows = []
+    for c in report["channels"]:
+        why = c["decision"]["text"] if c["decision"] else "no decision recorded"
+        push = c["last_push"]["text"] + f" at {_when(c['last_push']['at'], now)}" if c["last_push"] else None
+        queued = (
+            f"{c['queued']['target']} ({c['queued']['state']}, {c['queued']['reason']})"
+            if c["queued"]
+            else None
+        )
+        rows.append(
+            [
+                c["channel"],
+                c["shows"],
+                c["status"] + (f": {c['detail']}" if c["detail"] else ""),
+                why,
+                push,
+                f"{c['last_read']} at {_when(c['read_at'], now)}" if c["last_read"] is not None else None,
+                queued,
+            ]
+        )
+    table = _table(
+        ["Channel", "Shows", "Listing", "Why", "Last push", "Last read", "Queued"],
+        rows,
+        "No channel lists this SKU.",
+        numeric={1},
+    )
+    parts.append(f"<section><h2>What each channel shows, and why</h2>{table}</section>")
+    chart = _levels_chart(report["series"], report["orders"], report["as_of"])
+    parts.append(f"<section><h2>Over time</h2>{chart}</section>")
+    res = [
+        [r["channel"], r["order"], r["units"], r["state"], _when(r["at"], now)]
+        for r in report["reservations"]
     ]
-    runs = [
-        [
-            r["started_at"],
-            r["kind"],
-            ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items()) if v),
-            r["error"],
-        ]
-        for r in status.get("runs", [])
-    ]
-    store_error = status.get("store_error")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
-<title>syncd status</title><style>{_STYLE}</style></head><body>
-<h1>syncd {escape(str(status.get("version", "")))}</h1>
-<p class="muted">Started {escape(str(status.get("started_at", "")))}. This page refreshes every 10 seconds.</p>
-{f'<p class="bad">Store: {escape(store_error)}</p>' if store_error else ""}
-<h2>Connectors</h2>
-<table><thead><tr><th>Name</th><th>Kind</th><th>State</th><th>Last success</th><th>Last error</th></tr></thead>
-<tbody>{connectors}</tbody></table>
-<p>{escape(speed)}</p>
-<h2>Last runs</h2>
-{_table(["Started", "Kind", "Counts", "Error"], runs, "No run yet.")}
-<h2>Recent drift</h2>
-{_table(["When", "Channel", "SKU", "Expected", "Observed", "Likely cause", "Set to"], drift, "No drift recorded.")}
-<h2>Low stock ({len(all_low)} SKUs)</h2>
-{_table(["SKU", "Available", "Threshold", "Split between channels"], low, "No SKU is in low-stock mode.")}
-{low_more}
-<h2>Events</h2>
-{_table(["Name", "Channel", "Start", "End", "State", "Override"], events, "No event scheduled.")}
-</body></html>"""
+    parts.append(
+        "<section><h2>Reservations</h2>"
+        + _table(
+            ["Channel", "Order", "Units", "State", "Since"], res, "No sale waits for the ERP.", numeric={2}
+        )
+        + "</section>"
+    )
+    events = [[_when(e["at"], now), e["kind"], e["text"]] for e in report["events"][:200]]
+    parts.append(
+        "<section><h2>History (newest first)</h2>"
+        + _table(["When", "What", "Detail"], events, "Nothing recorded yet.")
+        + "</section>"
+    )
+    return _page(f"{sku}: syncd", "\n".join(parts), reload=False)

@@ -4,8 +4,10 @@ path that plans and pushes the SKUs they touch after a short debounce."""
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
@@ -16,7 +18,7 @@ from syncd.config import Config
 from syncd.engine.demand import Demand
 from syncd.engine.health import Health
 from syncd.engine.reports import CycleReport, Key, Propagation
-from syncd.errors import StoreError
+from syncd.errors import PayloadError, SignatureError, StoreError
 from syncd.metrics import Metrics
 from syncd.store import IngestResult, Store
 from syncd.unseen import UnseenSales
@@ -24,6 +26,35 @@ from syncd.unseen import UnseenSales
 log = structlog.get_logger("syncd.engine")
 
 WEBHOOK_DEDUPE_TTL = timedelta(days=7)
+
+
+class Outcome(enum.Enum):
+    """What became of a webhook delivery."""
+
+    RECORDED = "recorded"  # its lines are in the ledger
+    DUPLICATE = "duplicate"  # seen before: nothing recorded
+    ACCEPTED = "accepted"  # names orders whose lines are fetched after the answer
+    PING = "ping"  # a subscription check
+    UNKNOWN_CHANNEL = "unknown_channel"
+    BAD_SIGNATURE = "bad_signature"
+    MALFORMED = "malformed"
+    LEDGER_FAILED = "ledger_failed"  # nothing recorded: the platform should send it again
+
+
+@dataclass(frozen=True)
+class Receipt:
+    outcome: Outcome
+    error: str = ""
+    lines: int = 0
+    new: int = 0
+
+
+def delivery_id(headers: Mapping[str, str]) -> str | None:
+    """The platform's id of a delivery, for the logs."""
+    for header in ("x-wc-webhook-delivery-id", "x-shopify-webhook-id", "x-tts-notification-id"):
+        if header in headers:
+            return headers[header]
+    return None
 
 
 class Intake:
@@ -128,6 +159,44 @@ class Intake:
             report.counts["order_lines_duplicate"] += result.duplicates
 
     # ------------------------------------------------------------------ webhooks
+    async def receive(self, channel: str, headers: Mapping[str, str], body: bytes) -> Receipt:
+        """Take one webhook delivery: verify and parse it, and record its lines before answering
+        (so a 200 means the sale is in the ledger; the pushes it causes follow the answer). The
+        delivery is marked seen in the same transaction as its lines: when the ledger fails,
+        neither is written and the platform's redelivery is taken, not dropped as a duplicate."""
+        connector = self.channels.get(channel)
+        if connector is None:
+            return Receipt(Outcome.UNKNOWN_CHANNEL, f"no channel named {channel!r}")
+        try:
+            event = connector.parse_webhook(headers, body)
+        except SignatureError as exc:
+            log.warning("webhook.refused", channel=channel, reason=str(exc))
+            return Receipt(Outcome.BAD_SIGNATURE, "invalid signature")
+        except PayloadError as exc:
+            log.warning("webhook.malformed", channel=channel, reason=str(exc), delivery=delivery_id(headers))
+            return Receipt(Outcome.MALFORMED, f"malformed payload: {exc}")
+        if event.ping:
+            return Receipt(Outcome.PING)
+        dedupe = f"{channel}:{event.dedupe_key}" if event.dedupe_key else None
+        if not connector.webhooks_carry_lines:
+            # The lines must be fetched: done after answering, and only then is the delivery
+            # remembered, so a redelivery after a failed fetch is not thrown away.
+            self.fetch_later(channel, event, dedupe)
+            return Receipt(Outcome.ACCEPTED)
+        try:
+            result = self.store.ingest_delivery(
+                event.lines, [dedupe] if dedupe else [], self.clock(), WEBHOOK_DEDUPE_TTL
+            )
+        except StoreError as exc:
+            log.error("webhook.store_failed", channel=channel, error=str(exc), delivery=delivery_id(headers))
+            return Receipt(Outcome.LEDGER_FAILED, "the ledger could not record the delivery; send it again later")
+        if result is None:
+            return Receipt(Outcome.DUPLICATE)
+        self.ingested(result)
+        if result.touched_skus:
+            self.touch(result.touched_skus)
+        return Receipt(Outcome.RECORDED, lines=len(event.lines), new=len(result.new))
+
     def fetch_later(self, channel: str, event: WebhookEvent, dedupe: str | None) -> None:
         """Queue a webhook event whose lines must be fetched: the fast path fetches the events of a
         burst together, ingests them, and only then remembers the deliveries as seen (so that a
@@ -162,10 +231,12 @@ class Intake:
             if lines is None:
                 log.warning("webhook.fetch_failed", channel=channel, events=len(fresh), errors=report.errors)
                 continue
-            touched |= self.ingest(lines).touched_skus
-            for _, dedupe in fresh:
-                if dedupe:
-                    self.store.mark_webhook_seen(dedupe, self.clock(), WEBHOOK_DEDUPE_TTL)
+            # The deliveries are remembered in the transaction that records their lines.
+            keys = [dedupe for _, dedupe in fresh if dedupe]
+            result = self.store.ingest_delivery(lines, keys, self.clock(), WEBHOOK_DEDUPE_TTL)
+            if result is not None:
+                self.ingested(result)
+                touched |= result.touched_skus
         return touched
 
     # ------------------------------------------------------------------ fast path

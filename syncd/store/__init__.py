@@ -2,6 +2,7 @@
 
 from syncd.store.store import (
     DriftRow,
+    HistoryEvent,
     IngestResult,
     LineRow,
     ListingRow,
@@ -11,4 +12,14 @@ from syncd.store.store import (
     Store,
 )
 
-__all__ = ["DriftRow", "IngestResult", "LineRow", "ListingRow", "PushRow", "RunRow", "SkuRow", "Store"]
+__all__ = [
+    "DriftRow",
+    "HistoryEvent",
+    "IngestResult",
+    "LineRow",
+    "ListingRow",
+    "PushRow",
+    "RunRow",
+    "SkuRow",
+    "Store",
+]

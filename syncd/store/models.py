@@ -137,6 +137,22 @@ class DriftTable(LedgerTable, table=True):
     correction: int | None = _int(nullable=True)
 
 
+class HistoryTable(LedgerTable, table=True):
+    """Per-SKU events over time for the operator's view (what the other tables overwrite)."""
+
+    __tablename__ = "history"
+    __table_args__ = (Index("ix_history_sku_at", "sku", "at"), Index("ix_history_at", "at"))
+
+    id: int | None = _id()
+    at: datetime = _time()
+    sku: str = _text()
+    channel: str = _text()  # "" for the ERP's figures and for SKU-wide decisions
+    kind: str = _text()  # "on_hand" | "read" | "push" | "order" | "cancel" | "refused" | "decision"
+    quantity: int | None = _int(nullable=True)
+    outcome: str = _text()  # push: "sent", "rejected", "stale", "failed"; order: its order id
+    detail: str = _text(long=True)  # JSON object: the reasons and figures behind the event
+
+
 class CursorTable(LedgerTable, table=True):
     __tablename__ = "cursor"
 
@@ -201,6 +217,7 @@ listing = metadata.tables["listing"]
 order_line = metadata.tables["order_line"]
 push = metadata.tables["push"]
 drift = metadata.tables["drift"]
+history = metadata.tables["history"]
 cursor = metadata.tables["cursor"]
 run = metadata.tables["run"]
 webhook_seen = metadata.tables["webhook_seen"]

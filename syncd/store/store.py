@@ -7,7 +7,7 @@ ledger by accident. Every database failure surfaces as StoreError (chained to th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -317,54 +317,79 @@ class Store(TokenStore, ErpRecordStore):
         push, it is taken out of sold_since_push again (the channel restocks a cancelled order).
         Anything else already known is a duplicate.
         """
+        with self._db.transaction("ingest order lines") as conn:
+            return self._ingest(conn, lines, now)
+
+    def ingest_delivery(
+        self, lines: Sequence[OrderLine], keys: Sequence[str], now: datetime, ttl: timedelta
+    ) -> IngestResult | None:
+        """Record a webhook delivery's lines (as ``ingest_lines``) and mark its delivery keys seen
+        (as ``mark_webhook_seen``), in one transaction. Returns None, recording nothing, when every
+        key was seen already (a duplicate). A failure records neither, so a redelivery counts."""
+        with self._db.transaction("ingest webhook delivery") as conn:
+            fresh = [key for key in keys if not self._mark_seen(conn, key, now, ttl)]
+            if keys and not fresh:
+                return None
+            return self._ingest(conn, lines, now)
+
+    def ingest_polled(
+        self, lines: Sequence[OrderLine], cursors: Mapping[str, str], now: datetime
+    ) -> IngestResult:
+        """Record polled lines (as ``ingest_lines``) and save the cursors that poll reached, in one
+        transaction: a failure leaves every cursor where it was, so the next poll reads them again."""
+        with self._db.transaction("ingest polled order lines") as conn:
+            for name, value in cursors.items():
+                self._save_cursor(conn, name, value)
+            return self._ingest(conn, lines, now)
+
+    def _ingest(self, conn: Connection, lines: Sequence[OrderLine], now: datetime) -> IngestResult:
         new: list[OrderLine] = []
         released: list[OrderLine] = []
         to_compensate: list[OrderLine] = []
         duplicates = 0
         li = t.listing
-        with self._db.transaction("ingest order lines") as conn:
-            states = line_states(conn, [(line.channel, line.order_id, line.line_key) for line in lines])
-            for line in lines:
-                ident = (line.channel, line.order_id, line.line_key)
-                outcome, states[ident] = ingest_line(conn, line, states.get(ident), now)
-                if outcome == "new":
-                    new.append(line)
-                elif outcome == "released":
-                    released.append(line)
-                elif outcome == "compensate":
-                    to_compensate.append(line)
-                elif outcome == "duplicate":
-                    duplicates += 1
-            if new:
-                # A sale the channel made before syncd's last write was overwritten by that write:
-                # only later sales lower what the channel shows now.
-                bump = (
-                    update(li)
-                    .where(
-                        li.c.channel == bindparam("b_channel"),
-                        li.c.sku == bindparam("b_sku"),
-                        li.c.pushed_at.is_(None) | (li.c.pushed_at < bindparam("b_at", type_=UtcDateTime)),
-                    )
-                    .values(sold_since_push=li.c.sold_since_push + bindparam("b_units"))
+        states = line_states(conn, [(line.channel, line.order_id, line.line_key) for line in lines])
+        for line in lines:
+            ident = (line.channel, line.order_id, line.line_key)
+            outcome, states[ident] = ingest_line(conn, line, states.get(ident), now)
+            if outcome == "new":
+                new.append(line)
+            elif outcome == "released":
+                released.append(line)
+            elif outcome == "compensate":
+                to_compensate.append(line)
+            elif outcome == "duplicate":
+                duplicates += 1
+        if new:
+            # A sale the channel made before syncd's last write was overwritten by that write:
+            # only later sales lower what the channel shows now.
+            bump = (
+                update(li)
+                .where(
+                    li.c.channel == bindparam("b_channel"),
+                    li.c.sku == bindparam("b_sku"),
+                    li.c.pushed_at.is_(None) | (li.c.pushed_at < bindparam("b_at", type_=UtcDateTime)),
                 )
-                params = [
-                    {
-                        "b_channel": line.channel,
-                        "b_sku": line.sku,
-                        "b_units": line.quantity,
-                        # Strictly after: channels stamp orders in whole seconds, and a sale in the
-                        # push's own second is taken as overwritten. If it came after the write,
-                        # syncd believes the channel shows more than it does and pushes again
-                        # (at worst a unit held back briefly); the other way round would let the
-                        # channel show a unit already sold.
-                        "b_at": line.updated_at,
-                    }
-                    for line in new
-                ]
-                conn.execute(bump, params)
-            cancelled = [*released, *to_compensate]
-            if cancelled:
-                self._unsell(conn, cancelled)
+                .values(sold_since_push=li.c.sold_since_push + bindparam("b_units"))
+            )
+            params = [
+                {
+                    "b_channel": line.channel,
+                    "b_sku": line.sku,
+                    "b_units": line.quantity,
+                    # Strictly after: channels stamp orders in whole seconds, and a sale in the
+                    # push's own second is taken as overwritten. If it came after the write,
+                    # syncd believes the channel shows more than it does and pushes again
+                    # (at worst a unit held back briefly); the other way round would let the
+                    # channel show a unit already sold.
+                    "b_at": line.updated_at,
+                }
+                for line in new
+            ]
+            conn.execute(bump, params)
+        cancelled = [*released, *to_compensate]
+        if cancelled:
+            self._unsell(conn, cancelled)
         return IngestResult(new=new, released=released, to_compensate=to_compensate, duplicates=duplicates)
 
     @staticmethod
@@ -598,8 +623,12 @@ class Store(TokenStore, ErpRecordStore):
 
     def set_cursor(self, name: str, value: str) -> None:
         with self._db.transaction("save cursor") as conn:
-            stmt = insert(conn, t.cursor).values(name=name, value=value)
-            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"value": value}))
+            self._save_cursor(conn, name, value)
+
+    @staticmethod
+    def _save_cursor(conn: Connection, name: str, value: str) -> None:
+        stmt = insert(conn, t.cursor).values(name=name, value=value)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"value": value}))
 
     # -- channel tokens (connectors.base.TokenStore) ------------------------------------------
     def load_token(self, name: str) -> StoredToken | None:
@@ -661,14 +690,18 @@ class Store(TokenStore, ErpRecordStore):
     # -- webhooks and leases ----------------------------------------------------------------
     def mark_webhook_seen(self, key: str, now: datetime, ttl: timedelta) -> bool:
         """Record a delivery key; True if it was already seen and not expired (a duplicate)."""
-        ws = t.webhook_seen
         with self._db.transaction("record webhook delivery") as conn:
-            # Pruning here keeps the table at one TTL's worth of deliveries without a cleanup job;
-            # the expiry index makes it cost next to nothing when nothing has expired.
-            conn.execute(delete(ws).where(ws.c.expires_at <= now))
-            stmt = insert(conn, ws).values(key=key, seen_at=now, expires_at=now + ttl)
-            fresh = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(ws.c.key)
-            return conn.execute(fresh).first() is None
+            return self._mark_seen(conn, key, now, ttl)
+
+    @staticmethod
+    def _mark_seen(conn: Connection, key: str, now: datetime, ttl: timedelta) -> bool:
+        ws = t.webhook_seen
+        # Pruning here keeps the table at one TTL's worth of deliveries without a cleanup job;
+        # the expiry index makes it cost next to nothing when nothing has expired.
+        conn.execute(delete(ws).where(ws.c.expires_at <= now))
+        stmt = insert(conn, ws).values(key=key, seen_at=now, expires_at=now + ttl)
+        fresh = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(ws.c.key)
+        return conn.execute(fresh).first() is None
 
     def is_webhook_seen(self, key: str, now: datetime) -> bool:
         """True if the delivery key was recorded and has not expired (read only)."""
