@@ -114,16 +114,23 @@ class Intake:
             polled[name] = (asked, own)
             if own is not None:
                 return page.lines
+            # Saved with the lines, in one transaction: a cursor past lines not recorded would
+            # skip those orders for good.
             if page.latest is not None and page.latest > start:
-                self.store.set_cursor(f"orders:{name}", page.latest.isoformat())
+                cursors[f"orders:{name}"] = page.latest.isoformat()
             elif cursor is None:
-                self.store.set_cursor(f"orders:{name}", start.isoformat())
+                cursors[f"orders:{name}"] = start.isoformat()
             return page.lines
 
+        cursors: dict[str, str] = {}
         chosen = self.channels if names is None else {n: self.channels[n] for n in names}
         results = await asyncio.gather(*(pull(n, c) for n, c in chosen.items()))
         lines = [line for batch in results for line in batch]
-        result = self.ingest(lines, report)
+        if lines or cursors:
+            result = self.store.ingest_polled(lines, cursors, self.clock())
+        else:
+            result = IngestResult()
+        self.ingested(result, report)
         for name, (asked, since) in polled.items():
             self.unseen.polled(name, asked, since)
         return result

@@ -97,3 +97,24 @@ async def test_a_delivery_the_ledger_failed_to_record_is_taken_when_sent_again(t
         await daemon.engine.drain_fast_path()
         await daemon.engine.aclose()
         daemon.store.close()
+
+
+async def test_a_poll_the_ledger_failed_to_record_leaves_the_cursor_and_is_read_again(world: World) -> None:
+    """An order poll reads a page of sales, then the ledger fails while recording them: the
+    channel's order cursor stays where it was, and the next poll records those orders."""
+    await world.seed({"A": 10}, {"A": 10})
+    await world.engine.reconcile()
+    cursor = world.store.get_cursor("orders:webstore")
+    assert (await world.purchase("A", 3)).status_code == 201
+    with ledger_refuses_order_lines(Path(world.daemon.config.database_url.removeprefix("sqlite:///"))):
+        try:
+            await world.engine.poll_orders()
+        except Exception as exc:  # the scheduler's job logs it; the cycle does not go on
+            assert "disk is full" in str(exc)
+        else:
+            raise AssertionError("the poll went on as if its lines were recorded")
+        assert world.store.get_cursor("orders:webstore") == cursor
+        assert world.store.reserved_by_sku() == {}
+    await world.engine.poll_orders()
+    assert world.store.reserved_by_sku() == {"A": 3}
+    assert world.store.get_cursor("orders:webstore") != cursor
