@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 
 from connectors.base import ChannelConnector, ErpConnector, ErpRecordStore, TokenStore
+from connectors.bling.client import BlingConnector
+from connectors.bling.settings import BlingSettings
 from connectors.mock_erp.client import MockErpConnector
 from connectors.mock_erp.settings import MockErpSettings
 from connectors.shopify.client import ShopifyConnector
@@ -18,6 +20,7 @@ from connectors.woocommerce.settings import WooCommerceSettings
 
 ERP_TYPES: dict[str, tuple[type[Any], type[ErpConnector]]] = {
     "mock_erp": (MockErpSettings, MockErpConnector),
+    "bling": (BlingSettings, BlingConnector),
 }
 
 CHANNEL_TYPES: dict[str, tuple[type[Any], type[ChannelConnector]]] = {
