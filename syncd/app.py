@@ -136,7 +136,15 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     @app.post("/webhooks/{channel}")
     async def webhook(channel: str, request: Request) -> JSONResponse:
-        receipt = await engine.intake.receive(channel, request.headers, await request.body())
+        limit = daemon.config.server.max_webhook_body
+        body = await _read_at_most(request, limit)
+        if body is None:
+            log.warning("webhook.too_large", channel=channel, limit=limit)
+            return JSONResponse(
+                {"error": f"webhook body is larger than {limit} bytes (server.max_webhook_body)"},
+                status_code=413,
+            )
+        receipt = await engine.intake.receive(channel, request.headers, body)
         status = _WEBHOOK_STATUS[receipt.outcome]
         if receipt.error:
             return JSONResponse({"error": receipt.error}, status_code=status)
@@ -151,3 +159,18 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     return app
 
+
+async def _read_at_most(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it is known to exceed ``limit`` bytes: read a chunk at a
+    time and dropped as soon as it is too large, so an oversized body never sits in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -118,3 +118,30 @@ async def test_a_poll_the_ledger_failed_to_record_leaves_the_cursor_and_is_read_
     await world.engine.poll_orders()
     assert world.store.reserved_by_sku() == {"A": 3}
     assert world.store.get_cursor("orders:webstore") != cursor
+
+
+async def test_a_webhook_body_over_the_cap_is_refused_before_it_is_read_whole(world: World) -> None:
+    """A 50 MB webhook body, streamed without a length, is answered 413 with the limit named,
+    after the daemon read no more than the cap (1 MiB by default) and one chunk of it."""
+    chunk = b"x" * 65_536
+    pulled = 0
+
+    async def fifty_megabytes() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        for _ in range(50 * 1024 * 1024 // len(chunk)):
+            pulled += 1
+            yield chunk
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=world.daemon.app()), base_url="http://syncd"
+    ) as syncd:
+        answer = await syncd.post("/webhooks/webstore", content=fifty_megabytes())
+        assert answer.status_code == 413
+        assert "1048576 bytes (server.max_webhook_body)" in answer.json()["error"]
+        assert pulled * len(chunk) <= 1_048_576 + len(chunk)
+        declared = await syncd.post(
+            "/webhooks/webstore", content=b"{}", headers={"Content-Length": str(2 * 1_048_576)}
+        )
+        assert declared.status_code == 413
+        # Under the cap, the delivery is read and judged as before (here: unsigned).
+        assert (await syncd.post("/webhooks/webstore", content=b"{}")).status_code == 401
