@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.bling.settings import BlingSettings
 from connectors.mock_erp.settings import MockErpSettings
 from connectors.settings import Duration
 from connectors.shopify.settings import ShopifySettings
@@ -33,7 +34,7 @@ from connectors.woocommerce.settings import WooCommerceSettings
 from syncd.config_errors import DuplicateKeyError, UniqueKeyLoader, explain_errors
 from syncd.errors import ConfigError
 
-ErpSettings = Annotated[MockErpSettings, Field(discriminator="type")]
+ErpSettings = Annotated[MockErpSettings | BlingSettings, Field(discriminator="type")]
 ChannelSettings = Annotated[
     WooCommerceSettings | ShopifySettings | TikTokShopSettings, Field(discriminator="type")
 ]
@@ -44,17 +45,40 @@ class _Model(BaseModel):
 
 
 class ServerSettings(_Model):
-    host: str = "0.0.0.0"
-    port: int = Field(default=8080, ge=1, le=65535)
-    # Largest webhook body accepted, in bytes; a larger one is refused with 413 unread.
-    max_webhook_body: int = Field(default=1_048_576, ge=1024)
+    host: str = Field(
+        default="0.0.0.0",
+        description="Address the HTTP server listens on (0.0.0.0: every interface; 127.0.0.1: this machine only).",
+    )
+    port: int = Field(
+        default=8080, ge=1, le=65535, description="Port of /health, /ready, /metrics, /status, the API and webhooks."
+    )
+    max_webhook_body: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest webhook body accepted, in bytes; a larger one is refused with 413 unread.",
+    )
+    max_webhook_body: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest webhook body accepted, in bytes; a larger one is refused with 413 unread.",
+    )
 
 
 class ScheduleSettings(_Model):
-    reconcile_interval: Duration = Field(default=timedelta(minutes=5), gt=timedelta(0))
-    order_poll_interval: Duration = Field(default=timedelta(seconds=45), gt=timedelta(0))
-    erp_poll_interval: Duration = Field(default=timedelta(seconds=60), gt=timedelta(0))
-    jitter: Duration = Field(default=timedelta(seconds=2), ge=timedelta(0))
+    reconcile_interval: Duration = Field(
+        default=timedelta(minutes=5),
+        gt=timedelta(0),
+        description="Full reconcile: read back every channel, record drift, push corrections.",
+    )
+    order_poll_interval: Duration = Field(
+        default=timedelta(seconds=45), gt=timedelta(0), description="Order poll: the safety net for lost webhooks."
+    )
+    erp_poll_interval: Duration = Field(
+        default=timedelta(seconds=60), gt=timedelta(0), description="ERP poll: restocks and manual ERP edits."
+    )
+    jitter: Duration = Field(
+        default=timedelta(seconds=2), ge=timedelta(0), description="Random delay added to each scheduled cycle."
+    )
     order_overlap: Duration = Field(
         default=timedelta(minutes=5), ge=timedelta(0), description="Re-read window of order polls."
     )
@@ -73,8 +97,10 @@ Threshold = Annotated[int, Field(ge=0)] | Literal["auto"]
 
 
 class SkuOverride(_Model):
-    safety_stock: int | None = Field(default=None, ge=0)
-    low_stock_threshold: Threshold | None = None
+    safety_stock: int | None = Field(default=None, ge=0, description="This SKU's safety stock (unset: stock's).")
+    low_stock_threshold: Threshold | None = Field(
+        default=None, description="This SKU's low-stock threshold, a number or auto (unset: stock's)."
+    )
 
 
 class AutoThresholdSettings(_Model):
@@ -82,9 +108,11 @@ class AutoThresholdSettings(_Model):
     ceil(sales per minute x propagation latency / 60 x channels), within [floor, cap]; the sales
     rate is the higher of the rates over ``window`` and over ``burst_window``."""
 
-    floor: int = Field(default=2, ge=0)
-    cap: int = Field(default=500, ge=0)
-    window: Duration = Field(default=timedelta(minutes=15), gt=timedelta(0))
+    floor: int = Field(default=2, ge=0, description="Smallest threshold auto gives.")
+    cap: int = Field(default=500, ge=0, description="Largest threshold auto gives.")
+    window: Duration = Field(
+        default=timedelta(minutes=15), gt=timedelta(0), description="Sales rate measured over this window."
+    )
     burst_window: Duration = Field(
         default=timedelta(minutes=1),
         gt=timedelta(0),
@@ -134,17 +162,23 @@ class StockSettings(_Model):
 
 
 class LoggingSettings(_Model):
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lines below this level are dropped; debug logs every API call."
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: JSON when not on a terminal, readable lines on one."
+    )
 
 
 class EventSettings(_Model):
     """A time-boxed override for one channel, e.g. a scheduled live stream on TikTok Shop."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
-    channel: str
-    start: AwareDatetime
-    end: AwareDatetime
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$", description="Unique name (also its id in the API)."
+    )
+    channel: str = Field(description="The channel it applies to (a channel's name).")
+    start: AwareDatetime = Field(description="When it starts (ISO 8601 with a time zone).")
+    end: AwareDatetime = Field(description="When it ends; it expires by itself.")
     share: int | None = Field(default=None, ge=0, le=100, description="Replaces the channel's share.")
     reserve: int | None = Field(default=None, ge=0, description="Units ring-fenced for the channel.")
     priority: int | None = Field(default=None, ge=0, description="Replaces the channel's low-stock priority.")
@@ -230,8 +264,22 @@ class MappingSettings(_Model):
     )
 
 
+class HistorySettings(_Model):
+    retention: Duration = Field(
+        default=timedelta(days=7),
+        gt=timedelta(0),
+        description="SKU history, drift and finished runs older than this are deleted.",
+    )
+
+
 class Config(_Model):
-    database_url: str = "sqlite:///data/syncd.db"
+    database_url: str = Field(
+        default="sqlite:///data/syncd.db",
+        description=(
+            "The ledger: sqlite:///relative/path, sqlite:////absolute/path (one daemon per file), or"
+            " postgresql+psycopg://user:${PASSWORD}@host:5432/db (several replicas)."
+        ),
+    )
     server: ServerSettings = ServerSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     stock: StockSettings = StockSettings()
@@ -241,6 +289,7 @@ class Config(_Model):
     api: ApiSettings = ApiSettings()
     logging: LoggingSettings = LoggingSettings()
     readiness: ReadinessSettings = ReadinessSettings()
+    history: HistorySettings = HistorySettings()
     alerts: AlertSettings = AlertSettings()
     mapping: MappingSettings = MappingSettings()
 
