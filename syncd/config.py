@@ -57,11 +57,6 @@ class ServerSettings(_Model):
         ge=1024,
         description="Largest webhook body accepted, in bytes; a larger one is refused with 413 unread.",
     )
-    max_webhook_body: int = Field(
-        default=1_048_576,
-        ge=1024,
-        description="Largest webhook body accepted, in bytes; a larger one is refused with 413 unread.",
-    )
 
 
 class ScheduleSettings(_Model):
