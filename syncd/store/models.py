@@ -189,6 +189,22 @@ class LeaseTable(LedgerTable, table=True):
     expires_at: datetime = _time()
 
 
+class AlertTable(LedgerTable, table=True):
+    """An alert condition syncd notified (or is about to): kept so a restart neither sends an open
+    alert again nor forgets to resolve it. ``unsent`` is the message still owed: open, resolved or
+    nothing."""
+
+    __tablename__ = "alert"
+
+    key: str = _text(primary_key=True)
+    kind: str = _text()
+    text: str = _text(long=True)
+    opened_at: datetime = _time()
+    resolved_at: datetime | None = _time(nullable=True)
+    unsent: str = _text()
+    attempts: int = _int()
+
+
 class TokenTable(LedgerTable, table=True):
     """Channel access tokens (secrets: never log a row of this table)."""
 

@@ -724,6 +724,70 @@ class Store(TokenStore, ErpRecordStore):
             # A row comes back only when the insert or the guarded update happened.
             return conn.execute(upsert.returning(le.c.name)).first() is not None
 
+    # -- alerts -----------------------------------------------------------------------------
+    def alerts(self) -> list[AlertRow]:
+        """Every alert still open, or resolved and kept for its cooldown."""
+        al = t.metadata.tables["alert"]
+        with self._db.transaction("read alerts", write=False) as conn:
+            rows = conn.execute(select(al).order_by(al.c.key)).all()
+        return [AlertRow(**row._asdict()) for row in rows]
+
+    def save_alerts(self, rows: Sequence[AlertRow], drop: Iterable[str] = ()) -> None:
+        """Write alert rows as given (by key) and delete the ``drop`` keys, in one transaction."""
+        al = t.metadata.tables["alert"]
+        values = [vars(row) for row in rows]
+        with self._db.transaction("save alerts") as conn:
+            if values:
+                stmt = insert(conn, al)
+                columns = ("kind", "text", "opened_at", "resolved_at", "unsent", "attempts")
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[al.c.key], set_={c: stmt.excluded[c] for c in columns}
+                    ),
+                    values,
+                )
+            for batch in chunks(sorted(set(drop))):
+                conn.execute(delete(al).where(al.c.key.in_(batch)))
+
+    def alert_sent(self, key: str, message: str, *, delivered: bool) -> None:
+        """The ``message`` owed for ``key`` was delivered (nothing more owed) or failed once more.
+
+        Conditional on that message still being owed: a newer transition keeps its own."""
+        al = t.metadata.tables["alert"]
+        match = update(al).where(al.c.key == key, al.c.unsent == message)
+        stmt = match.values(unsent="") if delivered else match.values(attempts=al.c.attempts + 1)
+        with self._db.transaction("record alert delivery") as conn:
+            conn.execute(stmt)
+
+    def drift_counts_since(self, since: datetime) -> dict[tuple[str, str], int]:
+        """Drift rows per (channel, sku) recorded at or after ``since``."""
+        dr = t.drift
+        query = select(dr.c.channel, dr.c.sku, func.count()).where(dr.c.at >= since).group_by(dr.c.channel, dr.c.sku)
+        with self._db.transaction("count drift", write=False) as conn:
+            return {(channel, sku): int(n) for channel, sku, n in conn.execute(query)}
+
+    def sold_since(self, since: datetime) -> dict[tuple[str, str], int]:
+        """Units per (channel, sku) of order lines first recorded at or after ``since``, cancelled
+        ones left out."""
+        ol = t.order_line
+        query = (
+            select(ol.c.channel, ol.c.sku, func.sum(ol.c.quantity))
+            .where(ol.c.created_at >= since, ol.c.state.not_in(("released", "compensate")))
+            .group_by(ol.c.channel, ol.c.sku)
+        )
+        with self._db.transaction("read recent sales", write=False) as conn:
+            return {(channel, sku): int(n) for channel, sku, n in conn.execute(query) if n}
+
+    def latest_run(self, kind: str) -> RunRow | None:
+        """The most recently started run of ``kind``, finished or not."""
+        ru = t.run
+        query = select(ru).where(ru.c.kind == kind).order_by(ru.c.started_at.desc(), ru.c.id.desc()).limit(1)
+        with self._db.transaction("read latest run", write=False) as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return RunRow(row.id, row.kind, row.started_at, row.finished_at, json.loads(row.counts), row.error)
+
     def counts(self) -> dict[str, int]:
         """Ledger sizes for metrics: skus, listings, lines per state, pending pushes, drift rows."""
         ol, pu = t.order_line, t.push
@@ -764,3 +828,13 @@ def _select_some(conn: Connection, query: Any, column: Any, values: Iterable[str
     for batch in chunks(sorted(set(values))):
         rows.extend(conn.execute(query.where(column.in_(batch))))
     return rows
+
+@dataclass(frozen=True)
+class AlertRow:
+    key: str
+    kind: str
+    text: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    unsent: str  # the message still owed: "open" | "resolved" | ""
+    attempts: int
