@@ -118,6 +118,19 @@ class RunRow:
     error: str | None
 
 
+@dataclass(frozen=True)
+class HistoryEvent:
+    """One event in a SKU's history (see ``models.HistoryTable``); ``detail`` is JSON-ready."""
+
+    at: datetime
+    sku: str
+    channel: str
+    kind: str
+    quantity: int | None = None
+    outcome: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
 class Store(TokenStore, ErpRecordStore):
     """The ledger. ``url`` is an SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://...``."""
 
@@ -629,6 +642,130 @@ class Store(TokenStore, ErpRecordStore):
     def _save_cursor(conn: Connection, name: str, value: str) -> None:
         stmt = insert(conn, t.cursor).values(name=name, value=value)
         conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"value": value}))
+
+    # -- operator's view: history, reports, retention ----------------------------------------
+    def record_history(self, events: Sequence[HistoryEvent]) -> None:
+        rows = [
+            {
+                "at": e.at,
+                "sku": e.sku,
+                "channel": e.channel,
+                "kind": e.kind,
+                "quantity": e.quantity,
+                "outcome": e.outcome[:200],
+                "detail": json.dumps(e.detail, sort_keys=True, default=str),
+            }
+            for e in events
+        ]
+        with self._db.transaction("record history") as conn:
+            if rows:
+                conn.execute(insert(conn, t.history), rows)
+
+    def history(
+        self,
+        sku: str | None = None,
+        since: datetime | None = None,
+        kinds: Iterable[str] | None = None,
+        limit: int = 2000,
+    ) -> list[HistoryEvent]:
+        """The newest ``limit`` events (of one SKU, since a time, of some kinds), oldest first."""
+        hi = t.history
+        query = select(hi)
+        if sku is not None:
+            query = query.where(hi.c.sku == sku)
+        if since is not None:
+            query = query.where(hi.c.at >= since)
+        if kinds is not None:
+            query = query.where(hi.c.kind.in_(sorted(set(kinds))))
+        query = query.order_by(hi.c.at.desc(), hi.c.id.desc()).limit(limit)
+        with self._db.transaction("read history", write=False) as conn:
+            rows = conn.execute(query).all()
+        return [
+            HistoryEvent(r.at, r.sku, r.channel, r.kind, r.quantity, r.outcome, json.loads(r.detail or "{}"))
+            for r in reversed(rows)
+        ]
+
+    def history_times(self, since: datetime, kinds: Iterable[str]) -> list[tuple[str, datetime, int]]:
+        """(kind, time, quantity) of every event of these kinds since ``since``: for charts."""
+        hi = t.history
+        query = (
+            select(hi.c.kind, hi.c.at, hi.c.quantity)
+            .where(hi.c.at >= since, hi.c.kind.in_(sorted(set(kinds))))
+            .order_by(hi.c.at)
+        )
+        with self._db.transaction("read history times", write=False) as conn:
+            return [(r.kind, r.at, r.quantity or 0) for r in conn.execute(query)]
+
+    def drift_since(self, since: datetime, sku: str | None = None, limit: int = 10_000) -> list[DriftRow]:
+        """Drift recorded since ``since`` (of one SKU), newest first."""
+        dr = t.drift
+        query = select(
+            dr.c.at, dr.c.channel, dr.c.sku, dr.c.expected, dr.c.observed, dr.c.cause, dr.c.correction
+        ).where(dr.c.at >= since)
+        if sku is not None:
+            query = query.where(dr.c.sku == sku)
+        query = query.order_by(dr.c.at.desc(), dr.c.id.desc()).limit(limit)
+        with self._db.transaction("read drift", write=False) as conn:
+            return [DriftRow(**row._asdict()) for row in conn.execute(query)]
+
+    def recent_runs_by_kind(self, per_kind: int = 10) -> list[RunRow]:
+        """The newest ``per_kind`` runs of every cycle kind, newest first (a frequent kind such as
+        the order poll would otherwise push every reconcile out of a plain "last N")."""
+        ru = t.run
+        with self._db.transaction("read runs", write=False) as conn:
+            kinds = sorted(conn.execute(select(ru.c.kind).distinct()).scalars())
+            rows: list[Any] = []
+            for kind in kinds:
+                query = (
+                    select(ru)
+                    .where(ru.c.kind == kind)
+                    .order_by(ru.c.started_at.desc(), ru.c.id.desc())
+                    .limit(per_kind)
+                )
+                rows.extend(conn.execute(query).all())
+        found = [
+            RunRow(row.id, row.kind, row.started_at, row.finished_at, json.loads(row.counts), row.error)
+            for row in rows
+        ]
+        return sorted(found, key=lambda r: (r.started_at, r.id), reverse=True)
+
+    def pushes_in_states(self, states: Iterable[str], limit: int = 10_000) -> list[PushRow]:
+        """Pushes in these states (``pending``, ``failed``...), oldest first."""
+        pu = t.push
+        query = (
+            select(*(pu.c[name] for name in _PUSH_FIELDS))
+            .where(pu.c.state.in_(sorted(set(states))))
+            .order_by(pu.c.id)
+            .limit(limit)
+        )
+        with self._db.transaction("read pushes", write=False) as conn:
+            return [PushRow(**row._asdict()) for row in conn.execute(query)]
+
+    def lines_of_sku(self, sku: str, limit: int = 200) -> list[LineRow]:
+        """The SKU's newest order lines in any state, newest first."""
+        ol = t.order_line
+        fields = [ol.c[name] for name in ("channel", "order_id", "line_key", "sku", "quantity", "state")]
+        query = (
+            select(*fields, ol.c.created_at, ol.c.updated_at)
+            .where(ol.c.sku == sku)
+            .order_by(ol.c.id.desc())
+            .limit(limit)
+        )
+        with self._db.transaction("read order lines", write=False) as conn:
+            return [LineRow(**row._asdict()) for row in conn.execute(query)]
+
+    def prune(self, before: datetime) -> dict[str, int]:
+        """Delete history, drift and finished runs older than ``before``; the rows deleted per table.
+        Runs still in progress are kept whatever their age."""
+        hi, dr, ru = t.history, t.drift, t.run
+        with self._db.transaction("prune old rows") as conn:
+            return {
+                "history": conn.execute(delete(hi).where(hi.c.at < before)).rowcount,
+                "drift": conn.execute(delete(dr).where(dr.c.at < before)).rowcount,
+                "run": conn.execute(
+                    delete(ru).where(ru.c.finished_at.is_not(None), ru.c.started_at < before)
+                ).rowcount,
+            }
 
     # -- channel tokens (connectors.base.TokenStore) ------------------------------------------
     def load_token(self, name: str) -> StoredToken | None:
