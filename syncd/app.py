@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import structlog
@@ -12,14 +15,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from syncd.config import EventSettings
+from syncd.config import Config, EventSettings
+from syncd.engine import Engine
 from syncd.engine.intake import Outcome
 from syncd.errors import StoreError
 from syncd.status_data import daemon_sku, daemon_status
 from syncd.status_page import render_sku_page, render_status_page
-
-if TYPE_CHECKING:
-    from syncd.daemon import Daemon
+from syncd.store import Store
 
 log = structlog.get_logger("syncd.http")
 
@@ -35,7 +37,25 @@ _WEBHOOK_STATUS = {
 }
 
 
-def create_app(daemon: Daemon) -> FastAPI:
+class Host(Protocol):
+    """What the HTTP app needs from the process serving it (the daemon), so neither module
+    imports the other's internals: the daemon builds the app and passes itself."""
+
+    config: Config
+    engine: Engine
+    store: Store
+    started_at: datetime
+
+    def lifespan(self, app: FastAPI) -> AbstractAsyncContextManager[None]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def schedule_event_replans(self, event: EventSettings) -> None: ...
+
+    def spawn(self, work: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]: ...
+
+
+def create_app(daemon: Host) -> FastAPI:
     app = FastAPI(title="syncd", docs_url=None, redoc_url=None, openapi_url=None, lifespan=daemon.lifespan)
     engine = daemon.engine
     store = daemon.store
@@ -148,14 +168,14 @@ def create_app(daemon: Daemon) -> FastAPI:
         status = _WEBHOOK_STATUS[receipt.outcome]
         if receipt.error:
             return JSONResponse({"error": receipt.error}, status_code=status)
-        body: dict[str, object] = {"ok": True}
+        answer: dict[str, object] = {"ok": True}
         if receipt.outcome is Outcome.ACCEPTED:
-            body["accepted"] = True
+            answer["accepted"] = True
         elif receipt.outcome is Outcome.DUPLICATE:
-            body["duplicate"] = True
+            answer["duplicate"] = True
         elif receipt.outcome is Outcome.RECORDED:
-            body |= {"lines": receipt.lines, "new": receipt.new}
-        return JSONResponse(body, status_code=status)
+            answer |= {"lines": receipt.lines, "new": receipt.new}
+        return JSONResponse(answer, status_code=status)
 
     return app
 

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from connectors.registry import build_channel, build_erp
 from syncd import __version__
+from syncd.app import create_app
 from syncd.config import Config, EventSettings
 from syncd.engine import CycleReport, Engine, utcnow
 from syncd.errors import StoreError
@@ -223,8 +224,6 @@ class Daemon:
 
     # ------------------------------------------------------------------ serving
     def app(self) -> FastAPI:
-        from syncd.app import create_app
-
         return create_app(self)
 
     async def serve(self) -> None:

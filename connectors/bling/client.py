@@ -217,9 +217,9 @@ class BlingConnector(ErpConnector):
             if response.status_code >= 300:
                 raise self.refusal(response)
             found, skipped = payloads.balances(response, self.name)
-            for reason in skipped:
+            for reason in skipped.values():
                 log.warning("bling.balance_skipped", erp=self.name, reason=reason)
-            answered = set()
+            answered = {pid for pid in skipped if pid is not None}
             for balance in found:
                 answered.add(balance.product_id)
                 record = self._record(balance)

@@ -82,19 +82,21 @@ def products(response: httpx.Response, connector: str) -> tuple[list[Product], l
     return found, skipped
 
 
-def balances(response: httpx.Response, connector: str) -> tuple[list[Balance], list[str]]:
-    """``GET /estoques/saldos``: each product's virtual balance, in total and per deposit."""
+def balances(response: httpx.Response, connector: str) -> tuple[list[Balance], dict[int | None, str]]:
+    """``GET /estoques/saldos``: each product's virtual balance, in total and per deposit, and why
+    others were left out (by product id)."""
     items = data_of(response, list, connector)
-    found, skipped = [], []
+    found: list[Balance] = []
+    skipped: dict[int | None, str] = {}
     for i, item in enumerate(items):
         product = item.get("produto") if isinstance(item, dict) else None
         pid = _int(product.get("id")) if isinstance(product, dict) else None
         if pid is None or not isinstance(item, dict):
-            skipped.append(f"data[{i}] has no produto.id")
+            skipped[None] = f"data[{i}] has no produto.id"
             continue
         total = _number(item.get("saldoVirtualTotal"))
         if total is None:
-            skipped.append(f"product {pid}: saldoVirtualTotal is not a number")
+            skipped[pid] = f"product {pid}: saldoVirtualTotal is not a number"
             continue
         deposits: dict[int, float] = {}
         for entry in item.get("depositos") or []:

@@ -97,3 +97,27 @@ async def test_empty_token_turns_the_api_off(tmp_path: Path) -> None:
     assert response.status_code == 403
     await daemon.engine.aclose()
     daemon.store.close()
+
+
+
+def test_the_http_app_and_the_daemon_do_not_import_each_other() -> None:
+    """syncd.app never imports syncd.daemon (not even for type checking: it declares the Host it
+    needs), and the daemon imports the app once, at the top, not from inside a method."""
+    import ast
+
+    import syncd.app
+    import syncd.daemon
+
+    def imports(module: object) -> list[tuple[str, bool]]:
+        tree = ast.parse(Path(module.__file__).read_text())  # type: ignore[attr-defined]
+        top = {id(node) for node in tree.body}
+        found = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.append((node.module, id(node) in top))
+            elif isinstance(node, ast.Import):
+                found += [(alias.name, id(node) in top) for alias in node.names]
+        return found
+
+    assert not [name for name, _ in imports(syncd.app) if name.startswith("syncd.daemon")]
+    assert [at_top for name, at_top in imports(syncd.daemon) if name == "syncd.app"] == [True]
