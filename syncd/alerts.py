@@ -222,12 +222,16 @@ def conditions(snapshot: Snapshot, settings: AlertSettings) -> list[Condition]:
                 if cover.where == "erp"
                 else f"shown on {cover.where}"
             )
+            outlook = (
+                "sold out; restock"
+                if cover.units == 0
+                else f"about {cover.hours:.1f} h of cover left; restock before it runs out"
+            )
             found.append(
                 Condition(
                     f"stock_depth:{cover.where}:{cover.sku}",
                     "stock_depth",
-                    f"{cover.sku}: {cover.units} unit(s) {where}, selling {cover.per_hour:.1f} an hour: "
-                    f"about {cover.hours:.1f} h of cover left; restock before it runs out",
+                    f"{cover.sku}: {cover.units} unit(s) {where}, selling {cover.per_hour:.1f} an hour: {outlook}",
                 )
             )
     return found
@@ -377,20 +381,15 @@ class Notifier:
     URLs never reach a log line or an error: receivers are named by ``mask_url``.
     """
 
-    def __init__(
-        self,
-        settings: AlertSettings,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        backoff: float = 1.0,
-    ) -> None:
+    def __init__(self, settings: AlertSettings, *, backoff: float = 1.0) -> None:
         self.settings = settings
         self.backoff = backoff
-        self.client = httpx.AsyncClient(
-            transport=transport, timeout=settings.timeout.total_seconds(), follow_redirects=False
-        )
 
-    async def post(self, hook: AlertWebhookSettings, body: dict[str, Any]) -> None:
+    def client(self) -> httpx.AsyncClient:
+        # One client per delivery round: nothing stays open between checks a minute apart.
+        return httpx.AsyncClient(timeout=self.settings.timeout.total_seconds(), follow_redirects=False)
+
+    async def post(self, client: httpx.AsyncClient, hook: AlertWebhookSettings, body: dict[str, Any]) -> None:
         """Post ``body`` to one receiver; DeliveryError once the retries are spent."""
         receiver = mask_url(hook.url.get_secret_value())
 
@@ -407,11 +406,12 @@ class Notifier:
             reraise=True,
         ):
             with attempt:
-                await self._post_once(hook, body)
+                await self._post_once(client, hook, body)
 
-    async def _post_once(self, hook: AlertWebhookSettings, body: dict[str, Any]) -> None:
+    @staticmethod
+    async def _post_once(client: httpx.AsyncClient, hook: AlertWebhookSettings, body: dict[str, Any]) -> None:
         try:
-            response = await self.client.post(hook.url.get_secret_value(), json=body)
+            response = await client.post(hook.url.get_secret_value(), json=body)
         except httpx.TransportError as exc:
             # The exception's text may quote the URL: only its class goes on.
             raise DeliveryError(type(exc).__name__, transient=True) from None
@@ -419,9 +419,6 @@ class Notifier:
             raise DeliveryError(f"HTTP {response.status_code}", transient=True)
         if response.status_code >= 300:
             raise DeliveryError(f"HTTP {response.status_code}", transient=False)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
 
 
 def _transient(exc: BaseException) -> bool:
@@ -449,7 +446,6 @@ class Alerter:
         started_at: datetime | None = None,
         secrets: Sequence[str] = (),
         clock: Callable[[], datetime] = utcnow,
-        transport: httpx.AsyncBaseTransport | None = None,
         backoff: float = 1.0,
     ) -> None:
         self.settings = settings
@@ -459,7 +455,7 @@ class Alerter:
         self.clock = clock
         self.started_at = started_at or clock()
         self.secrets = [s for s in secrets if s]
-        self.notifier = Notifier(settings, transport=transport, backoff=backoff)
+        self.notifier = Notifier(settings, backoff=backoff)
 
     def _clean(self, text: str) -> str:
         # Connector errors should hold no secret already; an alert leaves the building, so make sure.
@@ -489,33 +485,47 @@ class Alerter:
             await self.deliver()
         return changes
 
+    async def run(self) -> None:
+        """``check`` for the scheduler: a failed round is logged and the next one tries again."""
+        try:
+            await self.check()
+        except Exception:
+            log.exception("alert.check_failed")
+
     async def deliver(self) -> None:
         """Send every owed message: the first ``max_messages - 1`` one by one, the rest in one post."""
         owed = [(row, row.unsent) for row in self.store.alerts() if row.unsent]
         owed.sort(key=lambda item: (item[0].resolved_at or item[0].opened_at, item[0].key))
         limit = self.settings.max_messages
         single, rest = (owed, []) if len(owed) <= limit else (owed[: limit - 1], owed[limit - 1 :])
-        for row, message in single:
-            delivered = await self._send({style: payload(row, message, style) for style in ("slack", "json")})
-            self.store.alert_sent(row.key, message, delivered=delivered)
-        if rest:
-            delivered = await self._send({style: summary_payload(rest, style) for style in ("slack", "json")})
-            for row, message in rest:
+        down: set[int] = set()  # receivers that failed this round are not tried again until the next
+        async with self.notifier.client() as client:
+            for row, message in single:
+                bodies = {style: payload(row, message, style) for style in ("slack", "json")}
+                delivered = await self._send(client, bodies, down)
                 self.store.alert_sent(row.key, message, delivered=delivered)
+            if rest:
+                bodies = {style: summary_payload(rest, style) for style in ("slack", "json")}
+                delivered = await self._send(client, bodies, down)
+                for row, message in rest:
+                    self.store.alert_sent(row.key, message, delivered=delivered)
 
-    async def _send(self, bodies: Mapping[str, dict[str, Any]]) -> bool:
+    async def _send(
+        self, client: httpx.AsyncClient, bodies: Mapping[str, dict[str, Any]], down: set[int]
+    ) -> bool:
         """Post to every receiver; delivered once one of them took it (someone has been told)."""
         delivered = False
-        for hook in self.settings.webhooks:
+        for i, hook in enumerate(self.settings.webhooks):
+            if i in down:
+                continue
             try:
-                await self.notifier.post(hook, bodies[hook.format])
+                await self.notifier.post(client, hook, bodies[hook.format])
             except DeliveryError as exc:
+                if exc.transient:
+                    down.add(i)
                 log.warning(
                     "alert.send_failed", receiver=mask_url(hook.url.get_secret_value()), error=str(exc)
                 )
             else:
                 delivered = True
         return delivered
-
-    async def aclose(self) -> None:
-        await self.notifier.aclose()

@@ -128,6 +128,26 @@ class Daemon:
                 jitter=jitter,
                 next_run_time=first,
             )
+        from syncd.alerts import Alerter
+
+        # Alerts are evaluated even without a webhook: the ledger then still knows what is open.
+        alerter = Alerter(
+            self.config.alerts,
+            self.store,
+            lambda: self.engine.status()["connectors"],
+            reconcile_interval=schedule.reconcile_interval,
+            started_at=self.started_at,
+            secrets=self.config.secrets(),
+            clock=self.engine.clock,
+        )
+        scheduler.add_job(
+            alerter.run,
+            "interval",
+            id="alerts",
+            name="alerts",
+            seconds=self.config.alerts.check_interval.total_seconds(),
+            next_run_time=now + self.config.alerts.check_interval,
+        )
         scheduler.start()
         self.scheduler = scheduler
         for event in self.engine.events:

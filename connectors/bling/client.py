@@ -221,6 +221,8 @@ class BlingConnector(ErpConnector):
                 log.warning("bling.balance_skipped", erp=self.name, reason=reason)
             answered = {pid for pid in skipped if pid is not None}
             for balance in found:
+                if balance.product_id not in batch:
+                    continue  # not asked for: its code may be unknown, and it is read in its turn
                 answered.add(balance.product_id)
                 record = self._record(balance)
                 if record is not None:

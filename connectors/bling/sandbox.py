@@ -186,16 +186,21 @@ class BlingWebhookSender(WebhookSender):
             "companyId": account.company_id,
             "data": data,
         }
-        if (
-            self.bling_faults.webhook_reorder_rate
-            and self.rng.random() < self.bling_faults.webhook_reorder_rate
-        ):
-            self._held.append(payload)  # goes out after the next one
+        rate = self.bling_faults.webhook_reorder_rate
+        if not self._held and rate and self.rng.random() < rate:
+            self._held.append(payload)  # goes out right after the next one
             return
-        self._schedule(payload, self.headers, event=event, sku=product.codigo)
+        self._schedule(payload, self.headers, topic=event, sku=product.codigo)
+        self._release()
+
+    def _release(self) -> None:
         while self._held:
             held = self._held.pop(0)
-            self._schedule(held, self.headers, event=held["event"], reordered=True)
+            self._schedule(held, self.headers, topic=held["event"], reordered=True)
+
+    async def drain(self) -> None:
+        self._release()
+        await super().drain()
 
 
 # ---------------------------------------------------------------------------- OAuth
@@ -242,7 +247,7 @@ async def oauth_token(request: Request) -> Response:
         grant = account.exchange(form.get("grant_type", ""), form.get("code"), form.get("refresh_token"))
     except Refused as exc:
         return refused(exc)
-    expires_in = int((grant.access_expires - account.now()).total_seconds())
+    expires_in = int(account.access_ttl.total_seconds())
     body = {
         "access_token": grant.access,
         "expires_in": expires_in,

@@ -78,29 +78,24 @@ async def test_an_alert_is_sent_once_while_it_lasts_then_resolved(receiver: Rece
     """A channel down 30 minutes alerts both receivers once; later checks are quiet; recovery resolves it."""
     health, clock = [erp(), shop(up=False)], Clock()
     alerts = alerter(receiver, store, health, clock)
-    try:
-        await alerts.check()
-        clock.now += timedelta(minutes=1)
-        await alerts.check()
-        assert receiver.texts() == [
-            "[syncd] ALERT: shop has been failing for 30 min: shop: HTTP 503 from the API"
-        ]
-        (generic,) = [body for hook, body in receiver.received if hook == "json"]
-        assert (
-            generic["status"] == "open"
-            and generic["key"] == "down:shop"
-            and generic["kind"] == "connector_down"
-        )
-        health[1] = shop()
-        clock.now += timedelta(minutes=1)
-        await alerts.check()
-        await alerts.check()
-        assert receiver.texts()[1:] == [
-            "[syncd] RESOLVED: shop has been failing for 30 min: shop: HTTP 503 from the API"
-        ]
-        assert [b["status"] for h, b in receiver.received if h == "json"] == ["open", "resolved"]
-    finally:
-        await alerts.aclose()
+    await alerts.check()
+    clock.now += timedelta(minutes=1)
+    await alerts.check()
+    assert receiver.texts() == [
+        "[syncd] ALERT: shop has been failing for 30 min: shop: HTTP 503 from the API"
+    ]
+    (generic,) = [body for hook, body in receiver.received if hook == "json"]
+    assert (
+        generic["status"] == "open" and generic["key"] == "down:shop" and generic["kind"] == "connector_down"
+    )
+    health[1] = shop()
+    clock.now += timedelta(minutes=1)
+    await alerts.check()
+    await alerts.check()
+    assert receiver.texts()[1:] == [
+        "[syncd] RESOLVED: shop has been failing for 30 min: shop: HTTP 503 from the API"
+    ]
+    assert [b["status"] for h, b in receiver.received if h == "json"] == ["open", "resolved"]
 
 
 async def test_a_restart_neither_resends_nor_forgets_an_open_alert(
@@ -112,13 +107,12 @@ async def test_a_restart_neither_resends_nor_forgets_an_open_alert(
     first_store.migrate()
     first = alerter(receiver, first_store, health, clock)
     await first.check()
-    await first.aclose()
     first_store.close()
 
     again = Store(store_url)
     again.migrate()
-    second = alerter(receiver, again, health, clock)
     try:
+        second = alerter(receiver, again, health, clock)
         clock.now += timedelta(minutes=5)
         assert await second.check() == []
         assert len(receiver.texts()) == 1
@@ -126,7 +120,6 @@ async def test_a_restart_neither_resends_nor_forgets_an_open_alert(
         await second.check()
         assert receiver.texts()[1].startswith("[syncd] RESOLVED: shop has been failing")
     finally:
-        await second.aclose()
         again.close()
 
 
@@ -138,20 +131,33 @@ async def test_transient_failures_are_retried_and_an_undelivered_alert_waits_for
     alerts = alerter(
         receiver, store, health, clock, webhooks=[{"url": f"{receiver.url}/hook/slack/{SLACK_TOKEN}"}]
     )
-    try:
-        receiver.fail = 2
-        await alerts.check()
-        assert (receiver.attempts, len(receiver.texts())) == (3, 1)
-        health[1] = shop()
-        receiver.fail = 3
-        await alerts.check()
-        assert (receiver.attempts, len(receiver.texts())) == (6, 1)
-        await alerts.check()
-        await alerts.check()
-        assert receiver.texts()[1].startswith("[syncd] RESOLVED")
-        assert len(receiver.texts()) == 2
-    finally:
-        await alerts.aclose()
+    receiver.fail = 2
+    await alerts.check()
+    assert (receiver.attempts, len(receiver.texts())) == (3, 1)
+    health[1] = shop()
+    receiver.fail = 3
+    await alerts.check()
+    assert (receiver.attempts, len(receiver.texts())) == (6, 1)
+    await alerts.check()
+    await alerts.check()
+    assert receiver.texts()[1].startswith("[syncd] RESOLVED")
+    assert len(receiver.texts()) == 2
+
+
+async def test_a_receiver_down_is_tried_once_per_check_not_once_per_alert(
+    receiver: Receiver, store: Store
+) -> None:
+    """With a receiver failing every try, a check spends its retries on the first alert and skips the rest."""
+    health = [erp(), shop(up=False), {**shop(up=False), "name": "outlet"}]
+    alerts = alerter(
+        receiver, store, health, Clock(), webhooks=[{"url": f"{receiver.url}/hook/slack/{SLACK_TOKEN}"}]
+    )
+    receiver.fail = 100
+    await alerts.check()
+    assert receiver.attempts == 3
+    receiver.fail = 0
+    await alerts.check()
+    assert len(receiver.texts()) == 2
 
 
 async def test_a_refused_delivery_is_not_retried(receiver: Receiver, store: Store) -> None:
@@ -160,12 +166,9 @@ async def test_a_refused_delivery_is_not_retried(receiver: Receiver, store: Stor
     alerts = alerter(
         receiver, store, health, clock, webhooks=[{"url": f"{receiver.url}/hook/slack/{SLACK_TOKEN}"}]
     )
-    try:
-        receiver.fail, receiver.status = 1, 404
-        await alerts.check()
-        assert receiver.attempts == 1 and receiver.texts() == []
-    finally:
-        await alerts.aclose()
+    receiver.fail, receiver.status = 1, 404
+    await alerts.check()
+    assert receiver.attempts == 1 and receiver.texts() == []
 
 
 async def test_webhook_urls_and_secrets_never_reach_logs_or_alerts(receiver: Receiver, store: Store) -> None:
@@ -173,24 +176,19 @@ async def test_webhook_urls_and_secrets_never_reach_logs_or_alerts(receiver: Rec
     leaky = {**shop(up=False), "last_error": f"shop: refused token {SLACK_TOKEN}"}
     health, clock = [erp(), leaky], Clock()
     alerts = alerter(receiver, store, health, clock)
-    try:
-        receiver.fail = 100
-        with capture_logs() as logs:
-            await alerts.check()
-            receiver.fail = 0
-            await alerts.check()
-        assert SLACK_TOKEN not in repr(logs)
-        assert {
-            "event": "alert.send_failed",
-            "receiver": f"{receiver.url}/***",
-            "error": "HTTP 503",
-            "log_level": "warning",
-        } in logs
-        assert receiver.texts() == [
-            "[syncd] ALERT: shop has been failing for 30 min: shop: refused token ***"
-        ]
-    finally:
-        await alerts.aclose()
+    receiver.fail = 100
+    with capture_logs() as logs:
+        await alerts.check()
+        receiver.fail = 0
+        await alerts.check()
+    assert SLACK_TOKEN not in repr(logs)
+    assert {
+        "event": "alert.send_failed",
+        "receiver": f"{receiver.url}/***",
+        "error": "HTTP 503",
+        "log_level": "warning",
+    } in logs
+    assert receiver.texts() == ["[syncd] ALERT: shop has been failing for 30 min: shop: refused token ***"]
 
 
 async def test_a_storm_of_alerts_arrives_as_a_few_posts(receiver: Receiver, store: Store) -> None:
@@ -199,21 +197,18 @@ async def test_a_storm_of_alerts_arrives_as_a_few_posts(receiver: Receiver, stor
     for _ in range(3):
         store.record_drift(drifts, {}, NOW - timedelta(minutes=10))
     alerts = alerter(receiver, store, [erp()], Clock(), max_messages=3)
-    try:
-        await alerts.check()
-        texts = receiver.texts()
-        assert len(texts) == 3
-        assert texts[0].startswith("[syncd] ALERT: SKU-0 on shop drifted 3 times in 1 h: something else")
-        assert texts[2].splitlines()[0] == "[syncd] 3 more alert change(s):"
-        assert [line.split(" on ")[0] for line in texts[2].splitlines()[1:]] == [
-            "- ALERT: SKU-2",
-            "- ALERT: SKU-3",
-            "- ALERT: SKU-4",
-        ]
-        await alerts.check()
-        assert len(receiver.texts()) == 3
-    finally:
-        await alerts.aclose()
+    await alerts.check()
+    texts = receiver.texts()
+    assert len(texts) == 3
+    assert texts[0].startswith("[syncd] ALERT: SKU-0 on shop drifted 3 times in 1 h: something else")
+    assert texts[2].splitlines()[0] == "[syncd] 3 more alert change(s):"
+    assert [line.split(" on ")[0] for line in texts[2].splitlines()[1:]] == [
+        "- ALERT: SKU-2",
+        "- ALERT: SKU-3",
+        "- ALERT: SKU-4",
+    ]
+    await alerts.check()
+    assert len(receiver.texts()) == 3
 
 
 def sale(order: str, sku: str, quantity: int, channel: str = "tiktok") -> OrderLine:
@@ -237,19 +232,16 @@ async def test_stock_depth_and_refused_sales_from_the_ledger(receiver: Receiver,
         Cover("MUG-1", "erp", 28, 12.0, 28 / 12),
     ]
     alerts = alerter(receiver, store, [erp()], Clock())
-    try:
-        changes = await alerts.check()
-        assert [c.key for c in changes] == [
-            "sale_refused:MUG-1",
-            "stock_depth:erp:MUG-1",
-            "stock_depth:tiktok:MUG-1",
-        ]
-        assert (
-            "[syncd] ALERT: The ERP refused 2 sold unit(s) of MUG-1 (1 order line(s), first tiktok:o5:1)"
-            in receiver.texts()[0]
-        )
-    finally:
-        await alerts.aclose()
+    changes = await alerts.check()
+    assert [c.key for c in changes] == [
+        "sale_refused:MUG-1",
+        "stock_depth:erp:MUG-1",
+        "stock_depth:tiktok:MUG-1",
+    ]
+    assert (
+        "[syncd] ALERT: The ERP refused 2 sold unit(s) of MUG-1 (1 order line(s), first tiktok:o5:1)"
+        in receiver.texts()[0]
+    )
 
 
 async def test_without_webhooks_alerts_are_kept_but_not_sent(receiver: Receiver, store: Store) -> None:
@@ -262,9 +254,6 @@ async def test_without_webhooks_alerts_are_kept_but_not_sent(receiver: Receiver,
         started_at=NOW,
         clock=Clock(),
     )
-    try:
-        assert [c.key for c in await alerts.check()] == ["down:shop"]
-        assert [row.key for row in store.alerts()] == ["down:shop"]
-        assert receiver.attempts == 0
-    finally:
-        await alerts.aclose()
+    assert [c.key for c in await alerts.check()] == ["down:shop"]
+    assert [row.key for row in store.alerts()] == ["down:shop"]
+    assert receiver.attempts == 0

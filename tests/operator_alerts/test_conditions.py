@@ -122,8 +122,13 @@ def test_hours_of_cover_per_channel_and_erp() -> None:
 
 def test_stock_depth_alerts_below_min_cover() -> None:
     """A hot SKU with less than min_cover of cover alerts, named by where it runs out."""
-    covers = (Cover("MUG-1", "tiktok", 30, 10.0, 3.0), Cover("MUG-1", "erp", 70, 10.0, 7.0))
-    (found,) = conditions(Snapshot(NOW, NOW, covers=covers), SETTINGS)
+    covers = (
+        Cover("MUG-1", "shop", 0, 4.0, 0.0),
+        Cover("MUG-1", "tiktok", 30, 10.0, 3.0),
+        Cover("MUG-1", "erp", 70, 10.0, 7.0),
+    )
+    sold_out, found = conditions(Snapshot(NOW, NOW, covers=covers), SETTINGS)
+    assert sold_out.text == "MUG-1: 0 unit(s) shown on shop, selling 4.0 an hour: sold out; restock"
     assert found.key == "stock_depth:tiktok:MUG-1"
     assert found.text == (
         "MUG-1: 30 unit(s) shown on tiktok, selling 10.0 an hour: about 3.0 h of cover left; restock before it runs out"
