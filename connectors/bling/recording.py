@@ -132,6 +132,7 @@ class Recorder:
                     "produto": {"id": product_id},
                     "quantidade": -movement.delta,
                     "valor": 0,
+                    "valorLista": 0,
                     "descricao": movement.sku,
                 }
             ],
