@@ -108,6 +108,10 @@ class SkuMap:
         components = self.resolve(channel, channel_sku)
         return components is not None and (len(components) > 1 or components[0].quantity > 1)
 
+    def drawing_on(self, erp_sku: str) -> list[Rule]:
+        """The rules whose listings draw on ``erp_sku``: a change to its stock replans them too."""
+        return [rule for rule in self._rules.values() if any(c.sku == erp_sku for c in rule.components)]
+
     def channels_named(self) -> set[str]:
         return {rule.channel for rule in self._rules.values() if rule.channel is not None} | {
             c.channel for c in self.conflicts if c.channel is not None

@@ -183,3 +183,16 @@ def test_check_names_rules_for_unknown_channels() -> None:
         "the mapping names channel 'shopfy', which is not configured (channels: ['shop'])"
     ]
     assert report.has_conflicts
+
+
+def test_a_component_knows_the_kits_drawing_on_it() -> None:
+    """A sale of a component names every kit and renamed listing whose quantity it changes."""
+    sku_map = SkuMap(
+        [
+            Rule(None, "GIFT", GIFT, "kit"),
+            Rule("shop", "MUG-RED", (Component("MUG-1"),)),
+            Rule(None, "TEA-BOX", (Component("TEA-1", 6),), "kit"),
+        ]
+    )
+    assert sorted(r.channel_sku for r in sku_map.drawing_on("MUG-1")) == ["GIFT", "MUG-RED"]
+    assert sku_map.drawing_on("NONE") == []
