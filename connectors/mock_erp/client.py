@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import structlog
 
-from connectors.base import CircuitState, ErpConnector, Movement, StockPage, StockRecord
+from connectors.base import CircuitState, ErpConnector, Movement, Quarantined, StockPage, StockRecord
 from connectors.circuit import CircuitBreaker
 from connectors.http import HttpClient, RateLimiter, RetryPolicy
 from connectors.mock_erp.settings import MockErpSettings
@@ -68,16 +68,22 @@ class MockErpConnector(ErpConnector):
             params["since"] = since
         # A SKU changed while paging comes again on a later page; keep its last (newest) record.
         latest: dict[str, StockRecord] = {}
+        quarantined: list[Quarantined] = []
         tokens: set[str] = set()
         while True:
             response = await self._http.request("GET", "/api/v1/stock", params=params)
-            answer = stock_answer(response, self.name)
+            answer = stock_answer(response, self.name, max_quantity=self.settings.max_quantity)
             for record in answer.records:
                 latest.pop(record.sku, None)
                 latest[record.sku] = record
+            for item in answer.quarantined:
+                # Its newest record is refused: an older one from an earlier page is no better.
+                if item.ref is not None:
+                    latest.pop(item.ref, None)
+            quarantined.extend(answer.quarantined)
             token = answer.next_page_token
             if token is None:
-                return StockPage(records=list(latest.values()), cursor=answer.cursor)
+                return StockPage(records=list(latest.values()), cursor=answer.cursor, quarantined=quarantined)
             if token in tokens:
                 raise ProtocolError(
                     f"GET /api/v1/stock answered a page token it gave before ({token[:40]!r})",

@@ -7,8 +7,9 @@ from typing import Any, NoReturn
 
 import httpx
 
-from connectors.base import StockRecord
+from connectors.base import Quarantined, StockRecord
 from connectors.http import json_body
+from connectors.limits import quarantine
 from syncd.errors import ProtocolError
 
 
@@ -17,6 +18,7 @@ class StockAnswer:
     records: list[StockRecord]
     cursor: str
     next_page_token: str | None
+    quarantined: list[Quarantined]
 
 
 @dataclass(frozen=True)
@@ -72,25 +74,36 @@ class _Reader:
         return value
 
 
-def stock_answer(response: httpx.Response, connector: str) -> StockAnswer:
+def stock_answer(response: httpx.Response, connector: str, *, max_quantity: int) -> StockAnswer:
     """Decode ``GET /api/v1/stock``: ``{"items": [{"sku", "on_hand", "seq"}], "cursor", "next_page_token"}``.
 
-    The cursor stays opaque here (the ERP's latest change sequence number, as a string).
+    The cursor stays opaque here (the ERP's latest change sequence number, as a string). An item
+    that is malformed or whose on-hand is above ``max_quantity`` is quarantined, not returned, so
+    that the other records (and the cursor) still count.
     """
     r = _Reader(response, connector)
     records = []
+    quarantined = []
     for i, raw in enumerate(r.array(r.body, "items", "body")):
         path = f"items[{i}]"
-        item = r.mapping(raw, path)
-        sku = r.text(r.get(item, "sku", path), f"{path}.sku")
-        on_hand = r.count(r.get(item, "on_hand", path), f"{path}.on_hand")
-        r.count(r.get(item, "seq", path), f"{path}.seq")
+        try:
+            item = r.mapping(raw, path)
+            sku = r.text(r.get(item, "sku", path), f"{path}.sku")
+            on_hand = r.count(r.get(item, "on_hand", path), f"{path}.on_hand")
+            r.count(r.get(item, "seq", path), f"{path}.seq")
+            if on_hand > max_quantity:
+                r.fail(f"{path}.on_hand", on_hand, f"an integer from 0 to {max_quantity} (max_quantity)")
+        except ProtocolError as exc:
+            ref = raw.get("sku") if isinstance(raw, dict) else None
+            reason = str(exc).removeprefix(f"{connector}: ")
+            quarantined.append(quarantine(connector, "stock", ref, reason, raw))
+            continue
         records.append(StockRecord(sku=sku, on_hand=on_hand))
     cursor = r.text(r.get(r.body, "cursor", "body"), "cursor")
     token = r.get(r.body, "next_page_token", "body")
     if token is not None:
         token = r.text(token, "next_page_token")
-    return StockAnswer(records=records, cursor=cursor, next_page_token=token)
+    return StockAnswer(records=records, cursor=cursor, next_page_token=token, quarantined=quarantined)
 
 
 def movements_answer(response: httpx.Response, connector: str, sent: set[str]) -> MovementsAnswer:

@@ -27,6 +27,7 @@ from connectors.base import (
     OrderLine,
     OrderPage,
     QuantityUpdate,
+    Quarantined,
     TokenStore,
     UpdateResult,
     WebhookEvent,
@@ -40,6 +41,7 @@ from connectors.http import (
     json_body,
     parse_retry_after,
 )
+from connectors.limits import plausible_level, quarantine
 from connectors.shopify import queries
 from connectors.shopify.cost import CostBucket, QueryCost
 from connectors.shopify.payloads import (
@@ -47,6 +49,8 @@ from connectors.shopify.payloads import (
     ItemView,
     OrderView,
     next_cursor,
+    numeric_id,
+    parse_time,
     read_graphql_order,
     read_item,
     read_line_nodes,
@@ -234,9 +238,8 @@ class ShopifyConnector(ChannelConnector):
                 log.warning("shopify.duplicate_sku", channel=self.name, sku=view.sku, ref=view.ref)
                 continue
             managed = view.tracked and view.available is not None
-            listings[view.sku] = Listing(
-                sku=view.sku, ref=view.ref, quantity=view.available if managed else None, managed=managed
-            )
+            quantity = self._level(view) if managed else None
+            listings[view.sku] = Listing(sku=view.sku, ref=view.ref, quantity=quantity, managed=managed)
         return list(listings.values())
 
     async def _all_variants(self) -> list[ItemView]:
@@ -277,11 +280,17 @@ class ShopifyConnector(ChannelConnector):
             views = await self._bulk_variants(await self._sync_location())
         else:
             views = await self._items(sorted(sku_by_ref))
-        return {
-            sku_by_ref[view.ref]: view.available
+        levels = {
+            sku_by_ref[view.ref]: self._level(view, sku_by_ref[view.ref])
             for view in views
-            if view.ref in sku_by_ref and view.tracked and view.available is not None
+            if view.ref in sku_by_ref and view.tracked
         }
+        return {sku: level for sku, level in levels.items() if level is not None}
+
+    def _level(self, view: ItemView, sku: str | None = None) -> int | None:
+        return plausible_level(
+            self.name, sku or view.sku or view.ref, view.available, self.settings.max_quantity
+        )
 
     async def _items(self, refs: list[str]) -> list[ItemView]:
         location = await self._sync_location()
@@ -305,6 +314,7 @@ class ShopifyConnector(ChannelConnector):
         search = f"updated_at:>='{floor.strftime('%Y-%m-%dT%H:%M:%SZ')}'"
         lines: dict[str, OrderLine] = {}
         latest: datetime | None = None
+        quarantined: list[Quarantined] = []
         after: str | None = None
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
@@ -313,22 +323,34 @@ class ShopifyConnector(ChannelConnector):
             with self._reading("Orders"):
                 connection = require_object(data.get("orders"), "orders")
                 nodes = require_list(connection.get("nodes"), "orders.nodes")
-                orders = [
-                    read_graphql_order(raw, self.name, f"orders.nodes[{i}]") for i, raw in enumerate(nodes)
-                ]
                 after = next_cursor(connection, "orders")
-            for order in orders:
+            for index, raw in enumerate(nodes):
+                # One order syncd cannot read must not hold back the others, nor the cursor.
+                try:
+                    order = read_graphql_order(
+                        raw, self.name, f"orders.nodes[{index}]", max_quantity=self.settings.max_quantity
+                    )
+                    order_lines = order.lines + (
+                        await self._more_lines(order) if order.updated_at >= floor else []
+                    )
+                except Invalid as exc:
+                    changed = _updated_of(raw)
+                    if changed is None or changed >= floor:
+                        ref = _order_ref(raw)
+                        quarantined.append(quarantine(self.name, "order", ref, str(exc), raw))
+                        if changed is not None:
+                            latest = changed if latest is None else max(latest, changed)
+                    continue
                 if order.updated_at < floor:
                     continue
                 latest = order.updated_at if latest is None else max(latest, order.updated_at)
-                order_lines = order.lines + await self._more_lines(order)
                 for line in order_lines:
                     # An order changed while we page may show up twice; its newest state wins.
                     known = lines.get(line.key)
                     if known is None or known.updated_at <= line.updated_at:
                         lines[line.key] = line
             if after is None:
-                return OrderPage(lines=list(lines.values()), latest=latest)
+                return OrderPage(lines=list(lines.values()), latest=latest, quarantined=quarantined)
             if after in seen:
                 raise ProtocolError(f"Orders returned the cursor {after!r} twice", connector=self.name)
             seen.add(after)
@@ -344,10 +366,17 @@ class ShopifyConnector(ChannelConnector):
             with self._reading("OrderLineItems"):
                 node = require_object(data.get("node"), "node")
                 connection = require_object(node.get("lineItems"), "node.lineItems")
-                page = read_line_nodes(
-                    connection, self.name, order.id, order.status, order.updated_at, "node.lineItems"
-                )
                 nxt = next_cursor(connection, "node.lineItems")
+            # A bad line here is the order's fault (Invalid: quarantined), not the page's.
+            page = read_line_nodes(
+                connection,
+                self.name,
+                order.id,
+                order.status,
+                order.updated_at,
+                "node.lineItems",
+                self.settings.max_quantity,
+            )
             if nxt == after:
                 raise ProtocolError("OrderLineItems returned the same cursor again", connector=self.name)
             lines.extend(page)
@@ -507,7 +536,32 @@ class ShopifyConnector(ChannelConnector):
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
         secret = self.settings.webhook_secret
-        return parse_delivery(self.name, secret.get_secret_value() if secret else None, headers, body)
+        return parse_delivery(
+            self.name,
+            secret.get_secret_value() if secret else None,
+            headers,
+            body,
+            max_quantity=self.settings.max_quantity,
+        )
+
+
+def _updated_of(raw: Any) -> datetime | None:
+    """The change time of an order that could not be read, if that part of it can be."""
+    try:
+        return parse_time(require_object(raw, "order").get("updatedAt"), "updatedAt")
+    except Invalid:
+        return None
+
+
+def _order_ref(raw: Any) -> str | None:
+    if not isinstance(raw, dict):
+        return None
+    for key in ("legacyResourceId", "id"):
+        try:
+            return numeric_id(raw.get(key), key)
+        except Invalid:
+            continue
+    return None
 
 
 def _quantity_index(field: Any) -> int | None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import OrderLine
+from connectors.limits import quantity_problem
 
 
 class Invalid(ValueError):
@@ -121,7 +122,7 @@ class OrderView:
 
 
 def _line(
-    channel: str, order_id: str, raw: Any, where: str, status: str, updated: datetime
+    channel: str, order_id: str, raw: Any, where: str, status: str, updated: datetime, max_quantity: int
 ) -> OrderLine | None:
     line = require_object(raw, where)
     sku = line.get("sku")
@@ -129,7 +130,11 @@ def _line(
         raise Invalid(f"{where}.sku is not a string")
     if not sku or not sku.strip():
         return None  # custom items and products without a SKU carry no stock syncd tracks
-    quantity = require_int(line.get("quantity"), f"{where}.quantity")
+    given: Any = line.get("quantity")
+    problem = quantity_problem(given, max_quantity)
+    if problem:
+        raise Invalid(f"{where}.quantity {problem}")
+    quantity = int(given)  # checked above: an int within bounds
     return OrderLine(
         channel=channel,
         order_id=order_id,
@@ -141,14 +146,14 @@ def _line(
     )
 
 
-def read_graphql_order(raw: Any, channel: str, where: str) -> OrderView:
+def read_graphql_order(raw: Any, channel: str, where: str, *, max_quantity: int) -> OrderView:
     order = require_object(raw, where)
     gid = require_str(order.get("id"), f"{where}.id")
     order_id = numeric_id(order.get("legacyResourceId") or gid, f"{where}.legacyResourceId")
     updated = parse_time(order.get("updatedAt"), f"{where}.updatedAt")
     status = "open" if order.get("cancelledAt") is None else "cancelled"
     items = require_object(order.get("lineItems"), f"{where}.lineItems")
-    lines = read_line_nodes(items, channel, order_id, status, updated, f"{where}.lineItems")
+    lines = read_line_nodes(items, channel, order_id, status, updated, f"{where}.lineItems", max_quantity)
     after = next_cursor(items, f"{where}.lineItems")
     return OrderView(
         id=order_id, gid=gid, updated_at=updated, status=status, lines=lines, more_lines_after=after
@@ -156,11 +161,18 @@ def read_graphql_order(raw: Any, channel: str, where: str) -> OrderView:
 
 
 def read_line_nodes(
-    connection: dict[str, Any], channel: str, order_id: str, status: str, updated: datetime, where: str
+    connection: dict[str, Any],
+    channel: str,
+    order_id: str,
+    status: str,
+    updated: datetime,
+    where: str,
+    max_quantity: int,
 ) -> list[OrderLine]:
     nodes = require_list(connection.get("nodes"), f"{where}.nodes")
     lines = [
-        _line(channel, order_id, raw, f"{where}.nodes[{i}]", status, updated) for i, raw in enumerate(nodes)
+        _line(channel, order_id, raw, f"{where}.nodes[{i}]", status, updated, max_quantity)
+        for i, raw in enumerate(nodes)
     ]
     return [line for line in lines if line is not None]
 
@@ -173,7 +185,7 @@ def next_cursor(connection: dict[str, Any], where: str) -> str | None:
     return require_str(info.get("endCursor"), f"{where}.pageInfo.endCursor (hasNextPage is true)")
 
 
-def read_rest_order(raw: Any, channel: str, where: str) -> OrderView:
+def read_rest_order(raw: Any, channel: str, where: str, *, max_quantity: int) -> OrderView:
     """The REST order JSON that order webhooks carry."""
     order = require_object(raw, where)
     order_id = numeric_id(order.get("id"), f"{where}.id")
@@ -181,7 +193,7 @@ def read_rest_order(raw: Any, channel: str, where: str) -> OrderView:
     status = "open" if order.get("cancelled_at") is None else "cancelled"
     items = require_list(order.get("line_items"), f"{where}.line_items")
     lines = [
-        _line(channel, order_id, raw, f"{where}.line_items[{i}]", status, updated)
+        _line(channel, order_id, raw, f"{where}.line_items[{i}]", status, updated, max_quantity)
         for i, raw in enumerate(items)
     ]
     return OrderView(

@@ -1,7 +1,9 @@
 """Shopify webhook deliveries: the signature both sides compute, and parsing an order delivery.
 
 Shopify signs the raw body: base64(HMAC-SHA256(app client secret, body)). The body of an order
-topic is the REST order JSON. ``X-Shopify-Webhook-Id`` identifies one delivery (a retry keeps it).
+topic is the REST order JSON. The headers (``X-Shopify-Webhook-Id`` and the rest) are not signed,
+so deliveries are deduplicated on what the body says: a replayed body with fresh header ids is the
+same delivery.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ def signature(secret: str, body: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def parse_delivery(channel: str, secret: str | None, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+def parse_delivery(
+    channel: str, secret: str | None, headers: Mapping[str, str], body: bytes, *, max_quantity: int
+) -> WebhookEvent:
     """Verify and parse one delivery to ``channel``'s endpoint (see ChannelConnector.parse_webhook)."""
     lowered = {name.lower(): value for name, value in headers.items()}
     if not secret:
@@ -44,10 +48,10 @@ def parse_delivery(channel: str, secret: str | None, headers: Mapping[str, str],
     topic = lowered.get(TOPIC_HEADER.lower(), "").strip()
     if not topic:
         raise PayloadError(f"delivery has no {TOPIC_HEADER} header", connector=channel)
-    webhook_id = lowered.get(WEBHOOK_ID_HEADER.lower(), "").strip()
-    event_id = lowered.get(EVENT_ID_HEADER.lower(), "").strip()
-    # The event id is shared by the deliveries of one merchant action to several topics.
-    dedupe_key = webhook_id or (f"{event_id}:{topic}" if event_id else None)
+    # Anyone holding one signed body can send it again with any headers (topic and ids included):
+    # only the body counts. (An order's id and updated_at would not do: a cancellation can land
+    # within the same second as the order.)
+    dedupe_key = f"body:{hashlib.sha256(body).hexdigest()[:32]}"
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -57,7 +61,7 @@ def parse_delivery(channel: str, secret: str | None, headers: Mapping[str, str],
     if topic not in ORDER_TOPICS:
         return WebhookEvent(dedupe_key=dedupe_key, lines=[], topic=topic)
     try:
-        order = read_rest_order(payload, channel, "order")
+        order = read_rest_order(payload, channel, "order", max_quantity=max_quantity)
     except Invalid as exc:
         raise PayloadError(f"{topic} payload: {exc}", connector=channel) from exc
     return WebhookEvent(dedupe_key=dedupe_key, lines=order.lines, topic=topic)

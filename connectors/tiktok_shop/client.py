@@ -25,6 +25,7 @@ from connectors.base import (
     OrderLine,
     OrderPage,
     QuantityUpdate,
+    Quarantined,
     StoredToken,
     TokenStore,
     UpdateResult,
@@ -32,9 +33,12 @@ from connectors.base import (
 )
 from connectors.circuit import CircuitBreaker
 from connectors.http import HttpClient, RateLimiter, RetryPolicy, parse_retry_after
+from connectors.limits import plausible_level, quarantine
 from connectors.tiktok_shop.payloads import (
     Invalid,
+    OrderView,
     SkuStock,
+    from_unix,
     read_inventory,
     read_order,
     read_products,
@@ -357,7 +361,8 @@ class TikTokShopConnector(ChannelConnector):
                     log.warning("tiktok_shop.duplicate_sku", channel=self.name, sku=stock.seller_sku)
                     continue
                 ref = f"{stock.product_id}:{stock.sku_id}"
-                listings[stock.seller_sku] = Listing(sku=stock.seller_sku, ref=ref, quantity=stock.total)
+                quantity = self._level(stock)
+                listings[stock.seller_sku] = Listing(sku=stock.seller_sku, ref=ref, quantity=quantity)
         return list(listings.values())
 
     async def _inventory(self, sku_ids: Sequence[str]) -> dict[str, SkuStock]:
@@ -383,7 +388,15 @@ class TikTokShopConnector(ChannelConnector):
             if target is not None:
                 by_sku_id[target[1]] = listing.sku
         stocks = await self._inventory(list(by_sku_id))
-        return {by_sku_id[sku_id]: stock.total for sku_id, stock in stocks.items() if sku_id in by_sku_id}
+        levels = {
+            by_sku_id[s]: self._level(stock, by_sku_id[s]) for s, stock in stocks.items() if s in by_sku_id
+        }
+        return {sku: level for sku, level in levels.items() if level is not None}
+
+    def _level(self, stock: SkuStock, sku: str | None = None) -> int | None:
+        return plausible_level(
+            self.name, sku or stock.seller_sku or stock.sku_id, stock.total, self.settings.max_quantity
+        )
 
     async def orders_since(self, since: datetime) -> OrderPage:
         since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
@@ -391,11 +404,21 @@ class TikTokShopConnector(ChannelConnector):
         floor = since.replace(microsecond=0)
         body = {"update_time_ge": int(floor.timestamp())}
         extra = {"sort_field": "update_time", "sort_order": "ASC"}
-        orders = []
-        for data in await self._pages(ORDERS_SEARCH, body, extra):
-            orders.extend(self._orders(data, f"POST {ORDERS_SEARCH}"))
-        lines: dict[str, OrderLine] = {}
+        orders: list[OrderView] = []
+        quarantined: list[Quarantined] = []
         latest: datetime | None = None
+        for data in await self._pages(ORDERS_SEARCH, body, extra):
+            good, bad = self._orders(data, f"POST {ORDERS_SEARCH}")
+            orders.extend(good)
+            for raw, reason in bad:
+                # One order syncd cannot read must not hold back the others, nor the cursor.
+                changed = _updated_of(raw)
+                if changed is None or changed >= floor:
+                    ref = raw.get("id") if isinstance(raw, dict) else None
+                    quarantined.append(quarantine(self.name, "order", ref, reason, raw))
+                    if changed is not None:
+                        latest = changed if latest is None else max(latest, changed)
+        lines: dict[str, OrderLine] = {}
         for order in orders:
             if order.updated_at < floor:
                 continue
@@ -405,7 +428,7 @@ class TikTokShopConnector(ChannelConnector):
                 known = lines.get(line.key)
                 if known is None or known.updated_at <= line.updated_at:
                     lines[line.key] = line
-        return OrderPage(lines=list(lines.values()), latest=latest)
+        return OrderPage(lines=list(lines.values()), latest=latest, quarantined=quarantined)
 
     @property
     def webhooks_carry_lines(self) -> bool:
@@ -424,24 +447,38 @@ class TikTokShopConnector(ChannelConnector):
         """The current lines of the given orders (order detail), for webhooks that carry only an id.
 
         Orders TikTok does not return are left out; the order poll picks them up later if they exist.
+        So are orders that cannot be read (logged): the order poll quarantines them.
         """
         lines: list[OrderLine] = []
         unique = list(dict.fromkeys(order_ids))
         for start in range(0, len(unique), ORDER_DETAIL_IDS):
             chunk = unique[start : start + ORDER_DETAIL_IDS]
             data = await self._call("GET", ORDER_DETAIL, params={"ids": ",".join(chunk)})
-            for order in self._orders(data, f"GET {ORDER_DETAIL}"):
+            good, bad = self._orders(data, f"GET {ORDER_DETAIL}")
+            for order in good:
                 lines.extend(order.lines)
+            for raw, reason in bad:
+                ref = raw.get("id") if isinstance(raw, dict) else None
+                log.warning("order.unreadable", connector=self.name, ref=str(ref)[:40], reason=reason)
         return lines
 
-    def _orders(self, data: dict[str, Any], where: str) -> list[Any]:
+    def _orders(self, data: dict[str, Any], where: str) -> tuple[list[OrderView], list[tuple[Any, str]]]:
+        """The orders of an answer that can be read, and the others with the reason."""
         raw_orders = data.get("orders") or []
-        try:
-            if not isinstance(raw_orders, list):
-                raise Invalid("data.orders must be a list")
-            return [read_order(raw, self.name, f"{where}.orders[{i}]") for i, raw in enumerate(raw_orders)]
-        except Invalid as exc:
-            raise self._protocol(where, exc) from exc
+        if not isinstance(raw_orders, list):
+            raise self._protocol(where, Invalid("data.orders must be a list"))
+        good: list[OrderView] = []
+        bad: list[tuple[Any, str]] = []
+        for index, raw in enumerate(raw_orders):
+            try:
+                good.append(
+                    read_order(
+                        raw, self.name, f"{where}.orders[{index}]", max_quantity=self.settings.max_quantity
+                    )
+                )
+            except Invalid as exc:
+                bad.append((raw, str(exc)))
+        return good, bad
 
     # ------------------------------------------------------------------ writing
 
@@ -550,8 +587,9 @@ class TikTokShopConnector(ChannelConnector):
             log.warning("tiktok_shop.reread_failed", channel=self.name, error=str(exc))
             return
         for sku_id, sku in low.items():
-            if sku_id in stocks:
-                result.read_back[sku] = stocks[sku_id].total
+            level = self._level(stocks[sku_id], sku) if sku_id in stocks else None
+            if level is not None:
+                result.read_back[sku] = level
 
     # ------------------------------------------------------------------ webhooks
 
@@ -559,6 +597,19 @@ class TikTokShopConnector(ChannelConnector):
         return parse_delivery(
             self.name, self.settings.app_key, self.settings.app_secret.get_secret_value(), headers, body
         )
+
+
+def _updated_of(raw: Any) -> datetime | None:
+    """The change time of an order that could not be read, if that part of it can be."""
+    if not isinstance(raw, dict):
+        return None
+    seconds = raw.get("update_time")
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 0:
+        return None
+    try:
+        return from_unix(seconds)
+    except Invalid:
+        return None
 
 
 def _parse_ref(ref: str) -> tuple[str, str] | None:

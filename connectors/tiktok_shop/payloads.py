@@ -156,17 +156,21 @@ def read_update_errors(data: dict[str, Any], where: str) -> tuple[dict[str, str]
 
 
 def from_unix(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise Invalid(f"{seconds} is not a Unix time") from exc
 
 
-def read_order(raw: Any, channel: str, where: str) -> OrderView:
+def read_order(raw: Any, channel: str, where: str, *, max_quantity: int) -> OrderView:
     """An order reduced to OrderLines: one per SKU, its quantity the number of line items.
 
     A 202309 line item has no quantity: it is one unit. Its ``id`` is counted once however often
     it is listed. ``line_key`` is the SKU id, which stays the same as units are cancelled, so a
     line never turns into a second one. The line is cancelled when the order is, or when every
     unit of that SKU is; a partial cancellation within one SKU leaves it open (counted in full),
-    which errs towards showing less stock, never more.
+    which errs towards showing less stock, never more. More than ``max_quantity`` units of one
+    SKU make the order Invalid.
     """
     order = require_object(raw, where)
     order_id = require_str(order, "id", where)
@@ -190,6 +194,10 @@ def read_order(raw: Any, channel: str, where: str) -> OrderView:
             cancelled_units.setdefault(sku_id, set()).add(item_id)
     lines = []
     for sku_id, item_ids in units.items():
+        if len(item_ids) > max_quantity:
+            raise Invalid(
+                f"{where} has {len(item_ids)} units of SKU {sku_id}, above max_quantity {max_quantity}"
+            )
         cancelled = status == CANCELLED or cancelled_units.get(sku_id, set()) == item_ids
         line_status: OrderLineStatus = "cancelled" if cancelled else "open"
         lines.append(

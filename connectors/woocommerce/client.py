@@ -20,15 +20,18 @@ from connectors.base import (
     OrderLine,
     OrderPage,
     QuantityUpdate,
+    Quarantined,
     UpdateResult,
     WebhookEvent,
 )
 from connectors.circuit import CircuitBreaker
 from connectors.http import HttpClient, RateLimiter, RetryPolicy, json_body
+from connectors.limits import plausible_level, quarantine
 from connectors.woocommerce.payloads import (
     DATE_FORMAT,
     Invalid,
     ProductView,
+    parse_gmt,
     read_order,
     read_product,
     require_list,
@@ -140,9 +143,8 @@ class WooCommerceConnector(ChannelConnector):
                 log.warning("woocommerce.duplicate_sku", channel=self.name, sku=item.sku, ref=ref)
                 return
             managed = item.manage_stock is True
-            listings[item.sku] = Listing(
-                sku=item.sku, ref=ref, quantity=item.stock_quantity if managed else None, managed=managed
-            )
+            quantity = self._level(item) if managed else None
+            listings[item.sku] = Listing(sku=item.sku, ref=ref, quantity=quantity, managed=managed)
 
         params = {"per_page": self.settings.per_page, "orderby": "id", "order": "asc"}
         for product in await self._products("/products", params):
@@ -175,9 +177,15 @@ class WooCommerceConnector(ChannelConnector):
         quantities: dict[str, int] = {}
         for chunk in _sku_chunks(sorted(wanted)):
             for item in await self._products("/products", {"sku": ",".join(chunk), "per_page": 100}):
-                if item.sku in wanted and item.manage_stock is True and item.stock_quantity is not None:
-                    quantities[item.sku] = item.stock_quantity
+                if item.sku in wanted and item.manage_stock is True:
+                    level = self._level(item)
+                    if level is not None:
+                        quantities[item.sku] = level
         return quantities
+
+    def _level(self, item: ProductView) -> int | None:
+        # Stores with backorders let stock go negative; syncd never believes a level below 0.
+        return plausible_level(self.name, item.sku, item.stock_quantity, self.settings.max_quantity)
 
     async def orders_since(self, since: datetime) -> OrderPage:
         since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
@@ -193,11 +201,19 @@ class WooCommerceConnector(ChannelConnector):
         }
         lines: dict[str, OrderLine] = {}
         latest: datetime | None = None
+        quarantined: list[Quarantined] = []
         for raw in await self._collect("/orders", params):
             try:
-                order = read_order(raw, self.name, "GET /orders")
+                order = read_order(raw, self.name, "GET /orders", max_quantity=self.settings.max_quantity)
             except Invalid as exc:
-                raise self._protocol("GET /orders", exc) from exc
+                # One order syncd cannot read must not hold back the others, nor the cursor.
+                modified = _modified_of(raw)
+                if modified is None or modified >= floor:
+                    ref = raw.get("id") if isinstance(raw, dict) else None
+                    quarantined.append(quarantine(self.name, "order", ref, str(exc), raw))
+                    if modified is not None:
+                        latest = modified if latest is None else max(latest, modified)
+                continue
             if order.modified < floor:
                 continue
             latest = order.modified if latest is None else max(latest, order.modified)
@@ -206,7 +222,7 @@ class WooCommerceConnector(ChannelConnector):
                 known = lines.get(line.key)
                 if known is None or known.updated_at <= line.updated_at:
                     lines[line.key] = line
-        return OrderPage(lines=list(lines.values()), latest=latest)
+        return OrderPage(lines=list(lines.values()), latest=latest, quarantined=quarantined)
 
     # ------------------------------------------------------------------ writing
 
@@ -302,7 +318,23 @@ class WooCommerceConnector(ChannelConnector):
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
         secret = self.settings.webhook_secret
-        return parse_delivery(self.name, secret.get_secret_value() if secret else None, headers, body)
+        return parse_delivery(
+            self.name,
+            secret.get_secret_value() if secret else None,
+            headers,
+            body,
+            max_quantity=self.settings.max_quantity,
+        )
+
+
+def _modified_of(raw: Any) -> datetime | None:
+    """The change time of an order that could not be read, if that part of it can be."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return parse_gmt(raw.get("date_modified_gmt"), "date_modified_gmt")
+    except Invalid:
+        return None
 
 
 def _batch_target(ref: str) -> tuple[str, int] | None:

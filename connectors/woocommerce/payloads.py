@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import OrderLine, OrderLineStatus
+from connectors.limits import quantity_problem
 
 # WooCommerce writes GMT dates without an offset, to the second.
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -124,8 +125,11 @@ def read_product(raw: Any, where: str, *, variation: bool = False) -> ProductVie
     )
 
 
-def read_order(raw: Any, channel: str, where: str) -> OrderView:
-    """An order with its line items reduced to OrderLines; lines without a SKU are left out."""
+def read_order(raw: Any, channel: str, where: str, *, max_quantity: int) -> OrderView:
+    """An order with its line items reduced to OrderLines; lines without a SKU are left out.
+
+    A line quantity that is not an integer from 0 to ``max_quantity`` makes the order Invalid.
+    """
     obj = require_object(raw, where)
     ident = _required_int(obj, "id", where)
     where = f"{where}[id={ident}]"
@@ -139,9 +143,12 @@ def read_order(raw: Any, channel: str, where: str) -> OrderView:
         line = require_object(raw_line, line_where)
         line_id = _required_int(line, "id", line_where)
         sku = _str(line, "sku", line_where, default="")
-        quantity = _required_int(line, "quantity", line_where)
-        if quantity < 0:
-            raise Invalid(f"{line_where}.quantity is negative ({quantity})")
+        if "quantity" not in line:
+            raise Invalid(f"{line_where} has no 'quantity'")
+        quantity = line["quantity"]
+        problem = quantity_problem(quantity, max_quantity)
+        if problem:
+            raise Invalid(f"{line_where}.quantity {problem}")
         if not sku:
             continue
         lines.append(

@@ -28,7 +28,9 @@ def signature(secret: str, body: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def parse_delivery(channel: str, secret: str | None, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
+def parse_delivery(
+    channel: str, secret: str | None, headers: Mapping[str, str], body: bytes, *, max_quantity: int
+) -> WebhookEvent:
     """Verify and parse one delivery to ``channel``'s endpoint (see ChannelConnector.parse_webhook)."""
     lowered = {name.lower(): value for name, value in headers.items()}
     given = lowered.get(SIGNATURE_HEADER.lower())
@@ -55,8 +57,10 @@ def parse_delivery(channel: str, secret: str | None, headers: Mapping[str, str],
     if not topic.startswith("order.") or topic == "order.deleted":
         return WebhookEvent(dedupe_key=None, lines=[], topic=topic)
     try:
-        order = read_order(payload, channel, "order")
+        order = read_order(payload, channel, "order", max_quantity=max_quantity)
     except Invalid as exc:
         raise PayloadError(f"{topic} payload: {exc}", connector=channel) from exc
-    # Delivery ids change on every delivery; the order's id and modification time do not.
-    return WebhookEvent(dedupe_key=f"{order.id}:{order.modified_raw}", lines=order.lines, topic=topic)
+    # Delivery ids and topics are unsigned headers: the key comes from the signed body alone. (The
+    # order's modification time would not do alone: a cancellation can land within its second.)
+    digest = hashlib.sha256(body).hexdigest()[:32]
+    return WebhookEvent(dedupe_key=f"{order.id}:{digest}", lines=order.lines, topic=topic)

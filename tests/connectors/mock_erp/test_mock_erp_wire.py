@@ -95,16 +95,6 @@ async def test_stock_pages_are_asked_by_token(wired) -> None:
         ([], "expected dict"),
         (page(items={"sku": "A"}), "items = "),
         (without(GOOD_PAGE, "items"), "without 'items'"),
-        (page(items=["A"]), "items[0] = 'A' (str), expected an object"),
-        (item(on_hand="5"), "items[0].on_hand = '5' (str), expected a non-negative integer"),
-        (item(on_hand=-1), "items[0].on_hand = -1"),
-        (item(on_hand=2.5), "items[0].on_hand = 2.5"),
-        (item(on_hand=True), "items[0].on_hand = True"),
-        (item(on_hand=None), "items[0].on_hand = None"),
-        (without(item(), "items") | {"items": [{"on_hand": 1, "seq": 1}]}, "items[0] without 'sku'"),
-        (item(sku=""), "items[0].sku = ''"),
-        (item(sku=12), "items[0].sku = 12 (int)"),
-        (page(items=[{"sku": "A", "on_hand": 1}]), "items[0] without 'seq'"),
         (without(GOOD_PAGE, "cursor"), "without 'cursor'"),
         (page(cursor=7), "cursor = 7 (int)"),
         (without(GOOD_PAGE, "next_page_token"), "without 'next_page_token'"),
@@ -119,6 +109,72 @@ async def test_malformed_stock_answers_are_protocol_errors(wired, body: Any, exp
     message = str(caught.value)
     assert expected in message
     assert message.startswith("erp: GET /api/v1/stock answered")
+
+
+GOOD = {"sku": "A", "on_hand": 3, "seq": 1}
+LATER = {"sku": "C", "on_hand": 7, "seq": 3}
+
+
+@pytest.mark.parametrize(
+    ("bad", "ref", "reason"),
+    [
+        ("A", None, "items[1] = 'A' (str), expected an object"),
+        (
+            {"sku": "B", "on_hand": "5", "seq": 2},
+            "B",
+            "items[1].on_hand = '5' (str), expected a non-negative integer",
+        ),
+        ({"sku": "B", "on_hand": -1, "seq": 2}, "B", "items[1].on_hand = -1"),
+        ({"sku": "B", "on_hand": 2.5, "seq": 2}, "B", "items[1].on_hand = 2.5"),
+        ({"sku": "B", "on_hand": True, "seq": 2}, "B", "items[1].on_hand = True"),
+        ({"sku": "B", "on_hand": None, "seq": 2}, "B", "items[1].on_hand = None"),
+        (
+            {"sku": "B", "on_hand": 10**12, "seq": 2},
+            "B",
+            "items[1].on_hand = 1000000000000 (int), expected an integer from 0 to 1000000",
+        ),
+        ({"on_hand": 1, "seq": 2}, None, "items[1] without 'sku'"),
+        ({"sku": "", "on_hand": 1, "seq": 2}, None, "items[1].sku = ''"),
+        ({"sku": 12, "on_hand": 1, "seq": 2}, "12", "items[1].sku = 12 (int)"),
+        ({"sku": "B", "on_hand": 1}, "B", "items[1] without 'seq'"),
+    ],
+)
+async def test_bad_stock_record_is_quarantined_and_the_rest_count(
+    wired, bad: Any, ref: str | None, reason: str
+) -> None:
+    """A malformed or implausible record between two good ones is left out and quarantined with
+    the field and value at fault; the good records and the cursor still come through."""
+    body = page(items=[GOOD, bad, LATER], cursor="3")
+    result = await wired(replying(body)).stock_changes("0")
+
+    assert [(r.sku, r.on_hand) for r in result.records] == [("A", 3), ("C", 7)]
+    assert result.cursor == "3"
+    [item] = result.quarantined
+    assert (item.connector, item.kind, item.ref) == ("erp", "stock", ref)
+    assert reason in item.reason and item.excerpt
+    assert [r.sku for r in await wired(replying(body)).read_stock()] == ["A", "C"]
+
+
+async def test_record_refused_on_a_later_page_drops_the_earlier_one(wired) -> None:
+    """A SKU whose newest record (a later page) is refused keeps its last on-hand in the ledger:
+    its older record from an earlier page of the same read is not returned either."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if "page_token" not in request.url.params:
+            return httpx.Response(200, json=page(items=[GOOD], next_page_token="t1"))
+        return httpx.Response(200, json=page(items=[{"sku": "A", "on_hand": 10**12, "seq": 2}], cursor="2"))
+
+    result = await wired(answer).stock_changes("0")
+    assert result.records == [] and [q.ref for q in result.quarantined] == ["A"] and result.cursor == "2"
+
+
+async def test_max_quantity_bounds_on_hand(make_settings) -> None:
+    """max_quantity is the connector's setting: with 5, an on-hand of 6 is quarantined."""
+    body = page(items=[{"sku": "A", "on_hand": 6, "seq": 1}])
+    connector = MockErpConnector(make_settings(max_quantity=5), transport=httpx.MockTransport(replying(body)))
+    result = await connector.stock_changes(None)
+    assert result.records == [] and "from 0 to 5" in result.quarantined[0].reason
+    await connector.aclose()
 
 
 async def test_repeated_page_token_is_a_protocol_error(wired) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from connectors.shopify.client import ShopifyConnector
 from connectors.shopify.sandbox import create_app
 from connectors.shopify.settings import ShopifySettings
-from connectors.shopify.webhooks import signature
+from connectors.shopify.webhooks import ORDER_TOPICS, signature
 from syncd.errors import PayloadError, SignatureError
 from tests.connectors.shopify.support import BASE_URL, TOKEN, WEBHOOK_SECRET
 
@@ -51,13 +52,14 @@ def test_published_vector() -> None:
     assert signature("test_secret_key", b'{"foo": "bar"}') == "B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g="
 
 
-async def test_order_delivery_yields_its_lines_and_the_webhook_id(connector: ShopifyConnector) -> None:
-    """A signed orders/create delivery yields open lines with numeric ids; the dedupe key is the webhook id."""
+async def test_order_delivery_yields_its_lines(connector: ShopifyConnector) -> None:
+    """A signed orders/create delivery yields open lines with numeric ids; its dedupe key comes from the body."""
     body = json.dumps(ORDER).encode()
 
     event = connector.parse_webhook(headers(body), body)
 
-    assert event.dedupe_key == "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"
+    assert event.dedupe_key is not None and event.dedupe_key.startswith("body:")
+    assert "b54557e4" not in event.dedupe_key
     assert event.topic == "orders/create"
     [line] = event.lines
     assert (line.order_id, line.line_key, line.sku, line.quantity, line.status) == (
@@ -79,14 +81,48 @@ async def test_cancelled_order_lines_are_cancelled(connector: ShopifyConnector) 
     assert [line.status for line in event.lines] == ["cancelled"]
 
 
-async def test_event_id_is_the_fallback_dedupe_key(connector: ShopifyConnector) -> None:
-    """Without X-Shopify-Webhook-Id the dedupe key comes from the event id and the topic."""
+async def test_replays_with_fresh_header_ids_share_one_dedupe_key(connector: ShopifyConnector) -> None:
+    """5,000 replays of one signed body with fresh webhook and event ids (and any order topic)
+    give one dedupe key: the unsigned headers cannot add dedupe rows."""
     body = json.dumps(ORDER).encode()
-    given = {k: v for k, v in headers(body).items() if k != "X-Shopify-Webhook-Id"}
+    topics = sorted(ORDER_TOPICS)
+    keys = {
+        connector.parse_webhook(
+            headers(
+                body,
+                **{
+                    "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+                    "X-Shopify-Event-Id": str(uuid.uuid4()),
+                    "X-Shopify-Topic": topics[n % len(topics)],
+                },
+            ),
+            body,
+        ).dedupe_key
+        for n in range(5000)
+    }
+    assert len(keys) == 1
 
-    event = connector.parse_webhook(given, body)
 
-    assert event.dedupe_key == "98880550-7158-44d4-b7cd-2c97c8a091b5:orders/create"
+async def test_another_order_state_has_another_dedupe_key(connector: ShopifyConnector) -> None:
+    """A cancellation stamped with the same updated_at second is not taken for a duplicate."""
+    body = json.dumps(ORDER).encode()
+    cancelled = json.dumps(ORDER | {"cancelled_at": ORDER["updated_at"]}).encode()
+    first = connector.parse_webhook(headers(body), body)
+    second = connector.parse_webhook(headers(cancelled, **{"X-Shopify-Topic": "orders/cancelled"}), cancelled)
+    assert first.dedupe_key != second.dedupe_key
+    assert [line.status for line in second.lines] == ["cancelled"]
+
+
+@pytest.mark.parametrize("quantity", ["oops", 1.5, True, None, -2, 10**9])
+async def test_implausible_quantity_is_a_payload_error(connector: ShopifyConnector, quantity: object) -> None:
+    """A signed order whose line quantity is not an integer from 0 to max_quantity is refused,
+    naming the field, the value and the bound."""
+    raw = ORDER | {"line_items": [{"id": 1, "sku": "A", "quantity": quantity}]}
+    body = json.dumps(raw).encode()
+    with pytest.raises(PayloadError) as caught:
+        connector.parse_webhook(headers(body), body)
+    message = str(caught.value)
+    assert "line_items[0].quantity" in message and repr(quantity)[:10] in message and "1000000" in message
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.base import QuantityUpdate
+from connectors.base import Listing, QuantityUpdate
 from connectors.shopify.client import ShopifyConnector
 from connectors.shopify.settings import ShopifySettings
 from syncd.errors import AuthError, ConnectorError, ProtocolError, TransientError
@@ -522,3 +522,68 @@ async def test_orders_since_searches_by_update_time_and_reads_cancellations(conn
         ("12", "103", "B", 1, "cancelled"),
     ]
     assert page.latest == datetime(2026, 11, 23, 10, 0, 9, tzinfo=UTC)
+
+
+def orders_page(*nodes: dict[str, Any]) -> httpx.Response:
+    return data({"orders": {"nodes": list(nodes), "pageInfo": {"hasNextPage": False, "endCursor": None}}})
+
+
+@pytest.mark.parametrize("quantity", ["oops", 1.5, True, None, -1, 10**9])
+async def test_malformed_order_between_good_ones_is_quarantined(connect: Any, quantity: Any) -> None:
+    """A page with one order whose quantity is bad between two good ones yields the two good
+    orders' lines, the bad one quarantined (field, value and bound named), and the cursor past all three."""
+    bad_order = order(12, "2026-11-23T10:00:02Z", None, [line(102, "B", 1), line(103, "C", quantity)])
+    script = Script(
+        orders_page(
+            order(11, "2026-11-23T10:00:01Z", None, [line(101, "A", 1)]),
+            bad_order | {"email": "buyer@example.com"},
+            order(13, "2026-11-23T10:00:03Z", None, [line(104, "D", 2)]),
+        )
+    )
+    page = await connect(script).orders_since(datetime(2026, 11, 23, 10, tzinfo=UTC))
+
+    assert sorted((ln.order_id, ln.sku) for ln in page.lines) == [("11", "A"), ("13", "D")]
+    [bad] = page.quarantined
+    assert (bad.connector, bad.kind, bad.ref) == ("shopify", "order", "12")
+    assert "nodes[1].quantity" in bad.reason and repr(quantity) in bad.reason and "1000000" in bad.reason
+    assert "buyer@example.com" not in bad.excerpt
+    assert page.latest == datetime(2026, 11, 23, 10, 0, 3, tzinfo=UTC)
+
+
+async def test_bad_line_on_a_later_line_page_quarantines_its_order(connect: Any) -> None:
+    """An order whose second page of lines holds a bad quantity is quarantined whole: none of its
+    lines count, so no part of it is reserved twice or half."""
+    more = {
+        "node": {
+            "lineItems": {
+                "nodes": [line(105, "E", "oops")],
+                "pageInfo": {"hasNextPage": False, "endCursor": None},
+            }
+        }
+    }
+    script = Script(
+        orders_page(
+            order(11, "2026-11-23T10:00:01Z", None, [line(101, "A", 1)], more="l1"),
+            order(13, "2026-11-23T10:00:03Z", None, [line(104, "D", 2)]),
+        ),
+        data(more),
+    )
+    page = await connect(script).orders_since(datetime(2026, 11, 23, 10, tzinfo=UTC))
+    assert [ln.order_id for ln in page.lines] == ["13"]
+    assert [q.ref for q in page.quarantined] == ["11"]
+    assert page.latest == datetime(2026, 11, 23, 10, 0, 3, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("level", [-1, 1_000_001])
+async def test_implausible_level_is_never_believed(connect: Any, level: int) -> None:
+    """An available level out of bounds reads as unknown for that SKU only, in listings and reads."""
+    nodes = [variant(1, 4), variant(2, level)]
+    script = Script(COUNT, variants_page(nodes, False, None))
+    shop = connect(script)
+    listings = {listing.sku: listing.quantity for listing in await shop.list_listings()}
+    assert listings == {"SKU-1": 4, "SKU-2": None}
+
+    items = data({"nodes": [node["inventoryItem"] for node in nodes]}, requested=6, actual=6)
+    shop = connect(Script(items))
+    wanted = [Listing("SKU-1", item(1), None), Listing("SKU-2", item(2), None)]
+    assert await shop.read_quantities(wanted) == {"SKU-1": 4}

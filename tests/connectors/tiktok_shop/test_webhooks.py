@@ -52,6 +52,21 @@ def signed(body: bytes) -> dict[str, str]:
     return {"Authorization": webhook_signature(APP_KEY, APP_SECRET, body), "Content-Type": "application/json"}
 
 
+def test_replays_of_one_signed_body_share_one_dedupe_key(vector_conn: TikTokShopConnector) -> None:
+    """The dedupe key is the notification id inside the signed body: replays with any other
+    headers give one key, and a body naming another notification cannot reuse the signature."""
+    keys = {
+        vector_conn.parse_webhook(
+            {"authorization": VECTOR_SIGNATURE, "x-request-id": str(n), "x-tts-event-id": str(n)}, VECTOR_BODY
+        ).dedupe_key
+        for n in range(1000)
+    }
+    assert keys == {"7380066284010030890"}
+    forged = VECTOR_BODY.replace(b"7380066284010030890", b"7380066284010030891")
+    with pytest.raises(SignatureError):
+        vector_conn.parse_webhook({"authorization": VECTOR_SIGNATURE}, forged)
+
+
 def test_published_vector_parses_to_an_order_event(vector_conn: TikTokShopConnector) -> None:
     """The published delivery verifies and names its order in the topic, deduped by notification id."""
     event = vector_conn.parse_webhook({"authorization": VECTOR_SIGNATURE}, VECTOR_BODY)

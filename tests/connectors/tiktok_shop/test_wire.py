@@ -782,3 +782,95 @@ async def test_lines_for_orders_reads_order_detail(wire: Wire, conn: TikTokShopC
     assert [(line.order_id, line.sku, line.quantity) for line in lines] == [("O7", "A", 2)]
     [request] = wire.calls("/order/202309/orders")
     assert request.method == "GET" and request.url.params["ids"] == "O7"
+
+
+BAD_ITEMS: list[tuple[str, Any]] = [
+    ("sku_id", 42),
+    ("sku_id", None),
+    ("id", True),
+    ("seller_sku", ["oops"]),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), BAD_ITEMS)
+async def test_malformed_order_between_good_ones_is_quarantined(
+    wire: Wire, conn: TikTokShopConnector, field: str, value: Any
+) -> None:
+    """A page with one unreadable order between two good ones yields the two good orders' lines,
+    the bad one quarantined (field named), and the cursor past all three."""
+    bad = order("O2", "AWAITING_SHIPMENT", NOW + 2, ("L2", "S2", "B", "X"))
+    bad["line_items"][0][field] = value
+    bad["recipient_address"] = {"phone_number": "+44 700 900 123"}
+    orders = [
+        order("O1", "AWAITING_SHIPMENT", NOW + 1, ("L1", "S1", "A", "X")),
+        bad,
+        order("O3", "AWAITING_SHIPMENT", NOW + 3, ("L3", "S3", "C", "X")),
+    ]
+    wire.on(ORDERS, ok({"orders": orders, "next_page_token": ""}))
+
+    page = await conn.orders_since(datetime.fromtimestamp(NOW, UTC))
+
+    assert [line.order_id for line in page.lines] == ["O1", "O3"]
+    [item] = page.quarantined
+    assert (item.connector, item.kind, item.ref) == ("tiktok", "order", "O2")
+    assert f"line_items[0].{field}" in item.reason
+    assert "+44 700" not in item.excerpt
+    assert page.latest == datetime.fromtimestamp(NOW + 3, UTC)
+
+
+async def test_unreadable_update_time_is_quarantined_without_stalling(
+    wire: Wire, conn: TikTokShopConnector
+) -> None:
+    """An order whose update_time is 'oops' is quarantined; the others and their cursor go on."""
+    bad = order("O2", "AWAITING_SHIPMENT", NOW, ("L2", "S2", "B", "X")) | {"update_time": "oops"}
+    orders = [order("O1", "AWAITING_SHIPMENT", NOW + 1, ("L1", "S1", "A", "X")), bad]
+    wire.on(ORDERS, ok({"orders": orders, "next_page_token": ""}))
+
+    page = await conn.orders_since(datetime.fromtimestamp(NOW, UTC))
+    assert [line.order_id for line in page.lines] == ["O1"]
+    assert [q.ref for q in page.quarantined] == ["O2"] and "update_time" in page.quarantined[0].reason
+    assert page.latest == datetime.fromtimestamp(NOW + 1, UTC)
+
+
+async def test_order_above_max_quantity_is_quarantined(
+    wire: Wire, make_conn: Callable[..., TikTokShopConnector]
+) -> None:
+    """More units of one SKU in an order than max_quantity allows quarantine the order."""
+    items = [(f"L{n}", "S1", "A", "X") for n in range(3)]
+    wire.on(ORDERS, ok({"orders": [order("O1", "AWAITING_SHIPMENT", NOW, *items)], "next_page_token": ""}))
+
+    page = await make_conn(max_quantity=2).orders_since(datetime.fromtimestamp(NOW, UTC))
+    assert page.lines == [] and "above max_quantity 2" in page.quarantined[0].reason
+
+
+async def test_unreadable_order_in_order_detail_is_left_out(wire: Wire, conn: TikTokShopConnector) -> None:
+    """lines_for_orders returns the readable orders' lines and leaves an unreadable one to the poll."""
+    bad = order("O8", "AWAITING_SHIPMENT", NOW, ("L2", "S2", "B", "X"))
+    bad["line_items"][0]["sku_id"] = 42
+    good = order("O7", "AWAITING_SHIPMENT", NOW, ("L1", "S1", "A", "X"))
+    wire.on("/order/202309/orders", ok({"orders": [bad, good]}))
+
+    lines = await conn.lines_for_orders(["O7", "O8"])
+    assert [(line.order_id, line.sku) for line in lines] == [("O7", "A")]
+
+
+@pytest.mark.parametrize("stock", [[("W1", -1)], [("W1", 600_000), ("W2", 600_000)]])
+async def test_implausible_level_is_never_believed(
+    wire: Wire, conn: TikTokShopConnector, stock: list[tuple[str, int]]
+) -> None:
+    """A total out of bounds reads as unknown for that SKU only, in listings and in reads."""
+    wire.on(
+        PRODUCTS,
+        ok(
+            {"products": [product("P1", ("S1", "A", [("W1", 4)]), ("S2", "B", stock))], "next_page_token": ""}
+        ),
+    )
+    listings = {listing.sku: listing.quantity for listing in await conn.list_listings()}
+    assert listings == {"A": 4, "B": None}
+
+    both = (
+        inventory("P1", "S1", "A", [("W1", 4)])["inventory"] + inventory("P1", "S2", "B", stock)["inventory"]
+    )
+    wire.on(INVENTORY, ok({"inventory": both}))
+    wanted = [Listing("A", "P1:S1", None), Listing("B", "P1:S2", None)]
+    assert await conn.read_quantities(wanted) == {"A": 4}

@@ -151,14 +151,54 @@ def test_non_order_topic_carries_no_lines(woo_conn: WooCommerceConnector) -> Non
 
 
 def test_dedupe_key_is_the_same_for_a_redelivered_order(woo_conn: WooCommerceConnector) -> None:
-    """Two deliveries of one order state share a dedupe key, whatever their delivery ids."""
+    """Replays of one signed body share one dedupe key whatever their unsigned headers (delivery
+    id, topic); another state of the order, even within the same second, has another."""
     body = json.dumps(ORDER).encode()
-    first = woo_conn.parse_webhook(signed(body) | {"X-WC-Webhook-Delivery-ID": "a"}, body)
-    second = woo_conn.parse_webhook(signed(body) | {"X-WC-Webhook-Delivery-ID": "b"}, body)
+    keys = {
+        woo_conn.parse_webhook(signed(body, topic) | {"X-WC-Webhook-Delivery-ID": str(n)}, body).dedupe_key
+        for n in range(500)
+        for topic in ("order.created", "order.updated")
+    }
     changed = json.dumps(ORDER | {"date_modified_gmt": "2024-05-01T11:00:00"}).encode()
+    cancelled = json.dumps(ORDER | {"status": "cancelled"}).encode()
 
-    assert first.dedupe_key == second.dedupe_key == "727:2024-05-01T10:00:05"
-    assert woo_conn.parse_webhook(signed(changed), changed).dedupe_key != first.dedupe_key
+    assert len(keys) == 1 and next(iter(keys)).startswith("727:")
+    assert woo_conn.parse_webhook(signed(changed), changed).dedupe_key not in keys
+    assert woo_conn.parse_webhook(signed(cancelled), cancelled).dedupe_key not in keys
+
+
+@pytest.mark.parametrize(
+    ("quantity", "shown"),
+    [
+        ("oops", "'oops' (str)"),
+        (1.5, "1.5 (float)"),
+        (True, "True (bool)"),
+        (None, "None (NoneType)"),
+        (-1, "-1 (int)"),
+        (1_000_001, "1000001 (int)"),
+        (10**9, "1000000000 (int)"),
+    ],
+)
+def test_implausible_quantity_is_a_payload_error_naming_field_value_and_bound(
+    woo_conn: WooCommerceConnector, quantity: object, shown: str
+) -> None:
+    """A signed delivery whose line quantity is not an integer from 0 to max_quantity is refused,
+    naming the field, the value and the bound; it never becomes a reservation."""
+    raw = {**ORDER, "line_items": [{**ORDER["line_items"][0], "quantity": quantity}]}  # type: ignore[dict-item]
+    body = json.dumps(raw).encode()
+    with pytest.raises(PayloadError) as caught:
+        woo_conn.parse_webhook(signed(body), body)
+    message = str(caught.value)
+    assert "line_items[0].quantity" in message and shown in message and "1000000" in message
+
+
+def test_max_quantity_is_configurable(make_settings: Callable[..., WooCommerceSettings]) -> None:
+    """With max_quantity 1 a line of 2 units is refused; with the default it is read."""
+    body = json.dumps(ORDER).encode()
+    strict = WooCommerceConnector(make_settings(max_quantity=1))
+    with pytest.raises(PayloadError, match=r"from 0 to 1, got 2"):
+        strict.parse_webhook(signed(body), body)
+    assert WooCommerceConnector(make_settings()).parse_webhook(signed(body), body).lines[0].quantity == 2
 
 
 # ---------------------------------------------------------------------- sandbox deliveries

@@ -179,13 +179,80 @@ async def test_wrong_types_are_protocol_errors_naming_the_field(
         await connector.list_listings()
 
 
-async def test_order_without_modified_date_is_a_protocol_error(connect: Factory) -> None:
-    """An order lacking date_modified_gmt raises ProtocolError naming the field."""
+async def test_order_without_modified_date_is_quarantined(connect: Factory) -> None:
+    """An order lacking date_modified_gmt is quarantined naming the field; the poll still answers."""
     order = {"id": 5, "status": "processing", "line_items": []}
     connector = connect(lambda request: page([order]))
 
-    with pytest.raises(ProtocolError, match="date_modified_gmt"):
-        await connector.orders_since(datetime(2024, 1, 1, tzinfo=UTC))
+    result = await connector.orders_since(datetime(2024, 1, 1, tzinfo=UTC))
+    assert result.lines == [] and result.latest is None
+    [bad] = result.quarantined
+    assert bad.ref == "5" and "date_modified_gmt" in bad.reason
+
+
+def woo_order(ident: int, modified: str, quantity: Any = 1, **extra: Any) -> dict[str, Any]:
+    line = {"id": ident * 10, "sku": f"SKU-{ident}", "quantity": quantity}
+    return {"id": ident, "status": "processing", "date_modified_gmt": modified, "line_items": [line]} | extra
+
+
+@pytest.mark.parametrize("quantity", ["oops", 1.5, True, None, -1, 10**9])
+async def test_malformed_order_between_good_ones_is_quarantined(connect: Factory, quantity: Any) -> None:
+    """A page with one order whose quantity is bad between two good ones yields the two good
+    orders' lines, the bad one quarantined (field, value and bound named), and the cursor past all three."""
+    rows = [
+        woo_order(1, "2024-05-01T10:00:01"),
+        woo_order(2, "2024-05-01T10:00:02", quantity, billing={"email": "buyer@example.com"}),
+        woo_order(3, "2024-05-01T10:00:03"),
+    ]
+    result = await connect(lambda request: page(rows)).orders_since(datetime(2024, 5, 1, 10, tzinfo=UTC))
+
+    assert [line.order_id for line in result.lines] == ["1", "3"]
+    [bad] = result.quarantined
+    assert (bad.connector, bad.kind, bad.ref) == ("webstore", "order", "2")
+    assert "line_items[0].quantity" in bad.reason and repr(quantity) in bad.reason and "1000000" in bad.reason
+    assert '"quantity"' in bad.excerpt and "buyer@example.com" not in bad.excerpt and len(bad.excerpt) <= 200
+    assert result.latest == datetime(2024, 5, 1, 10, 0, 3, tzinfo=UTC)
+
+
+async def test_cursor_moves_past_a_bad_order_that_is_the_latest(connect: Factory) -> None:
+    """When the unreadable order is the newest, its own change time still advances the cursor."""
+    rows = [woo_order(1, "2024-05-01T10:00:01"), woo_order(2, "2024-05-01T10:00:09", "oops")]
+    result = await connect(lambda request: page(rows)).orders_since(datetime(2024, 5, 1, 10, tzinfo=UTC))
+    assert result.latest == datetime(2024, 5, 1, 10, 0, 9, tzinfo=UTC) and len(result.quarantined) == 1
+
+
+@pytest.mark.parametrize("level", [-3, 1_000_001])
+async def test_implausible_stock_level_is_never_believed(connect: Factory, level: int) -> None:
+    """A negative or too large stock_quantity reads as unknown for that SKU only: the listing keeps
+    its mapping with no quantity, and read_quantities leaves it out while the others are read."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return page([product(1, "A", 4), product(2, "B", level)])
+
+    connector = connect(handler)
+    listings = {listing.sku: listing.quantity for listing in await connector.list_listings()}
+    assert listings == {"A": 4, "B": None}
+    wanted = [Listing("A", "p:1", None), Listing("B", "p:2", None)]
+    assert await connector.read_quantities(wanted) == {"A": 4}
+
+
+async def test_dead_store_opens_the_circuit(connect: Factory) -> None:
+    """A store answering 503 to everything gets circuit_failures calls, then the connector's
+    circuit reads open and further calls fail at once without reaching it."""
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(503)
+
+    connector = connect(handler, circuit_failures=3, retry_attempts=2)
+    assert connector.circuit is not None and connector.circuit.state == "closed"
+    for _ in range(5):
+        with pytest.raises(TransientError):
+            await connector.orders_since(datetime(2024, 5, 1, tzinfo=UTC))
+    assert len(calls) == 3
+    state = connector.circuit
+    assert state.state == "open" and state.failures == 3 and state.next_trial_at is not None
 
 
 async def test_collection_that_is_not_a_list_is_a_protocol_error(connect: Factory) -> None:
