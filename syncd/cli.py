@@ -1,4 +1,4 @@
-"""The ``syncd`` command: run, check-config, reconcile, status, sandbox, demo.
+"""The ``syncd`` command: run, check-config, reconcile, status, sandbox, demo, erp authorize.
 
 Exit codes: 0 success, 1 runtime failure (store, network), 2 bad configuration or usage,
 3 cannot start (a port in use, the SQLite ledger held by another syncd process).
@@ -187,6 +187,33 @@ def cmd_mapping_check(args: argparse.Namespace) -> int:
     return 1 if report.has_conflicts or any(c.error for c in report.channels) else 0
 
 
+def cmd_erp_authorize(args: argparse.Namespace) -> int:
+    from connectors.bling.auth import authorize_interactively
+    from connectors.bling.settings import BlingSettings
+    from syncd.errors import ConnectorError
+    from syncd.store import Store
+
+    config = _load(args.config)
+    erp = config.erp
+    if erp.type != args.erp or not isinstance(erp, BlingSettings):
+        print(f"syncd erp authorize: the config's ERP is {config.erp.type!r}, not {args.erp!r}", file=sys.stderr)
+        return 2
+    store = Store(config.database_url)
+    store.migrate()
+
+    async def read(prompt: str) -> str:
+        return args.code if args.code else await asyncio.to_thread(input, prompt)
+
+    try:
+        asyncio.run(authorize_interactively(erp, store, read, print))
+    except (ValueError, ConnectorError) as exc:
+        print(f"syncd erp authorize: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="syncd",
@@ -247,6 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="data/sandbox", help="where sandboxes with files keep them")
     p.add_argument("--webhook-url", help="deliver the sandbox's webhooks to this URL")
     p.set_defaults(func=cmd_sandbox)
+
+    p = sub.add_parser("erp", help="ERP set-up tasks")
+    erp_sub = p.add_subparsers(dest="erp_command", required=True)
+    p = erp_sub.add_parser("authorize", help="grant syncd access to the ERP account (OAuth) and save the tokens")
+    p.add_argument("erp", choices=["bling"])
+    p.add_argument("--code", help="the authorization code (or redirect address), instead of asking for it")
+    with_config(p)
+    p.set_defaults(func=cmd_erp_authorize)
 
     p = sub.add_parser("demo", help="sandboxes + daemon + simulated shoppers, no credentials needed")
     p.add_argument("--config", "-c", default="config/demo.yaml")

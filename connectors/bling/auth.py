@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
 import structlog
@@ -213,3 +214,46 @@ def _error_type(body: dict[str, Any]) -> str:
     if isinstance(error, str):
         return error[:80]
     return "an error"
+
+
+def code_from(pasted: str, state: str) -> str:
+    """The authorization code in what the seller pasted: the code itself, or the whole address
+    Bling redirected to (whose ``state`` must then be the one syncd sent)."""
+    text = pasted.strip()
+    if "code=" not in text:
+        if not text:
+            raise ValueError("no authorization code given")
+        return text
+    query = parse_qs(urlparse(text).query or text.lstrip("?"))
+    if query.get("state", [state])[0] != state:
+        raise ValueError("the address's state is not the one syncd sent: open the new address and try again")
+    codes = query.get("code")
+    if not codes or not codes[0]:
+        raise ValueError("the address holds no code")
+    return codes[0]
+
+
+async def authorize_interactively(
+    settings: BlingSettings,
+    tokens: TokenStore,
+    read: Callable[[str], Awaitable[str]],
+    say: Callable[[str], None],
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> StoredToken:
+    """``syncd erp authorize bling``: print the authorize address, take the code the seller brings
+    back (within a minute: Bling's codes expire), exchange it and save the tokens."""
+    state = secrets.token_urlsafe(12)
+    say("Open this address, sign in to Bling as the account's owner and allow access:")
+    say(f"  {authorize_url(settings, state)}")
+    say("Bling then sends you to the app's redirect URL with ?code=...; paste that address or the code.")
+    code = code_from(await read("code: "), state)
+    auth = BlingAuth(settings, tokens, transport=transport)
+    try:
+        token = await auth.exchange_code(code)
+    finally:
+        await auth.aclose()
+    say(
+        f"Tokens saved as {token_name(settings)!r}; access valid until {token.access_expires_at:%Y-%m-%d %H:%M} UTC."
+    )
+    return token

@@ -17,7 +17,9 @@ from connectors.bling.client import BlingConnector
 from connectors.bling.sandbox import create_app
 from tests.connectors.bling.conftest import BASE_URL, CLIENT_ID, CLIENT_SECRET, bling_settings, no_sleep
 
-SPEC_FILE = Path(__file__).resolve().parents[4] / "shared" / "reference" / "bling-openapi" / "bling-openapi-v3.json"
+SPEC_FILE = (
+    Path(__file__).resolve().parents[4] / "shared" / "reference" / "bling-openapi" / "bling-openapi-v3.json"
+)
 # Outside the OpenAPI file (it describes the resource API only): the OAuth endpoint.
 OAUTH = {("POST", "/oauth/token")}
 
@@ -39,7 +41,9 @@ def resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def required_fields(spec: dict[str, Any], schema: dict[str, Any]) -> tuple[set[str], dict[str, dict[str, Any]]]:
+def required_fields(
+    spec: dict[str, Any], schema: dict[str, Any]
+) -> tuple[set[str], dict[str, dict[str, Any]]]:
     """The required property names of a schema (allOf merged) and its properties."""
     schema = resolve(spec, schema)
     required, props = set(schema.get("required", [])), dict(schema.get("properties", {}))
@@ -50,12 +54,18 @@ def required_fields(spec: dict[str, Any], schema: dict[str, Any]) -> tuple[set[s
     return required, props
 
 
-def missing(spec: dict[str, Any], schema: dict[str, Any], value: Any, where: str, *, post: bool = True) -> list[str]:
+def missing(
+    spec: dict[str, Any], schema: dict[str, Any], value: Any, where: str, *, post: bool = True
+) -> list[str]:
     """Required fields absent from ``value`` (recursing into objects and arrays). Read-only fields and
     those Bling documents as ignored on POST are not required of a request."""
     schema = resolve(spec, schema)
     if schema.get("type") == "array" or "items" in schema:
-        return [m for i, item in enumerate(value or []) for m in missing(spec, schema["items"], item, f"{where}[{i}]")]
+        return [
+            m
+            for i, item in enumerate(value or [])
+            for m in missing(spec, schema["items"], item, f"{where}[{i}]")
+        ]
     required, props = required_fields(spec, schema)
     if not isinstance(value, dict):
         return []
@@ -95,9 +105,16 @@ async def every_request() -> list[httpx.Request]:
     tokens = MemoryTokenStore()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as hooks:
         await hooks.post("/_sandbox/stock", json=[{"sku": "MUG", "on_hand": 9}, {"sku": "CAP", "on_hand": 9}])
-        for mode in ({"record_as": "order", "store_id": 7, "deposits": [1]}, {"record_as": "movement", "deposits": [1]}):
+        for mode in (
+            {"record_as": "order", "store_id": 7, "deposits": [1]},
+            {"record_as": "movement", "deposits": [1]},
+        ):
             erp = BlingConnector(
-                bling_settings(**mode), transport=recorder, tokens=tokens, records=MemoryErpRecordStore(), sleep=no_sleep
+                bling_settings(**mode),
+                transport=recorder,
+                tokens=tokens,
+                records=MemoryErpRecordStore(),
+                sleep=no_sleep,
             )
             try:
                 if tokens.load_token("bling:erp") is None:
@@ -128,10 +145,15 @@ async def test_every_request_the_connector_sends_is_in_blings_openapi(spec: dict
             continue
         used.add((method, template))
         operation = spec["paths"][template][method.lower()]
-        params = [resolve(spec, p) for p in operation.get("parameters", []) + spec["paths"][template].get("parameters", [])]
+        params = [
+            resolve(spec, p)
+            for p in operation.get("parameters", []) + spec["paths"][template].get("parameters", [])
+        ]
         declared = {p["name"] for p in params if p.get("in") == "query"}
         sent = set(request.url.params.keys())
-        problems += [f"{method} {template}: query parameter {name!r} is not declared" for name in sent - declared]
+        problems += [
+            f"{method} {template}: query parameter {name!r} is not declared" for name in sent - declared
+        ]
         problems += [
             f"{method} {template}: required query parameter {p['name']!r} missing"
             for p in params
@@ -144,7 +166,9 @@ async def test_every_request_the_connector_sends_is_in_blings_openapi(spec: dict
             if value is None and body.get("required"):
                 problems.append(f"{method} {template}: body required, none sent")
             elif value is not None:
-                problems += [f"{method} {template}: missing {gap}" for gap in missing(spec, schema, value, "body")]
+                problems += [
+                    f"{method} {template}: missing {gap}" for gap in missing(spec, schema, value, "body")
+                ]
     assert problems == []
     assert used >= {
         ("GET", "/produtos"),
