@@ -147,6 +147,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from syncd.demo import build_sandbox
 
     configure_logging("info", "auto")
+    ensure_port_free(args.host, args.port, "--port")
     app = build_sandbox(args.name, data_dir=args.data_dir, webhook_url=args.webhook_url)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
@@ -164,7 +165,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ensure_port_free("127.0.0.1", httpx.URL(str(address)).port or 80, f"channels[{i}].base_url")
     ensure_port_free("127.0.0.1", config.server.port)
     return asyncio.run(
-        run_demo(config_path=args.config, skus=args.skus, rate=args.rate, duration=args.duration)
+        run_demo(config_path=args.config, skus=args.skus, rate=args.rate, duration=args.duration, erp_type=args.erp)
     )
 
 
@@ -268,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_mapping_check)
 
     p = sub.add_parser("sandbox", help="run one sandbox API by itself")
-    p.add_argument("name", choices=["mock_erp", "woocommerce", "shopify", "tiktok_shop"])
+    p.add_argument("name", choices=["mock_erp", "bling", "woocommerce", "shopify", "tiktok_shop"])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--data-dir", default="data/sandbox", help="where sandboxes with files keep them")
@@ -288,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skus", type=int, default=300, help="catalogue size")
     p.add_argument("--rate", type=float, default=2.0, help="simulated purchases per second (0: none)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--erp", choices=["mock", "bling"], default="mock", help="the ERP sandbox to run on")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -179,3 +179,14 @@ def test_health_without_a_daemon_exits_1_with_one_line(capsys: pytest.CaptureFix
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"syncd health: no answer from http://127.0.0.1:{port}/health")
     assert len(err.splitlines()) == 1
+
+
+def test_sandbox_on_a_taken_port_exits_3_naming_the_option(capsys: pytest.CaptureFixture[str]) -> None:
+    """`syncd sandbox NAME --port P` with P taken says so in one line and exits 3."""
+    with listening() as port:
+        assert main(["sandbox", "woocommerce", "--port", str(port)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"syncd: cannot listen on 127.0.0.1:{port}: the port is already in use (another syncd, or"
+        " another program); stop it or set --port to a free port"
+    )

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syncd.cli import build_parser, main
+from syncd.cli import main
 from syncd.config import parse_config
 from syncd.errors import ConfigError
 from syncd.startup import StartupError, ensure_port_free, lock_ledger
@@ -49,6 +49,13 @@ def _help_of(words: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         main([*words, "--help"])
     assert caught.value.code == 0
     return capsys.readouterr().out
+
+
+def _subcommands(capsys: pytest.CaptureFixture[str]) -> set[str]:
+    """The commands `syncd --help` lists in its usage line."""
+    match = re.search(r"\{([a-z,-]+)\}", _help_of([], capsys))
+    assert match, "syncd --help lists no commands"
+    return set(match.group(1).split(","))
 
 
 def test_readme_opens_with_what_syncd_does_and_the_two_commands() -> None:
@@ -89,15 +96,26 @@ def test_every_syncd_command_in_the_readme_exists_with_its_options(capsys: pytes
     """Each `syncd ...` line names a real subcommand, and every option it uses is one that subcommand has."""
     commands = _syncd_commands()
     assert len(commands) >= 8
-    subcommands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    subcommands = _subcommands(capsys)
     for where, words in commands:
         if words == ["--help"]:
             assert "exit codes" in _help_of([], capsys)
             continue
         assert words[0] in subcommands, f"{where}: no subcommand {words[0]!r}"
-        help_text = _help_of(words[:1], capsys)
+        leading = words[: next((i for i, w in enumerate(words) if w.startswith("-")), len(words))]
+        help_text = _help_of(leading, capsys)
         for option in (w.split("=", 1)[0] for w in words[1:] if w.startswith("-")):
             assert re.search(rf"(^|[\s,\[]){re.escape(option)}\b", help_text), f"{where}: {option} is not an option"
+
+
+def test_every_subcommand_has_help_and_a_line_in_the_readme(capsys: pytest.CaptureFixture[str]) -> None:
+    """`syncd COMMAND --help` works for every command, and each command is shown in the README."""
+    documented = {words[0] for _, words in _syncd_commands() if words and not words[0].startswith("-")}
+    subcommands = _subcommands(capsys)
+    assert {"run", "check-config", "health", "demo"} <= subcommands
+    for name in subcommands:
+        assert f"usage: syncd {name}" in _help_of([name], capsys)
+        assert name in documented, f"`syncd {name}` is not shown in the README's Commands section"
 
 
 def test_readme_commands_that_run_offline_succeed(
