@@ -23,6 +23,7 @@ from syncd.app import create_app
 from syncd.config import Config, EventSettings
 from syncd.engine import CycleReport, Engine, utcnow
 from syncd.errors import StoreError
+from syncd.history import record_run
 from syncd.store import Store
 
 log = structlog.get_logger("syncd.daemon")
@@ -91,7 +92,7 @@ class Daemon:
         if task is not None:
             self._tasks.add(task)
         try:
-            await self._guard(cycle(), kind)
+            await self._guard(record_run(self.store, kind, cycle, self.engine.clock), kind)
         except asyncio.CancelledError:
             # Cancelled by the drain at shutdown: the outbox keeps what was not sent.
             log.warning("cycle.cancelled", kind=kind)

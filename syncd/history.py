@@ -58,12 +58,26 @@ class ReportLike(Protocol):
     def error(self) -> str | None: ...
 
 
+def channel_policies(config: Any) -> dict[str, dict[str, Any]]:
+    """Each channel's rules from the config, as the operator reads them."""
+    return {
+        c.name: {
+            "share": c.policy.share,
+            "buffer": c.policy.buffer,
+            "cap": c.policy.cap,
+            "priority": c.policy.priority,
+            "weight": c.policy.weight,
+        }
+        for c in config.channels
+    }
+
+
 @dataclass
 class History:
     """Records history events for ``store``. ``safety_for`` gives a SKU's safety stock and
     ``policies`` each channel's rules as shown to the operator (share, buffer, cap, priority)."""
 
-    store: Store
+    store: Store | None  # None: records nothing (a collaborator not wired to a ledger)
     clock: Callable[[], datetime]
     retention: timedelta = timedelta(days=7)
     safety_for: Callable[[str], int] = lambda sku: 0
@@ -78,6 +92,8 @@ class History:
     # ------------------------------------------------------------------ hooks
     def on_hand(self, records: Mapping[str, int], at: datetime | None = None) -> None:
         """The ERP's on-hand figures just read (only changed ones are kept)."""
+        if self.store is None:
+            return
         at = at or self.clock()
         changed = {s: q for s, q in records.items() if self._on_hand.get(s) != q}
         self._on_hand.update(changed)
@@ -85,6 +101,8 @@ class History:
 
     def levels(self, channel: str, levels: Mapping[str, int | None], at: datetime | None = None) -> None:
         """Levels a read of ``channel`` found (only changed ones are kept)."""
+        if self.store is None:
+            return
         at = at or self.clock()
         changed = {s: q for s, q in levels.items() if q is not None and self._levels.get((channel, s)) != q}
         self._levels.update({(channel, s): q for s, q in changed.items()})
@@ -100,6 +118,8 @@ class History:
         at: datetime | None = None,
     ) -> None:
         """The outcome of one write of ``pushes`` to ``channel`` (``result`` None: the call failed)."""
+        if self.store is None:
+            return
         at = at or self.clock()
         events = []
         for push in pushes:
@@ -123,8 +143,16 @@ class History:
         """Order lines the ledger took in as new, and cancellations of known ones."""
         at = at or self.clock()
         events = [
+            # Kept at the time syncd took it in (the channel's own stamp, often whole seconds, in
+            # the detail): the history then reads in the order syncd acted.
             HistoryEvent(
-                line.updated_at or at, line.sku, line.channel, "order", line.quantity, line.order_id, {}
+                at,
+                line.sku,
+                line.channel,
+                "order",
+                line.quantity,
+                line.order_id,
+                {"sold_at": line.updated_at.isoformat()},
             )
             for line in result.new
         ] + [
@@ -184,7 +212,14 @@ class History:
         self._add(rows)
 
     # ------------------------------------------------------------------ writing
+    @classmethod
+    def off(cls) -> History:
+        """A recorder that keeps nothing: the default of the engine's collaborators."""
+        return cls(None, lambda: datetime.min)
+
     def _add(self, events: Iterable[HistoryEvent]) -> None:
+        if self.store is None:
+            return
         fresh = list(events)
         if not fresh:
             return
@@ -201,6 +236,8 @@ class History:
     def flush(self) -> None:
         """Write what is buffered (and prune, once an hour). A failing ledger is logged once, not
         raised: history must never stop a sale from being propagated."""
+        if self.store is None:
+            return
         now = self.clock()
         try:
             # Swapped out first: the status page flushes from a worker thread while the engine

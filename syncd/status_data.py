@@ -11,6 +11,7 @@ from typing import Any
 
 from syncd.core import available_to_sell
 from syncd.errors import StoreError
+from syncd.history import channel_policies
 from syncd.store import DriftRow, HistoryEvent, LineRow, ListingRow, PushRow, RunRow, SkuRow
 
 CAUSES = {
@@ -445,20 +446,6 @@ def sku_report(
 RISK_WINDOW = timedelta(hours=1)  # "hot" means most units sold over this window
 CHART_WINDOW = timedelta(hours=3)
 DRIFT_WINDOW = timedelta(hours=24)
-
-
-def channel_policies(config: Any) -> dict[str, dict[str, Any]]:
-    """Each channel's rules from the config, as the operator reads them."""
-    return {
-        c.name: {
-            "share": c.policy.share,
-            "buffer": c.policy.buffer,
-            "cap": c.policy.cap,
-            "priority": c.policy.priority,
-            "weight": c.policy.weight,
-        }
-        for c in config.channels
-    }
 
 
 def load_status(store: Any, config: Any, snapshot: Mapping[str, Any], now: datetime) -> dict[str, Any]:

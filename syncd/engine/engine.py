@@ -30,6 +30,7 @@ from syncd.engine.sender import Sender
 from syncd.engine.settlement import Settlement
 from syncd.engine.slices import SliceWriter
 from syncd.engine.sold_out import RECHECK_DELAY, SoldOutChecks
+from syncd.history import History, channel_policies
 from syncd.metrics import Metrics
 from syncd.store import IngestResult, Store
 from syncd.unseen import UnseenSales
@@ -131,6 +132,13 @@ class Engine:
             now,
         )
 
+        # What was read, decided, sent and taken in, per SKU over time (the operator's view).
+        self.history = History(
+            store, now, config.history.retention, config.stock.safety_for, channel_policies(config)
+        )
+        for part in (self.intake, self.settlement, self.reconciler, writer):
+            part.history = self.history
+
     def _now(self) -> datetime:
         return self.clock()
 
@@ -224,6 +232,14 @@ class Engine:
             if channels is not None:
                 plan.pushes = [p for p in plan.pushes if p.channel in channels]
                 plan.unmapped = [k for k in plan.unmapped if k[0] in channels]
+            now = self.clock()
+            unaccounted = {
+                p.sku: max(self.demand.in_flight(p.sku, now), self.planner.unseen.held(p.sku))
+                for p in plan.pushes
+            }
+            self.history.decisions(
+                plan.pushes, plan.low_stock, on_hand, reserved, self.active_events(now), unaccounted
+            )
             statuses = {(r.channel, r.sku): r.status for r in rows}
             for key in plan.unmapped:
                 if statuses.get(key) != "unmapped":
@@ -331,6 +347,7 @@ class Engine:
 
     async def aclose(self) -> None:
         self.sold_out.cancel()
+        self.history.flush()
         for connector in [self.erp, *self.channels.values()]:
             try:
                 await connector.aclose()

@@ -19,6 +19,7 @@ from syncd.engine.demand import Demand
 from syncd.engine.health import Health
 from syncd.engine.reports import CycleReport, Key, Propagation
 from syncd.errors import PayloadError, SignatureError, StoreError
+from syncd.history import History
 from syncd.metrics import Metrics
 from syncd.store import IngestResult, Store
 from syncd.unseen import UnseenSales
@@ -58,6 +59,8 @@ def delivery_id(headers: Mapping[str, str]) -> str | None:
 
 
 class Intake:
+    history: History = History.off()  # wired by the Engine
+
     def __init__(
         self,
         config: Config,
@@ -156,6 +159,7 @@ class Intake:
                 quantity=line.quantity,
             )
         self.demand.record(result.new, now)
+        self.history.orders(result, now)
         for line in [*result.released, *result.to_compensate]:
             self.propagation.ingested(line.sku, now)
             self.cancelled[(line.channel, line.sku)] += line.quantity

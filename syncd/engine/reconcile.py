@@ -18,6 +18,7 @@ from syncd.engine.planner import Plan, Planner
 from syncd.engine.reports import CycleReport, Key, finish
 from syncd.engine.settlement import Settlement
 from syncd.errors import StoreError
+from syncd.history import History
 from syncd.metrics import Metrics
 from syncd.store import ListingRow, Store
 
@@ -28,6 +29,8 @@ PlanAndPush = Callable[..., Awaitable[Plan]]
 
 
 class Reconciler:
+    history: History = History.off()  # wired by the Engine
+
     def __init__(
         self,
         store: Store,
@@ -125,6 +128,7 @@ class Reconciler:
             if listings is None:
                 continue
             self.store.sync_listings(name, listings, self.clock())
+            self.history.levels(name, {x.sku: x.quantity for x in listings}, self.clock())
             drifts += self._detect_drift(self.store.listings(name))
             self.store.rebase_listings(name)
             report.counts["listings_read"] += len(listings)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from connectors.base import ErpConnector, Movement
 from syncd.engine.health import Health
 from syncd.engine.reports import CycleReport
+from syncd.history import History
 from syncd.store import Store
 
 MOVEMENT_RETRY_MIN = 10.0  # seconds before a movement the ERP refused is offered again
@@ -16,6 +17,8 @@ MOVEMENT_RETRY_MAX = 600.0
 
 
 class Settlement:
+    history: History = History.off()  # wired by the Engine
+
     def __init__(self, store: Store, erp: ErpConnector, health: Health, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.erp = erp
@@ -65,6 +68,7 @@ class Settlement:
             delay = min(MOVEMENT_RETRY_MAX, max(MOVEMENT_RETRY_MIN, 2 * last))
             self._movement_retry[movement.key] = (now + timedelta(seconds=delay), delay)
             report.counts["movements_refused"] += 1
+        self.history.movements(movements, acked_set, now)
         posted = [line.key for line in sales if line.key in acked_set]
         compensated = [line.key for line in undo if f"{line.key}:cancel" in acked_set]
         self.store.mark_lines(posted, "posted", now)
@@ -89,6 +93,7 @@ class Settlement:
         if records is None:
             return None
         settled = self.store.apply_stock([(r.sku, r.on_hand) for r in records], started, self.clock())
+        self.history.on_hand({r.sku: r.on_hand for r in records}, started)
         self.stock_known = True
         if cursor is not None:
             self.store.set_cursor("erp:stock", cursor)

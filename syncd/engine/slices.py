@@ -19,6 +19,7 @@ from syncd.engine.beliefs import UnseenReads, belief, read_first, send_compare
 from syncd.engine.demand import Demand
 from syncd.engine.health import Health
 from syncd.engine.reports import CycleReport, Key, Propagation
+from syncd.history import History
 from syncd.metrics import Metrics
 from syncd.store import ListingRow, PushRow, Store
 from syncd.unseen import UnseenSales
@@ -49,6 +50,8 @@ def offered_units(push: PushRow, shown: int | None) -> int | None:
 
 
 class SliceWriter:
+    history: History = History.off()  # wired by the Engine
+
     def __init__(
         self,
         config: Config,
@@ -111,6 +114,7 @@ class SliceWriter:
             shown = await self._read_before_write(name, channel, sendable, refs, report)
             if shown:
                 self.reads.measure(name, shown, read_from)
+                self.history.levels(name, shown, read_from)
             if version != self.version():
                 sendable = self._newest(name, sendable, rows)
                 if not sendable:
@@ -141,6 +145,7 @@ class SliceWriter:
                 sendable = [p for p in sendable if p.sku in writing]
                 result = await self.health.call(name, channel.set_quantities(updates), report)
         now = self.clock()
+        self.history.wrote(name, sendable, result, shown, self.health[name].last_error, now)
         if result is None:
             health = self.health[name]
             for push in sendable:

@@ -118,7 +118,8 @@ def test_orders_refusals_and_decisions(ledger: Store, clock: Clock) -> None:
     )
     history.flush()
     order, cancel, refused, decision = ledger.history()
-    assert (order.kind, order.at, order.outcome, order.quantity) == ("order", sale.updated_at, "o1", 2)
+    assert (order.kind, order.at, order.outcome, order.quantity) == ("order", T0, "o1", 2)
+    assert order.detail == {"sold_at": sale.updated_at.isoformat()}
     assert cancel.kind == "cancel"
     assert (refused.kind, refused.channel, refused.quantity, refused.outcome) == (
         "refused",
