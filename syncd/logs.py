@@ -100,6 +100,8 @@ def configure_logging(
     # because the previous one still runs, a misfire) say something an operator needs.
     quiet = numeric_level if level == "debug" else logging.WARNING
     logging.getLogger("apscheduler").setLevel(quiet)
+    # uvicorn's start-up chatter repeats daemon.started; its warnings and errors (a port taken) stay.
+    logging.getLogger("uvicorn").setLevel(quiet)
     # httpx logs every request at info; syncd logs its API calls itself (at debug, secrets masked).
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(max(quiet, logging.WARNING))

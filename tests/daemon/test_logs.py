@@ -10,6 +10,7 @@ import logging
 import socket
 from datetime import UTC, datetime
 
+import pytest
 import structlog
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -100,10 +101,32 @@ async def test_scheduler_skip_warning_is_a_json_event() -> None:
     assert not any("Running job" in str(e["event"]) for e in events)
 
 
-async def test_uvicorn_lines_are_json_events() -> None:
-    """uvicorn's start and stop messages are JSON events with their logger's name."""
+async def test_uvicorn_bind_error_is_a_json_event() -> None:
+    """uvicorn's error on a taken port is a JSON event with its logger's name; its start-up info
+    lines (which repeat daemon.started) stay out at level info."""
     stream = io.StringIO()
     configure_logging("info", "json", stream=stream)
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        raise RuntimeError("not called")
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
+        with pytest.raises(SystemExit):
+            await server.serve()
+    events = _json_lines(stream.getvalue())
+    errors = [e for e in events if e["level"] == "error"]
+    assert errors and errors[0]["logger"] == "uvicorn.error" and str(port) in str(errors[0]["event"])
+    assert not any("Started server process" in str(e["event"]) for e in events)
+
+
+async def test_uvicorn_start_up_lines_show_at_debug() -> None:
+    """At level debug, uvicorn's start-up lines come through, as JSON."""
+    stream = io.StringIO()
+    configure_logging("debug", "json", stream=stream)
 
     async def app(scope: dict[str, object], receive: object, send: object) -> None:
         raise RuntimeError("not called")
@@ -111,18 +134,16 @@ async def test_uvicorn_lines_are_json_events() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         assert not task.done(), stream.getvalue()
         await asyncio.sleep(0.05)
     server.should_exit = True
     await task
-    events = _json_lines(stream.getvalue())
-    running = [e for e in events if "Uvicorn running on" in str(e["event"])]
-    assert running and running[0]["logger"] == "uvicorn.error" and running[0]["level"] == "info"
+    configure_logging("info", "json", stream=io.StringIO())  # later tests need no debug lines
+    running = [e for e in _json_lines(stream.getvalue()) if "Uvicorn running on" in str(e["event"])]
+    assert running and running[0]["logger"] == "uvicorn.error"
 
 
 def test_library_lines_are_masked_and_http_requests_stay_out() -> None:
