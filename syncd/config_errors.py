@@ -165,7 +165,19 @@ def _message(root: type[BaseModel], error: Any) -> str:
         return "needs a time zone, e.g. 2026-11-27T18:00:00Z or 2026-11-27T18:00:00+01:00"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
         got = "nothing" if value is None else type(value).__name__
-        return f"must be a mapping of keys (got {got})"
+        models = _models(_types_at(root, loc))
+        if len(models) > 1:  # a choice of connectors: the type decides the keys
+            tags = sorted({t for m in models if (t := _tag_of(m))})
+            return f"must be a mapping of keys with a type (got {got}); valid types: {', '.join(tags)}"
+        keys = sorted({f for m in models for f in m.model_fields})
+        return f"must be a mapping of keys (got {got})" + (f"; keys here: {', '.join(keys)}" if keys else "")
+    if kind in ("datetime_parsing", "datetime_from_date_parsing", "datetime_type", "datetime_object_invalid"):
+        return f"{_show(value)} is not a date-time: write it like 2026-11-27T18:00:00Z"
+    if kind == "string_too_short":
+        least = ctx.get("min_length")
+        return "must not be empty" if least == 1 else f"needs at least {least} characters"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
     if kind == "too_short":
         return f"needs at least {ctx.get('min_length')} item(s) (got {ctx.get('actual_length')})"
     if kind == "string_type":

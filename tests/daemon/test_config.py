@@ -384,3 +384,40 @@ def test_summary_shows_a_shopify_shop_by_its_domain(tmp_path: Path, capsys: pyte
     out = capsys.readouterr().out
     assert "channel: shopify (shopify) at https://example.myshopify.com" in out
     assert "None" not in out
+
+
+MORE_BAD = [
+    pytest.param({"logging": "debug"}, "logging: must be a mapping of keys (got str); keys here: format, level"),
+    pytest.param({"erp": None}, "erp: must be a mapping of keys with a type (got nothing); valid types: "),
+    pytest.param(
+        {"events": [{"name": "x", "channel": "web", "start": "tomorrow", "end": "2026-01-01T00:00Z", "share": 5}]},
+        "events[0].start: 'tomorrow' is not a date-time: write it like 2026-11-27T18:00:00Z",
+    ),
+    pytest.param(
+        {"channels": [{"name": "s", "type": "shopify", "access_token": "x", "shop_domain": "Shop.com"}]},
+        "channels[0].shop_domain: 'Shop.com' is not a shop's permanent domain such as example.myshopify.com",
+    ),
+    pytest.param(
+        {"erp": {"type": "mock_erp", "base_url": "http://x", "api_key": "k", "rate_limit": "fast"}},
+        "erp.rate_limit: must be a number (got 'fast')",
+    ),
+    pytest.param({"api": {"token": "short"}}, "api.token: the API token must be at least 16 characters"),
+    pytest.param({"stock": {"skus": ["A"]}}, "stock.skus: must be a mapping of keys (got list)"),
+]
+
+
+@pytest.mark.parametrize(("patch", "expected"), MORE_BAD)
+def test_each_kind_of_mistake_reads_as_words(patch: dict[str, object], expected: str) -> None:
+    """Wrong shapes, dates, patterns and numbers get a message naming the key and what is valid."""
+    data = {
+        "erp": {"type": "mock_erp", "base_url": "http://x", "api_key": "k" * 8},
+        "channels": [
+            {"name": "web", "type": "woocommerce", "base_url": "http://y", "consumer_key": "a", "consumer_secret": "b"}
+        ],
+        **patch,
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, "f.yaml", env={})
+    assert any(p.startswith(f"f.yaml: {expected}") for p in caught.value.problems), caught.value.problems
+    for internal in PYDANTIC_INTERNALS:
+        assert internal not in str(caught.value)
