@@ -131,6 +131,7 @@ def test_demo_on_a_taken_sandbox_port_names_the_setting(
     assert f"127.0.0.1:{port}" in err and "erp.base_url" in err and "already in use" in err
 
 
+@pytest.mark.slow
 def test_second_daemon_on_one_sqlite_file_refuses_to_start(tmp_path: Path) -> None:
     """While one `syncd run` holds a SQLite ledger, a second one (and a `reconcile --once`) exits 3
     naming the first one's pid and the file; once the first stops, the ledger is free again."""
