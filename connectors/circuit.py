@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import structlog
 
@@ -93,6 +94,15 @@ class CircuitBreaker:
             next_trial_at=_wall(self._next_trial_at),
         )
 
+    def check(self) -> None:
+        """Raise CircuitOpenError if a call would be refused now, without taking the trial: for
+        callers that wait for something else (a cost bucket) before they call."""
+        if self._state == "closed":
+            return
+        assert self._next_trial_at is not None
+        if self._trial_out or self._clock() < self._next_trial_at:
+            self._refusal(self._clock())
+
     def admit(self) -> bool:
         """Let a call go out, or raise CircuitOpenError; True when the call is the trial."""
         if self._state == "closed":
@@ -104,8 +114,12 @@ class CircuitBreaker:
         if self._state == "half_open" and not self._trial_out:
             self._trial_out = True
             return True
+        self._refusal(now)
+
+    def _refusal(self, now: float) -> NoReturn:
         self._refused += 1
-        if self._state == "half_open":
+        assert self._next_trial_at is not None
+        if self._state == "half_open" or self._trial_out:
             raise CircuitOpenError(
                 f"circuit open ({self._last_error}); a trial call is under way",
                 connector=self.connector,

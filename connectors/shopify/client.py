@@ -115,8 +115,10 @@ class ShopifyConnector(ChannelConnector):
             rate_limiter=RateLimiter(settings.rate_limit, settings.burst),
             **common,
         )
-        # Bulk results live on a storage host: never send the access token there.
-        self._files = HttpClient(settings.name, settings.root_url, **common)
+        # Bulk results live on a storage host: never send the access token there. Another service,
+        # so a circuit of its own: its outage must not stop the API calls.
+        files_circuit = CircuitBreaker.for_settings(f"{settings.name} (bulk files)", settings)
+        self._files = HttpClient(settings.name, settings.root_url, **(common | {"circuit": files_circuit}))
         self.bucket = CostBucket(clock=clock, sleep=self._sleep)
         configured = settings.location_id or (settings.location_ids[0] if settings.location_ids else None)
         self._location: str | None = configured
@@ -142,6 +144,7 @@ class ShopifyConnector(ChannelConnector):
             # An urgent read (the check that a sold-out SKU's last sales are all known) needs no
             # headroom kept for the writes: they wait for it.
             headroom = 0.0 if operation in PUSH_OPERATIONS or calls_are_urgent() else BACKGROUND_HEADROOM
+            self._circuit.check()  # an open circuit refuses at once, not after waiting for points
             asked = time.monotonic()
             await self.bucket.reserve(operation, cost, headroom=headroom)
             log.debug("shopify.reserved", operation=operation, waited=round(time.monotonic() - asked, 3))

@@ -131,6 +131,7 @@ class TikTokShopConnector(ChannelConnector):
         self._expires_at: datetime | None = stored.access_expires_at if stored else None
         self._refresh_expires_at: datetime | None = stored.refresh_expires_at if stored else None
         self._refresh_lock = asyncio.Lock()
+        self._refresh_deferred = False  # a refresh ahead of expiry failed: logged once until one works
         common: dict[str, Any] = {
             "timeout": settings.timeout.total_seconds(),
             "retry": RetryPolicy(attempts=settings.retry_attempts),
@@ -156,8 +157,12 @@ class TikTokShopConnector(ChannelConnector):
             rate_limiter=RateLimiter(settings.rate_limit, settings.burst),
             **common,
         )
-        # The auth host takes the app secret as a query parameter and no signature.
-        self._auth_http = HttpClient(settings.name, settings.auth_base_url.rstrip("/"), **common)
+        # The auth host takes the app secret as a query parameter and no signature. It is another
+        # service, with a circuit of its own: its outage must not stop calls with a working token.
+        auth_circuit = CircuitBreaker.for_settings(f"{settings.name} (auth host)", settings, clock=clock)
+        self._auth_http = HttpClient(
+            settings.name, settings.auth_base_url.rstrip("/"), **(common | {"circuit": auth_circuit})
+        )
         # sku_id -> warehouse ids, learnt from reads, so that a write needs no read first.
         self._warehouses: dict[str, tuple[str, ...]] = {}
 
@@ -265,8 +270,26 @@ class TikTokShopConnector(ChannelConnector):
 
     async def _refresh_if_expiring(self) -> None:
         expires = self._expires_at
-        if expires is not None and expires - self._now() <= self.settings.token_refresh_margin:
+        if expires is None or expires - self._now() > self.settings.token_refresh_margin:
+            return
+        try:
             await self._refresh_token(self._access)
+        except TransientError as exc:
+            # A refresh ahead of expiry that fails (the auth host down or slow) must not fail a
+            # call the current token can still make: a webhook's order fetch would be lost with
+            # it. The next call tries the refresh again.
+            if expires <= self._now():
+                raise
+            if not self._refresh_deferred:
+                log.warning(
+                    "tiktok_shop.token_refresh_deferred",
+                    channel=self.name,
+                    expires_at=expires,
+                    error=str(exc),
+                )
+            self._refresh_deferred = True
+        else:
+            self._refresh_deferred = False
 
     async def _refresh_token(self, refused: str) -> None:
         """Refresh the access token unless another call already replaced ``refused``."""

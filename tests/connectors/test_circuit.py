@@ -122,6 +122,21 @@ def test_only_one_trial_at_a_time() -> None:
     assert circuit.admit() is True
 
 
+def test_check_refuses_like_admit_without_taking_the_trial() -> None:
+    """check() raises while open and lets a call through past the cool-down, leaving the trial to admit()."""
+    clock = Clock()
+    circuit = breaker(clock)
+    circuit.check()  # closed
+    run("f f f", clock, circuit)
+    with pytest.raises(CircuitOpenError, match=r"next trial in 10\.0 s"):
+        circuit.check()
+    clock.now += 10
+    circuit.check()
+    assert circuit.admit() is True
+    with pytest.raises(CircuitOpenError, match="trial call is under way"):
+        circuit.check()
+
+
 def test_open_error_says_when_the_next_trial_is() -> None:
     """A refused call names the connector, the last error and the wait, and carries them as data."""
     clock = Clock()

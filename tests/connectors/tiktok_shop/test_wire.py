@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from connectors.base import Listing, MemoryTokenStore, QuantityUpdate, StoredToken
 from connectors.tiktok_shop.client import TikTokApiError, TikTokShopConnector
@@ -358,6 +359,70 @@ async def test_stored_token_wins_and_is_refreshed_before_it_expires(
     assert [r.headers["x-tts-access-token"] for r in wire.calls(PRODUCTS)] == ["TTP_new"]
     saved = tokens.load_token("tiktok_shop:tiktok")
     assert saved is not None and saved.access_token == "TTP_new"
+
+
+async def test_refresh_ahead_of_expiry_that_fails_does_not_fail_the_call(
+    wire: Wire, make_conn: Callable[..., TikTokShopConnector]
+) -> None:
+    """With the auth host down, a token that still works is used (a webhook's order fetch goes
+    on), the deferral is logged once, and a later call refreshes once the host is back."""
+    tokens = MemoryTokenStore()
+    soon = datetime.fromtimestamp(NOW + 600, UTC)
+    tokens.save_token("tiktok_shop:tiktok", StoredToken("TTP_stored", "TTP_stored_refresh", soon))
+    conn = make_conn(tokens, retry_attempts=1)  # two failed refreshes: below circuit_failures
+    detail = ok({"orders": [order("O7", "AWAITING_SHIPMENT", NOW, ("L1", "S1", "A", "X"))]})
+    wire.on("/order/202309/orders", detail)
+    wire.on(REFRESH, (503, env(code=36009003, message="down"), {}))
+
+    with capture_logs() as logs:
+        first = await conn.lines_for_orders(["O7"])
+        second = await conn.lines_for_orders(["O7"])
+
+    assert [line.order_id for line in first + second] == ["O7", "O7"]
+    assert {r.headers["x-tts-access-token"] for r in wire.calls("/order/202309/orders")} == {"TTP_stored"}
+    assert [e["event"] for e in logs].count("tiktok_shop.token_refresh_deferred") == 1
+    assert conn.circuit is not None and conn.circuit.state == "closed"
+
+    wire.on(REFRESH, refreshed())
+    await conn.lines_for_orders(["O7"])
+    assert wire.calls("/order/202309/orders")[-1].headers["x-tts-access-token"] == "TTP_new"
+
+
+async def test_dead_auth_host_opens_its_own_circuit_not_the_apis(
+    wire: Wire, make_conn: Callable[..., TikTokShopConnector]
+) -> None:
+    """Refresh failures open the auth host's circuit; API calls with the working token go on."""
+    tokens = MemoryTokenStore()
+    soon = datetime.fromtimestamp(NOW + 600, UTC)
+    tokens.save_token("tiktok_shop:tiktok", StoredToken("TTP_stored", "TTP_stored_refresh", soon))
+    conn = make_conn(tokens)
+    wire.on(
+        "/order/202309/orders",
+        ok({"orders": [order("O7", "AWAITING_SHIPMENT", NOW, ("L1", "S1", "A", "X"))]}),
+    )
+    wire.on(REFRESH, (503, env(code=36009003, message="down"), {}))
+
+    for _ in range(4):
+        assert [line.order_id for line in await conn.lines_for_orders(["O7"])] == ["O7"]
+    # Without the circuit each of the 4 calls would make 4 refresh attempts; with it, the 5 that
+    # open it and a trial once its cool-down has passed on this fast test clock.
+    assert len(wire.calls(REFRESH)) <= 7
+    assert conn.circuit is not None and conn.circuit.state == "closed"
+
+
+async def test_expired_token_with_the_auth_host_down_is_transient(
+    wire: Wire, make_conn: Callable[..., TikTokShopConnector]
+) -> None:
+    """A token past its expiry cannot be used: the failed refresh is raised as TransientError (retry later)."""
+    tokens = MemoryTokenStore()
+    gone = datetime.fromtimestamp(NOW - 60, UTC)
+    tokens.save_token("tiktok_shop:tiktok", StoredToken("TTP_stored", "TTP_stored_refresh", gone))
+    conn = make_conn(tokens)
+    wire.on(REFRESH, (503, env(code=36009003, message="down"), {}))
+
+    with pytest.raises(TransientError):
+        await conn.lines_for_orders(["O7"])
+    assert wire.calls("/order/202309/orders") == []
 
 
 async def test_token_far_from_expiry_is_not_refreshed(
