@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from syncd import __version__
+from syncd.cli_report import add_report_commands
 from syncd.config import Config, load_config
 from syncd.errors import ConfigError, StoreError
 from syncd.logs import configure_logging
@@ -252,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="daemon address (default: from the config's server section)")
     p.add_argument("--json", action="store_true", help="print the raw JSON")
     p.set_defaults(func=cmd_status)
+
+    add_report_commands(sub, with_config)  # drift, runs, explain, outbox (syncd/cli_report.py)
 
     p = sub.add_parser("health", help="exit 0 if a running daemon answers /health (container HEALTHCHECK)")
     with_config(p)
