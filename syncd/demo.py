@@ -39,8 +39,10 @@ DEMO_ENV = {
     "SYNCD_DEMO_TIKTOK_ACCESS_TOKEN": "demo-tiktok-access",
     "SYNCD_DEMO_TIKTOK_REFRESH_TOKEN": "demo-tiktok-refresh",
     "SYNCD_DEMO_TIKTOK_SHOP_CIPHER": "ROW_demo_cipher",
+    "SYNCD_DEMO_BLING_CLIENT_ID": "demo-bling-client",
+    "SYNCD_DEMO_BLING_CLIENT_SECRET": "demo-bling-client-secret",
 }
-SANDBOXES = ("mock_erp", "woocommerce", "shopify", "tiktok_shop")
+SANDBOXES = ("mock_erp", "bling", "woocommerce", "shopify", "tiktok_shop")
 # Who buys where in the demo (a TikTok-led shop): channel type -> share of purchases.
 DEMAND = {"tiktok_shop": 0.60, "shopify": 0.25, "woocommerce": 0.15}
 
@@ -60,6 +62,14 @@ def build_sandbox(name: str, *, data_dir: str = "data/sandbox", webhook_url: str
 
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         return erp_app(api_key=_env("SYNCD_DEMO_ERP_KEY"), db_path=str(Path(data_dir) / "mock_erp.db"))
+    if name == "bling":
+        from connectors.bling.sandbox import create_app as bling_app
+
+        return bling_app(
+            client_id=_env("SYNCD_DEMO_BLING_CLIENT_ID"),
+            client_secret=_env("SYNCD_DEMO_BLING_CLIENT_SECRET"),
+            webhook_url=webhook_url,
+        )
     if name == "woocommerce":
         from connectors.woocommerce.sandbox import create_app as woo_app
 
@@ -198,6 +208,45 @@ async def shoppers(
             log.warning("demo.shopper_error", error=str(exc))
 
 
+def demo_erp_settings(erp: str, base_url: str) -> Any:
+    """Settings of ``erp`` aimed at its demo sandbox on the demo config's ERP address."""
+    if erp == "bling":
+        from pydantic import SecretStr
+
+        from connectors.bling.settings import BlingSettings
+
+        return BlingSettings(
+            type="bling",
+            base_url=base_url,
+            authorize_url=f"{base_url}/oauth/authorize",
+            client_id=_env("SYNCD_DEMO_BLING_CLIENT_ID"),
+            client_secret=SecretStr(_env("SYNCD_DEMO_BLING_CLIENT_SECRET")),
+            contact_id=1,
+            budget_share=0.9,  # the demo account runs no other app
+        )
+    raise ValueError(f"no demo for the ERP {erp!r}")
+
+
+async def authorise_demo_bling(config: Config) -> None:
+    """The seller's consent in the Bling sandbox, and the first tokens saved in the ledger."""
+    from connectors.bling.auth import BlingAuth
+    from syncd.store import Store
+
+    base_url = str(config.erp.base_url)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as hooks:
+        code = (await hooks.post("/_sandbox/oauth/code")).json()["code"]
+    store = Store(config.database_url)
+    try:
+        store.migrate()
+        auth = BlingAuth(config.erp, store)  # type: ignore[arg-type]
+        try:
+            await auth.exchange_code(code)
+        finally:
+            await auth.aclose()
+    finally:
+        store.close()
+
+
 def _server(app: ASGIApp, port: int) -> QuietServer:
     return QuietServer(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
@@ -221,10 +270,13 @@ async def run_demo(
     skus: int = 300,
     rate: float = 2.0,
     duration: float | None = None,
+    erp_type: str = "mock",
 ) -> int:
-    """Run the demo until Ctrl-C (or ``duration`` seconds)."""
+    """Run the demo until Ctrl-C (or ``duration`` seconds), on the mock ERP or on ``erp_type``'s sandbox."""
     env = {**DEMO_ENV, **os.environ}
     config: Config = load_config(config_path, env=env)
+    if erp_type != "mock":
+        config = config.model_copy(update={"erp": demo_erp_settings(erp_type, str(config.erp.base_url))})
     configure_logging(config.logging.level, config.logging.format, config.secrets())
     daemon_url = f"http://127.0.0.1:{config.server.port}"
     data_dir = (
@@ -241,7 +293,12 @@ async def run_demo(
         await _wait_started(server, task, what)
 
     erp_url = str(config.erp.base_url)
-    await start(build_sandbox("mock_erp", data_dir=data_dir), erp_url, "mock ERP sandbox")
+    erp_sandbox = "mock_erp" if erp_type == "mock" else erp_type
+    # No ERP webhooks yet: the daemon has no POST /webhooks/erp route; its polls read the changes.
+    erp_app = build_sandbox(erp_sandbox, data_dir=data_dir)
+    await start(erp_app, erp_url, f"{erp_sandbox} sandbox")
+    if erp_type == "bling":
+        await authorise_demo_bling(config)
     channels = [c for c in config.channels if c.enabled]
     for channel in channels:
         app = build_sandbox(channel.type, webhook_url=f"{daemon_url}/webhooks/{channel.name}")

@@ -9,6 +9,7 @@ marketplace order in Bling already holds are not offered again. Each call goes t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -94,6 +95,7 @@ class BlingConnector(ErpConnector):
         self._pending: set[int] = set()  # named by webhooks, read at the next stock_changes
         self._offset = 0  # round-robin position of stock_changes over the catalogue
         self._webhooks = WebhookState()
+        self._recording = asyncio.Lock()
         self._recorder = Recorder(self, records if records is not None else MemoryErpRecordStore())
 
     async def aclose(self) -> None:
@@ -294,19 +296,24 @@ class BlingConnector(ErpConnector):
     # ------------------------------------------------------------------ sales
     async def record_movements(self, movements: Sequence[Movement]) -> list[str]:
         acknowledged: list[str] = []
-        with urgent_calls():
-            for movement in movements:
-                try:
-                    if await self._recorder.record(movement):
-                        acknowledged.append(movement.key)
-                except TransientError:
-                    if not acknowledged:
-                        raise
-                    # Keep what was recorded; the rest is offered again by the caller.
-                    log.warning(
-                        "bling.movements_interrupted", erp=self.name, left=len(movements) - len(acknowledged)
-                    )
-                    break
+        # One batch at a time: two batches carrying one key (an order poll and an ERP poll at
+        # once) would both look, find nothing, and create two orders.
+        async with self._recording:
+            with urgent_calls():
+                for movement in movements:
+                    try:
+                        if await self._recorder.record(movement):
+                            acknowledged.append(movement.key)
+                    except TransientError:
+                        if not acknowledged:
+                            raise
+                        # Keep what was recorded; the rest is offered again by the caller.
+                        log.warning(
+                            "bling.movements_interrupted",
+                            erp=self.name,
+                            left=len(movements) - len(acknowledged),
+                        )
+                        break
         return acknowledged
 
     # ------------------------------------------------------------------ webhooks

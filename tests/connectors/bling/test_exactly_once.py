@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -165,3 +166,13 @@ async def test_orders_in_bling_reserve_stock_so_on_hand_is_the_virtual_balance(
     placed = await hooks.post("/_sandbox/orders", json={"sku": "MUG", "quantity": 4})
     assert placed.status_code == 201
     assert {r.sku: r.on_hand for r in await bling.read_stock()}["MUG"] == 6
+
+
+async def test_two_batches_with_one_key_at_once_make_one_order(
+    bling: BlingConnector, hooks: httpx.AsyncClient, stocked
+) -> None:
+    """An order poll and an ERP poll recording the same sale at the same moment create one Bling order."""
+    await hooks.post("/_sandbox/faults", json={"latency_ms": 5})  # so that the batches interleave
+    results = await asyncio.gather(*(bling.record_movements([SALE]) for _ in range(3)))
+    assert all(r == ["tiktok:5001:1"] for r in results)
+    assert len(await orders(hooks)) == 1 and (await stock(hooks))["MUG"] == 8
