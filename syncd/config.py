@@ -272,7 +272,7 @@ class Config(_Model):
         default="sqlite:///data/syncd.db",
         description=(
             "The ledger: sqlite:///relative/path, sqlite:////absolute/path (one daemon per file), or"
-            " postgresql+psycopg://user:${PASSWORD}@host:5432/db (several replicas)."
+            " postgresql+psycopg://user:${PASSWORD}@host:5432/db (a database server)."
         ),
     )
     server: ServerSettings = ServerSettings()

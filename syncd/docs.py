@@ -116,6 +116,7 @@ class Section:
     dotted: str  # the section's keys in EXAMPLES: "channels", "stock.skus"
     tag: str | None
     keys: list[Key] = field(default_factory=list)
+    nested: list[str] = field(default_factory=list)  # table rows pointing at the sections below
 
 
 def _unwrap(annotation: Any) -> list[Any]:
@@ -227,6 +228,8 @@ def _collect(model: type[BaseModel], path: str, dotted: str, wrap: list[str | in
         models = [t for t in kinds if _is_model(t)]
         origin = get_origin(kinds[0]) if len(kinds) == 1 else None
         shown = f"{path}.{name}" if path else name
+        if models and len(models) == len(kinds) and not any(p == shown for p in _nested_titles(sections)):
+            section.nested.append(_nested_row(name, info, "section", models))
         if models and len(models) == len(kinds):  # a nested section, or a choice of them by type
             for sub in models:
                 sub_tag = _tag(sub) if len(models) > 1 else None
@@ -240,6 +243,8 @@ def _collect(model: type[BaseModel], path: str, dotted: str, wrap: list[str | in
         if origin in (list, dict):
             inner = [t for t in _unwrap(get_args(kinds[0])[-1]) if t is not type(None)]
             if inner and all(_is_model(t) for t in inner):
+                what = "list of entries" if origin is list else "map of SKU to settings"
+                section.nested.append(_nested_row(name, info, what, inner))
                 for sub in inner:
                     sub_tag = _tag(sub) if len(inner) > 1 else None
                     entry = "[]" if origin is list else ".<SKU>"
@@ -267,6 +272,19 @@ def _collect(model: type[BaseModel], path: str, dotted: str, wrap: list[str | in
             )
         )
     return section
+
+
+def _nested_titles(sections: list[Section]) -> set[str]:
+    return {s.path for s in sections}
+
+
+def _nested_row(name: str, info: FieldInfo, what: str, models: list[Any]) -> str:
+    has_default, default = _default(info)
+    tags = [t for m in models if (t := _tag(m))]
+    kind = what + (f", by `type`: {', '.join(f'`{t}`' for t in tags)}" if len(tags) > 1 else "")
+    shown = "**required**" if not has_default else (_show(_plain(default)) if default in ([], {}) else "")
+    meaning = (info.description or "") + (" " if info.description else "") + "See below."
+    return f"| `{name}` | {kind} | {shown} | {meaning} |"
 
 
 def _inherited(model: type[BaseModel], name: str) -> str:
@@ -343,6 +361,7 @@ def render() -> str:
         for key in section.keys:
             meaning = key.meaning.replace("|", "\\|").replace("\n", " ")
             lines.append(f"| `{key.name}` | {key.kind} | {key.default} | {meaning} |")
+        lines += section.nested
         lines += ["", "```yaml", example_of(section).rstrip(), "```", ""]
     return "\n".join(lines).rstrip() + "\n"
 
