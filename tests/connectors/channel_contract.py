@@ -1,12 +1,14 @@
 """The contract every channel connector keeps, run against each connector's own sandbox.
 
 A concrete test module subclasses ``ChannelContract`` (as ``Test<Platform>Contract``), sets
-``unknown_ref`` and provides two fixtures:
+``unknown_ref`` and provides three fixtures:
 
 - ``sandbox``: an ``httpx.AsyncClient`` bound to the platform's sandbox app, already seeded (in the
   platform's own way) with ``contract_catalogue()``: items sharing a ``group`` are variants of one
   product where the platform has variants.
 - ``channel``: the connector, connected to that same app through ``httpx.ASGITransport``.
+- ``spoiled``: a second connector to that app through a ``Spoiler``, and the spoiler, whose
+  ``spoil`` makes the orders it names unreadable in the platform's own answer format.
 
 The sandbox hooks used here are the common ones: ``GET``/``POST /_sandbox/listings``,
 ``POST /_sandbox/purchase`` (201 ``{"order_id"}``, the id ``orders_since`` reports; 409
@@ -21,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from connectors.base import ChannelConnector, OrderLine, QuantityUpdate
+from tests.connectors.support import Spoiler
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,35 @@ class ChannelContract:
         assert page.latest is not None and page.latest >= line.updated_at
         [listing] = [listing for listing in await channel.list_listings() if listing.sku == item.sku]
         assert await channel.read_quantities([listing]) == {item.sku: item.quantity - 2}
+
+    async def test_one_unreadable_order_is_quarantined_and_the_poll_goes_on(
+        self,
+        channel: ChannelConnector,
+        sandbox: httpx.AsyncClient,
+        spoiled: tuple[ChannelConnector, Spoiler],
+    ) -> None:
+        """Three purchases, the middle one spoiled on the wire (a quantity of "oops" where the
+        platform has quantities): orders_since returns the other two orders' lines, quarantines
+        the middle one by its id, and its cursor is the one a clean poll gives (past all three)."""
+        spoiled_channel, spoiler = spoiled
+        since = datetime.now(UTC) - timedelta(seconds=1)
+        ids = []
+        for sku in ("CT-0001", "CT-0002", "CT-0003"):
+            response = await purchase(sandbox, sku, 1)
+            assert response.status_code == 201
+            ids.append(str(response.json()["order_id"]))
+        spoiler.orders.add(ids[1])
+
+        page = await spoiled_channel.orders_since(since)
+        clean = await channel.orders_since(since)
+
+        assert {line.order_id for line in page.lines} == {ids[0], ids[2]}
+        assert {line.order_id for line in clean.lines} == set(ids)
+        [bad] = page.quarantined
+        assert (bad.connector, bad.kind, bad.ref) == (channel.name, "order", ids[1])
+        assert bad.reason and bad.excerpt
+        assert clean.quarantined == []
+        assert page.latest is not None and page.latest == clean.latest
 
     async def test_orders_before_since_are_left_out(
         self, channel: ChannelConnector, sandbox: httpx.AsyncClient

@@ -1,10 +1,13 @@
-"""Helpers shared by the channel webhook tests: a recording receiver and a running, seeded sandbox."""
+"""Helpers shared by the channel tests: a recording webhook receiver, a running seeded sandbox, and a
+transport that spoils chosen orders in a sandbox's answers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -57,3 +60,27 @@ async def running_shop(
         seeded = await hooks.post("/_sandbox/seed", json={"items": [{"sku": "MUG-1", "quantity": 5}]})
         assert seeded.status_code == 201
         yield SandboxShop(app, hooks, receiver, faults, sender_type)
+
+
+class Spoiler(httpx.AsyncBaseTransport):
+    """Forwards requests to a sandbox and spoils the orders named in ``orders`` in its JSON answers
+    (``spoil(body, orders)`` edits the decoded body in place), as a buggy platform might."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, spoil: Callable[[Any, set[str]], None]):
+        self.inner = inner
+        self.spoil = spoil
+        self.orders: set[str] = set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        content = await response.aread()
+        try:
+            body = json.loads(content)
+        except ValueError:
+            return httpx.Response(response.status_code, headers=response.headers, content=content)
+        self.spoil(body, self.orders)
+        headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-length"]
+        return httpx.Response(response.status_code, headers=headers, content=json.dumps(body).encode())
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from connectors.shopify.client import ShopifyConnector
 from connectors.shopify.settings import ShopifySettings
 from tests.connectors.channel_contract import ChannelContract, contract_catalogue
 from tests.connectors.shopify.support import no_wait
+from tests.connectors.support import Spoiler
 
 
 @pytest.fixture
@@ -28,6 +30,25 @@ async def sandbox(hooks: httpx.AsyncClient) -> httpx.AsyncClient:
 @pytest.fixture
 def channel(shopify: ShopifyConnector, sandbox: httpx.AsyncClient) -> ShopifyConnector:
     return shopify
+
+
+def spoil(body: Any, orders: set[str]) -> None:
+    """A line quantity of "oops" in the named orders of an Orders answer."""
+    data = body.get("data") if isinstance(body, dict) else None
+    connection = data.get("orders") if isinstance(data, dict) else None
+    for order in connection.get("nodes") or [] if isinstance(connection, dict) else []:
+        if isinstance(order, dict) and order.get("legacyResourceId") in orders:
+            order["lineItems"]["nodes"][0]["quantity"] = "oops"
+
+
+@pytest.fixture
+async def spoiled(
+    shop_app: Starlette, make_settings: Callable[..., ShopifySettings]
+) -> AsyncIterator[tuple[ShopifyConnector, Spoiler]]:
+    spoiler = Spoiler(httpx.ASGITransport(shop_app), spoil)
+    connector = ShopifyConnector(make_settings(), transport=spoiler, sleep=no_wait)
+    yield connector, spoiler
+    await connector.aclose()
 
 
 class TestShopifyContract(ChannelContract):

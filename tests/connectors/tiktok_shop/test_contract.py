@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from connectors.tiktok_shop.client import TikTokShopConnector
+from connectors.tiktok_shop.settings import TikTokShopSettings
 from tests.connectors.channel_contract import ChannelContract, contract_catalogue
+from tests.connectors.support import Spoiler
+from tests.connectors.tiktok_shop.support import no_wait
 
 
 @pytest.fixture
@@ -23,6 +30,24 @@ async def sandbox(hooks: httpx.AsyncClient) -> httpx.AsyncClient:
 @pytest.fixture
 def channel(tts: TikTokShopConnector, sandbox: httpx.AsyncClient) -> TikTokShopConnector:
     return tts
+
+
+def spoil(body: Any, orders: set[str]) -> None:
+    """A line item whose sku_id is a number in the named orders (TikTok line items carry no quantity)."""
+    data = body.get("data") if isinstance(body, dict) else None
+    for order in (data or {}).get("orders") or [] if isinstance(data, dict) else []:
+        if isinstance(order, dict) and order.get("id") in orders and order.get("line_items"):
+            order["line_items"][0]["sku_id"] = 42
+
+
+@pytest.fixture
+async def spoiled(
+    tts_app: Starlette, make_settings: Callable[..., TikTokShopSettings]
+) -> AsyncIterator[tuple[TikTokShopConnector, Spoiler]]:
+    spoiler = Spoiler(httpx.ASGITransport(tts_app), spoil)
+    connector = TikTokShopConnector(make_settings(), transport=spoiler, sleep=no_wait)
+    yield connector, spoiler
+    await connector.aclose()
 
 
 class TestTikTokShopContract(ChannelContract):
