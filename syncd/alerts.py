@@ -10,6 +10,7 @@ ledger, ``Notifier`` posts with retries, ``Alerter.check`` does one round of it 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -465,10 +466,21 @@ class Alerter:
 
     async def check(self) -> list[Transition]:
         """Evaluate once and deliver what is owed; returns the transitions of this round."""
+        connectors = list(self.connectors())  # read here: the engine's health lives in this loop
+        # The ledger reads and the evaluation run in a worker thread, so a large catalogue never
+        # holds up the fast path sharing this event loop.
+        changes, owed = await asyncio.to_thread(self._evaluate, connectors)
+        for t in changes:
+            log.info("alert.opened" if t.action == "open" else "alert.resolved", key=t.key, kind=t.kind)
+        if self.settings.webhooks and owed:
+            await self.deliver(owed)
+        return changes
+
+    def _evaluate(self, connectors: Iterable[Mapping[str, Any]]) -> tuple[list[Transition], list[AlertRow]]:
         now = self.clock()
         snapshot = take_snapshot(
             self.store,
-            self.connectors(),
+            connectors,
             self.settings,
             now=now,
             started_at=self.started_at,
@@ -479,11 +491,8 @@ class Alerter:
         changes = evaluate(active, alerts, now, self.settings.cooldown)
         rows, drop = apply(alerts, changes, now, self.settings.cooldown)
         self.store.save_alerts(rows, drop)
-        for t in changes:
-            log.info("alert.opened" if t.action == "open" else "alert.resolved", key=t.key, kind=t.kind)
-        if self.settings.webhooks:
-            await self.deliver()
-        return changes
+        current = alerts | {row.key: row for row in rows}
+        return changes, [row for key, row in current.items() if row.unsent and key not in drop]
 
     async def run(self) -> None:
         """``check`` for the scheduler: a failed round is logged and the next one tries again."""
@@ -492,10 +501,12 @@ class Alerter:
         except Exception:
             log.exception("alert.check_failed")
 
-    async def deliver(self) -> None:
-        """Send every owed message: the first ``max_messages - 1`` one by one, the rest in one post."""
-        owed = [(row, row.unsent) for row in self.store.alerts() if row.unsent]
-        owed.sort(key=lambda item: (item[0].resolved_at or item[0].opened_at, item[0].key))
+    async def deliver(self, rows: Iterable[AlertRow]) -> None:
+        """Send the messages ``rows`` owe: the first ``max_messages - 1`` one by one, the rest in one post."""
+        owed = sorted(
+            ((row, row.unsent) for row in rows if row.unsent),
+            key=lambda item: (item[0].resolved_at or item[0].opened_at, item[0].key),
+        )
         limit = self.settings.max_messages
         single, rest = (owed, []) if len(owed) <= limit else (owed[: limit - 1], owed[limit - 1 :])
         down: set[int] = set()  # receivers that failed this round are not tried again until the next
