@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import structlog
 import uvicorn
 
 from connectors.base import MemoryErpRecordStore
@@ -21,6 +23,18 @@ from syncd.store import Store
 from tests.connectors.bling.conftest import BASE_URL, CLIENT_ID, CLIENT_SECRET, bling_settings
 
 REDIRECT = "https://syncd.example/bling/callback"
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """The command configures logging onto pytest's captured stream: put it back afterwards."""
+    saved, root = structlog.get_config(), logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**saved)
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.mark.parametrize(
