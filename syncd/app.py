@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -52,7 +52,7 @@ class Host(Protocol):
 
     def schedule_event_replans(self, event: EventSettings) -> None: ...
 
-    def spawn(self, work: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]: ...
+    def spawn(self, work: Callable[[], Coroutine[Any, Any, Any]], *, name: str) -> asyncio.Task[Any]: ...
 
 
 def create_app(daemon: Host) -> FastAPI:
@@ -151,7 +151,7 @@ def create_app(daemon: Host) -> FastAPI:
             return refusal
         if not engine.delete_event(name):
             return JSONResponse({"error": f"no event named {name!r}"}, status_code=404)
-        daemon.spawn(engine.replan_all(), name="replan")
+        daemon.spawn(engine.replan_all, name="replan")
         return JSONResponse({"deleted": name})
 
     @app.post("/webhooks/{channel}")

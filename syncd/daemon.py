@@ -22,6 +22,7 @@ from syncd import __version__
 from syncd.app import create_app
 from syncd.config import Config, EventSettings
 from syncd.engine import CycleReport, Engine, utcnow
+from syncd.engine.supervisor import Factory, Supervisor
 from syncd.errors import StoreError
 from syncd.history import record_run
 from syncd.store import Store
@@ -63,29 +64,35 @@ class Daemon:
             for c in config.channels
             if c.enabled
         }
-        self.engine = Engine(config, self.store, erp, channels, clock=clock)
+        # Every background task, the engine's and the daemon's, is started and watched here; one
+        # given up stops the daemon.
+        self.supervisor = Supervisor(on_fatal=self._stop_for)
+        self._server: uvicorn.Server | None = None
+        self.engine = Engine(config, self.store, erp, channels, clock=clock, supervisor=self.supervisor)
         self.engine.metrics.watch_ledger(self.store.counts)
         self.started_at = clock()
         self.scheduler: AsyncIOScheduler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ background work
-    def spawn(self, work: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
-        """Run ``work`` in the background; it is awaited (or cancelled) when the daemon stops."""
-        task = asyncio.create_task(self._guard(work, name), name=name)
+    def spawn(self, work: Factory, *, name: str) -> asyncio.Task[Any]:
+        """Run ``work()`` in the background, watched (started again if it fails); it is awaited
+        (or cancelled) when the daemon stops."""
+        task = self.supervisor.start(name, work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _guard(self, work: Awaitable[Any], name: str) -> None:
-        try:
-            await work
-        except asyncio.CancelledError:
-            raise
-        except StoreError as exc:
-            log.error("task.store_failed", task=name, error=str(exc))
-        except Exception:
-            log.exception("task.crashed", task=name)
+    async def _guard(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run a scheduled cycle: a failure is logged once with its error (the next run is its
+        restart)."""
+        await self.supervisor.run(name, lambda: work)
+
+    def _stop_for(self, reason: str) -> None:
+        """A background task was given up: stop serving; ``serve`` then exits with the reason."""
+        log.critical("daemon.stopping", reason=reason)
+        if self._server is not None:
+            self._server.should_exit = True
 
     async def _job(self, kind: str, cycle: Callable[[], Awaitable[CycleReport]]) -> None:
         task = asyncio.current_task()
@@ -157,7 +164,7 @@ class Daemon:
 
     def schedule_event_replans(self, event: EventSettings) -> None:
         """Replan everything now and again when the event starts and ends, so it expires by itself."""
-        self.spawn(self.engine.replan_all(), name="replan")
+        self.spawn(self.engine.replan_all, name="replan")
         self._schedule_event_edges(event)
 
     def _schedule_event_edges(self, event: EventSettings) -> None:
@@ -179,7 +186,7 @@ class Daemon:
         """Stop scheduling, let in-flight cycles and pushes finish (up to the drain timeout), close."""
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        self.spawn(self.engine.drain_fast_path(), name="fast-path-drain")
+        self.spawn(self.engine.drain_fast_path, name="fast-path-drain")
         pending = {t for t in self._tasks if t is not asyncio.current_task()}
         if pending:
             log.info("daemon.draining", tasks=len(pending), timeout=self.drain_timeout)
@@ -260,6 +267,7 @@ class Daemon:
                 timeout_graceful_shutdown=int(self.drain_timeout),
             )
         )
+        self._server = server
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, server.request_exit, sig)
@@ -270,3 +278,5 @@ class Daemon:
                 loop.remove_signal_handler(sig)
         if not server.started:
             raise OSError(f"could not serve on {self.config.server.host}:{self.config.server.port}")
+        if self.supervisor.fatal is not None:
+            raise SystemExit(f"syncd stopped: {self.supervisor.fatal}")

@@ -30,6 +30,7 @@ from syncd.engine.sender import Sender
 from syncd.engine.settlement import Settlement
 from syncd.engine.slices import SliceWriter
 from syncd.engine.sold_out import RECHECK_DELAY, SoldOutChecks
+from syncd.engine.supervisor import Supervisor
 from syncd.history import History, channel_policies
 from syncd.metrics import Metrics
 from syncd.store import IngestResult, Store
@@ -53,6 +54,7 @@ class Engine:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
         recheck_delay: timedelta = RECHECK_DELAY,
+        supervisor: Supervisor | None = None,
     ):
         self.config = config
         self.store = store
@@ -60,6 +62,8 @@ class Engine:
         self.channels = dict(channels)
         self.metrics = metrics or Metrics()
         self.clock = clock
+        # Starts and watches every background task (the daemon passes its own, which stops it).
+        self.supervisor = supervisor or Supervisor()
         now = self._now  # collaborators read the engine's clock, whatever it is set to later
         types = {c.name: c.type for c in config.channels}
         self.health = Health(
@@ -99,12 +103,15 @@ class Engine:
             cancelled,
             self.metrics,
             now,
+            self.supervisor,
             self.push_skus,
         )
         writer = SliceWriter(
             config, store, self.health, self.demand, unseen, reads, self.propagation, cancelled, self.metrics, now
         )
-        self.sender = Sender(store, self.channels, writer, self.demand, unseen, self.health.unavailable, now)
+        self.sender = Sender(
+            store, self.channels, writer, self.demand, unseen, self.health.unavailable, now, self.supervisor
+        )
         self.sender.replan = self._replan_stale
         self.sold_out = SoldOutChecks(
             store,
@@ -115,6 +122,7 @@ class Engine:
             self.intake.pull_orders,
             self.intake.touch,
             now,
+            self.supervisor,
             recheck_delay=recheck_delay,
         )
         self.reconciler = Reconciler(
@@ -347,6 +355,7 @@ class Engine:
 
     async def aclose(self) -> None:
         self.sold_out.cancel()
+        await self.supervisor.cancel()
         self.history.flush()
         for connector in [self.erp, *self.channels.values()]:
             try:

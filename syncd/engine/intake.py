@@ -18,6 +18,7 @@ from syncd.config import Config
 from syncd.engine.demand import Demand
 from syncd.engine.health import Health
 from syncd.engine.reports import CycleReport, Key, Propagation
+from syncd.engine.supervisor import Supervisor
 from syncd.errors import PayloadError, SignatureError, StoreError
 from syncd.history import History
 from syncd.metrics import Metrics
@@ -73,6 +74,7 @@ class Intake:
         cancelled: Counter[Key],
         metrics: Metrics,
         clock: Callable[[], datetime],
+        supervisor: Supervisor,
         push: Callable[[set[str]], Awaitable[object]],
     ) -> None:
         self.config = config
@@ -85,6 +87,7 @@ class Intake:
         self.cancelled = cancelled
         self.metrics = metrics
         self.clock = clock
+        self.supervisor = supervisor
         self.push = push  # plans and pushes touched SKUs (the engine's fast path)
         # Fast path: SKUs waiting for the debounce, and webhook events whose lines must be fetched.
         self._touched: set[str] = set()
@@ -256,7 +259,7 @@ class Intake:
         so a burst of sales costs one batch per channel instead of one call per sale."""
         self._touched.update(skus)
         if self._fast_task is None or self._fast_task.done():
-            self._fast_task = asyncio.create_task(self._fast_path(), name="fast-path")
+            self._fast_task = self.supervisor.start("fast-path", self._fast_path)
 
     def running(self) -> list[asyncio.Task[None]]:
         return [t for t in (self._fast_task,) if t is not None and not t.done()]

@@ -18,6 +18,7 @@ from connectors.http import urgent_calls
 from syncd.engine.demand import Demand
 from syncd.engine.reports import CycleReport
 from syncd.engine.slices import SliceWriter
+from syncd.engine.supervisor import Supervisor
 from syncd.errors import StoreError
 from syncd.store import PushRow, Store
 from syncd.unseen import UnseenSales
@@ -63,6 +64,7 @@ class Sender:
         unseen: UnseenSales,
         unavailable: Callable[[], frozenset[str]],
         clock: Callable[[], datetime],
+        supervisor: Supervisor,
     ) -> None:
         self.store = store
         self.channels = channels
@@ -71,6 +73,7 @@ class Sender:
         self.unseen = unseen
         self.unavailable = unavailable
         self.clock = clock
+        self.supervisor = supervisor
         self.replan: Replan | None = None  # set by the engine
         self.version = 0  # bumped whenever pushes are queued
         self.stale: defaultdict[str, set[str]] = defaultdict(set)  # channel -> SKUs to plan again
@@ -114,7 +117,7 @@ class Sender:
         """Start the channel's sender, or have the running one go round once more."""
         task = self._senders.get(name)
         if task is None or task.done():
-            self._senders[name] = asyncio.create_task(self._send_loop(name), name=f"sender:{name}")
+            self._senders[name] = self.supervisor.start(f"sender:{name}", lambda: self._send_loop(name))
         else:
             self._dirty.add(name)
 

@@ -5,6 +5,7 @@ them above are confirmed by a second look; channels holding unexplained units ar
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from syncd.engine.beliefs import UnseenReads, belief
 from syncd.engine.demand import IN_FLIGHT_WINDOW
 from syncd.engine.health import Health
 from syncd.engine.reports import CycleReport, Key
+from syncd.engine.supervisor import Supervisor
 from syncd.errors import StoreError
 from syncd.store import IngestResult, ListingRow, Store
 from syncd.unseen import UnseenSales
@@ -40,6 +42,7 @@ class SoldOutChecks:
         pull_orders: PullOrders,
         touch: Callable[[Iterable[str]], None],
         clock: Callable[[], datetime],
+        supervisor: Supervisor,
         *,
         recheck_delay: timedelta = RECHECK_DELAY,
     ) -> None:
@@ -51,10 +54,11 @@ class SoldOutChecks:
         self.pull_orders = pull_orders
         self.touch = touch
         self.clock = clock
+        self.supervisor = supervisor
         self.recheck_delay = recheck_delay
         self._withheld: set[str] = set()  # low-stock SKUs with free units held back as likely sold
-        self._recheck_timer: asyncio.TimerHandle | None = None
-        self._verify_task: asyncio.Task[None] | None = None
+        self._recheck: asyncio.Task[None] | None = None
+        self._recheck_waiting = False  # a re-check is waiting for its delay
         self._zero_seen: dict[Key, datetime] = {}  # listing -> when first read at 0 while believed above
         self._unseen_polls: dict[str, asyncio.Task[None]] = {}
         self._unseen_polled_at: dict[str, datetime] = {}
@@ -68,19 +72,24 @@ class SoldOutChecks:
     def recheck_withheld(self) -> None:
         """Plan again, once the estimate has had time to fall, the SKUs whose free units were
         held back as likely sold: no sale may come to trigger it (the SKU sold out everywhere)."""
-        if not self._withheld or self._recheck_timer is not None:
+        if not self._withheld or self._recheck_waiting:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
             return
         skus, self._withheld = self._withheld, set()
 
-        def due() -> None:
-            self._recheck_timer = None
-            self._verify_task = asyncio.create_task(self.verify(skus), name="verify-sold-out")
+        async def later() -> None:
+            self._recheck_waiting = True
+            try:
+                await asyncio.sleep(self.recheck_delay.total_seconds())
+            finally:
+                self._recheck_waiting = False
+            await self.verify(skus)
 
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._recheck_timer = loop.call_later(self.recheck_delay.total_seconds(), due)
+        self._recheck_waiting = True
+        self._recheck = self.supervisor.start("verify-sold-out", later)
 
     async def verify(self, skus: set[str]) -> None:
         """Poll the orders of channels holding unexplained units of these SKUs (in the background),
@@ -163,8 +172,8 @@ class SoldOutChecks:
             if last is not None and now - last < UNSEEN_POLL_GAP:
                 continue
             self._unseen_polled_at[name] = now
-            self._unseen_polls[name] = asyncio.create_task(
-                self._poll_unseen(name, since, skus), name=f"unseen-poll-{name}"
+            self._unseen_polls[name] = self.supervisor.start(
+                f"unseen-poll:{name}", functools.partial(self._poll_unseen, name, since, skus)
             )
 
     async def _poll_unseen(self, name: str, since: datetime | None, skus: set[str]) -> None:
@@ -185,11 +194,8 @@ class SoldOutChecks:
 
     def cancel(self) -> None:
         """Stop the timer and the checks in flight (shutdown)."""
-        if self._recheck_timer is not None:
-            self._recheck_timer.cancel()
-            self._recheck_timer = None
-        if self._verify_task is not None and not self._verify_task.done():
-            self._verify_task.cancel()
+        if self._recheck is not None and not self._recheck.done():
+            self._recheck.cancel()
         for task in self._unseen_polls.values():
             if not task.done():
                 task.cancel()

@@ -22,8 +22,7 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]
         transport=httpx.ASGITransport(app=daemon.app()), base_url="http://syncd"
     ) as client:
         yield daemon, client
-    for task in list(daemon._tasks):
-        task.cancel()
+    await daemon.supervisor.cancel()
     await daemon.engine.aclose()
     daemon.store.close()
 

@@ -118,8 +118,7 @@ async def three(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
             await client.post("/_sandbox/seed", json={"items": [{"sku": "A", "quantity": 20}]})
         await daemon.engine.reconcile()
         yield {"daemon": daemon, "hooks": hooks, "erp": erp_hooks}
-    for task in list(daemon._tasks):
-        await task
+    await asyncio.gather(*daemon.supervisor.running())
     await daemon.engine.aclose()
     daemon.store.close()
 
@@ -146,8 +145,7 @@ async def test_a_sale_arrives_by_webhook_and_reaches_the_other_channels(
         if daemon.store.reserved_by_sku():
             break
         await asyncio.sleep(0.05)
-    for task in list(daemon._tasks):
-        await task
+    await asyncio.gather(*daemon.supervisor.running())
     await daemon.engine.drain_fast_path()
     assert daemon.store.reserved_by_sku() == {"A": 3}
     others = {name: 17 for name in hooks if name != channel}
