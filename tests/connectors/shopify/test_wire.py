@@ -14,7 +14,7 @@ import pytest
 from connectors.base import Listing, QuantityUpdate
 from connectors.shopify.client import ShopifyConnector
 from connectors.shopify.settings import ShopifySettings
-from syncd.errors import AuthError, ConnectorError, ProtocolError, TransientError
+from syncd.errors import AuthError, CircuitOpenError, ConnectorError, ProtocolError, TransientError
 
 LOCATION = "gid://shopify/Location/7"
 Answer = httpx.Response | Callable[[dict[str, Any]], httpx.Response]
@@ -86,13 +86,19 @@ class Script:
 
 
 class Sleeps:
-    """Records the waits asked for instead of waiting."""
+    """Records the waits asked for instead of waiting, and moves its clock on by them (the cost
+    bucket refills on that clock, so a wait for points ends without real time passing)."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
+        self.now = 1_000.0
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
 
 
 @pytest.fixture
@@ -115,7 +121,9 @@ async def connect(sleeps: Sleeps) -> AsyncIterator[Callable[..., ShopifyConnecto
             "burst": 10_000,
         }
         settings = ShopifySettings(**(values | overrides))
-        connector = ShopifyConnector(settings, transport=httpx.MockTransport(script), sleep=sleeps)
+        connector = ShopifyConnector(
+            settings, transport=httpx.MockTransport(script), sleep=sleeps, clock=sleeps.clock
+        )
         made.append(connector)
         return connector
 
@@ -212,7 +220,9 @@ async def test_bucket_low_makes_the_next_query_wait_before_sending(connect: Any,
     listings = await shop.list_listings()
 
     assert [listing.quantity for listing in listings] == [2, 3]
-    assert any(wait == pytest.approx((752 - 100) / 50, rel=0.05) for wait in sleeps.waits), sleeps.waits
+    # A catalogue read leaves a quarter of the bucket (250 points) to pushes: it waits for
+    # 752 + 250 - 100 points at 50 a second.
+    assert any(wait == pytest.approx((752 + 250 - 100) / 50, rel=0.05) for wait in sleeps.waits), sleeps.waits
 
 
 async def test_stale_compare_is_reported_stale_and_the_rest_applied(connect: Any) -> None:
@@ -587,3 +597,30 @@ async def test_implausible_level_is_never_believed(connect: Any, level: int) -> 
     shop = connect(Script(items))
     wanted = [Listing("SKU-1", item(1), None), Listing("SKU-2", item(2), None)]
     assert await shop.read_quantities(wanted) == {"SKU-1": 4}
+
+
+@pytest.mark.parametrize(
+    ("answer", "opens"),
+    [
+        (throttled(requested=10, available=1000), False),
+        (httpx.Response(429, headers={"Retry-After": "0"}), False),
+        (httpx.Response(503), True),
+        (httpx.Response(500, json={"errors": "Internal Server Error"}), True),
+    ],
+    ids=["throttled-200", "429", "503", "500"],
+)
+async def test_only_server_failures_open_the_circuit(
+    connect: Any, answer: httpx.Response, opens: bool
+) -> None:
+    """THROTTLED answers and 429s never open the circuit; 5xx open it after circuit_failures tries,
+    and then a call fails at once without waiting for cost points or reaching Shopify."""
+    script = Script(*[answer] * 8)
+    shop = connect(script, location_id=LOCATION, retry_attempts=4)
+    with pytest.raises(TransientError):
+        await shop.set_quantities(updates((1, 5, 4)))
+    with pytest.raises(TransientError) as caught:
+        await shop.set_quantities(updates((1, 5, 4)))
+    assert shop.circuit is not None
+    assert shop.circuit.state == ("open" if opens else "closed")
+    assert len(script.requests) == (5 if opens else 8)
+    assert isinstance(caught.value, CircuitOpenError) == opens

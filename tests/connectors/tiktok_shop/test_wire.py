@@ -16,7 +16,7 @@ from connectors.base import Listing, MemoryTokenStore, QuantityUpdate, StoredTok
 from connectors.tiktok_shop.client import TikTokApiError, TikTokShopConnector
 from connectors.tiktok_shop.settings import TikTokShopSettings
 from connectors.tiktok_shop.signing import request_sign
-from syncd.errors import AuthError, ProtocolError, TransientError
+from syncd.errors import AuthError, CircuitOpenError, ConnectorError, ProtocolError, TransientError
 from tests.connectors.tiktok_shop.support import (
     ACCESS_TOKEN,
     APP_KEY,
@@ -232,6 +232,37 @@ async def test_http_throttling_and_server_errors_are_retried(
 
     assert [listing.sku for listing in await conn.list_listings()] == ["A"]
     assert len(wire.calls(PRODUCTS)) == 2
+
+
+@pytest.mark.parametrize(
+    ("answer", "opens", "sends"),
+    [
+        # Three calls of four tries each all reach the API; a rejection is not retried.
+        ((200, env(code=36009002, message="Too many requests"), {}), False, 12),
+        ((429, env(code=36009002, message="Too many requests"), {"Retry-After": "0"}), False, 12),
+        ((400, env(code=36009999, message="bad request"), {}), False, 3),
+        # Five tries open the circuit; the rest are refused without a call.
+        ((500, env(code=36009003, message="Internal error"), {}), True, 5),
+        ((503, b"<html>busy</html>", {}), True, 5),
+    ],
+    ids=["throttle-code", "429", "400", "500-internal", "503-plain"],
+)
+async def test_only_server_failures_open_the_circuit(
+    wire: Wire, conn: TikTokShopConnector, answer: Answer, opens: bool, sends: int
+) -> None:
+    """Throttling (code 36009002, 429) and rejections leave the circuit closed however long they
+    last; server failures open it after circuit_failures tries, and then no call is sent."""
+    wire.on(PRODUCTS, answer)
+    for _ in range(3):
+        with pytest.raises(ConnectorError):
+            await conn.list_listings()
+    assert conn.circuit is not None
+    assert conn.circuit.state == ("open" if opens else "closed")
+    assert len(wire.calls(PRODUCTS)) == sends
+    if opens:
+        with pytest.raises(CircuitOpenError):
+            await conn.list_listings()
+        assert len(wire.calls(PRODUCTS)) == sends
 
 
 async def test_connection_failures_are_retried_without_nesting(
