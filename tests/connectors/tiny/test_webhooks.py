@@ -1,0 +1,99 @@
+"""Tiny's unsigned stock webhook: parsed into SKUs to read again, never into a quantity."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connectors.base import StockRecord
+from connectors.tiny.webhooks import StockHint, parse_stock_webhook
+from syncd.errors import PayloadError
+from tests.connectors.tiny.support import handle
+
+
+def delivery(**dados: object) -> bytes:
+    return json.dumps(
+        {"versao": "1.0.0", "cnpj": "00000000000191", "tipo": "estoque", "idEcommerce": 1, "dados": dados}
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "skus", "ids"),
+    [
+        (delivery(idProduto="1001", sku="MUG-1", saldo=7, tipoEstoque="F"), {"MUG-1"}, {1001}),
+        (delivery(idProduto=1001, sku=" MUG-1 ", saldo=7), {"MUG-1"}, {1001}),
+        (delivery(idProduto="1001", sku="", saldo=7), set(), {1001}),
+        (delivery(sku="MUG-1"), {"MUG-1"}, set()),
+    ],
+)
+def test_a_stock_delivery_names_what_to_read(body: bytes, skus: set[str], ids: set[int]) -> None:
+    """The hint carries the SKU and product id the delivery names, whatever form they take."""
+    hint = parse_stock_webhook(body)
+    assert (set(hint.skus), set(hint.product_ids), hint.kind) == (skus, ids, "estoque")
+
+
+def test_other_notifications_name_nothing_to_read() -> None:
+    """An order or product notification on the same URL is understood and names no SKU."""
+    assert parse_stock_webhook(json.dumps({"tipo": "vendas", "dados": {"id": 5}}).encode()) == StockHint(
+        kind="vendas"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b'{"tipo": "estoque", "dados": {"sku": "MU', "not JSON"),
+        (b"[]", "JSON object"),
+        (b'{"dados": {}}', "'tipo'"),
+        (b'{"tipo": "estoque"}', "'dados'"),
+        (b'{"tipo": "estoque", "dados": {"saldo": 3}}', "neither"),
+        (b'{"tipo": "estoque", "dados": {"sku": 12}}', "dados.sku"),
+        (b'{"tipo": "estoque", "dados": {"idProduto": "abc"}}', "dados.idProduto"),
+        (b"{" + b" " * 70_000 + b"}", "larger than"),
+    ],
+)
+def test_a_malformed_delivery_is_a_payload_error(body: bytes, problem: str) -> None:
+    """A body that cannot be understood raises PayloadError naming what is wrong."""
+    with pytest.raises(PayloadError, match=problem):
+        parse_stock_webhook(body)
+
+
+@given(st.binary(max_size=300))
+def test_any_body_parses_or_is_refused_cleanly(body: bytes) -> None:
+    """Whatever arrives, parsing yields a hint or a PayloadError, nothing else."""
+    try:
+        hint = parse_stock_webhook(body)
+    except PayloadError:
+        return
+    assert isinstance(hint, StockHint)
+
+
+async def test_a_hint_reads_the_quantity_from_the_api_not_the_webhook(erp, hooks) -> None:
+    """A delivery claiming 999 units only triggers a read: the record holds what Tiny's API says."""
+    await hooks.post(
+        "/_sandbox/seed", json={"items": [{"sku": "MUG-1", "quantity": 3}, {"sku": "CUP", "quantity": 1}]}
+    )
+
+    hint = erp.stock_hint(delivery(idProduto="1", sku="MUG-1", saldo=999))
+
+    assert await erp.read_hint(hint) == [StockRecord("MUG-1", 3)]
+
+
+async def test_a_hint_by_product_id_alone_is_read_by_id(erp, hooks, app) -> None:
+    """A delivery without a SKU is read through its product id; the SKU comes from Tiny."""
+    await hooks.post("/_sandbox/seed", json={"items": [{"sku": "MUG-1", "quantity": 3}]})
+    product = handle(app).account.product_by_sku("MUG-1")
+
+    assert await erp.read_hint(erp.stock_hint(delivery(idProduto=str(product.id), saldo=50))) == [
+        StockRecord("MUG-1", 3)
+    ]
+
+
+async def test_a_forged_hint_for_an_unknown_sku_reads_nothing(erp, hooks) -> None:
+    """A delivery naming a SKU Tiny does not have yields no record (and no error)."""
+    await hooks.post("/_sandbox/seed", json={"items": [{"sku": "MUG-1", "quantity": 3}]})
+
+    assert await erp.read_hint(erp.stock_hint(delivery(sku="NOT-THERE", saldo=5))) == []
