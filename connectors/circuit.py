@@ -158,6 +158,8 @@ class CircuitBreaker:
         self._last_error = error[:200]
         if trial:
             self._trial_out = False
+        # A trial that fails after another call closed the circuit is an ordinary failure.
+        if trial and self._state != "closed":
             self._open()
             log.debug("circuit.trial_failed", connector=self.connector, error=self._last_error)
             return

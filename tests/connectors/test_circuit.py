@@ -122,6 +122,21 @@ def test_only_one_trial_at_a_time() -> None:
     assert circuit.admit() is True
 
 
+def test_late_outcomes_of_calls_sent_before_the_circuit_opened() -> None:
+    """A call sent before the circuit opened that succeeds closes it (the API is up); a trial that
+    fails after that counts as one ordinary failure, not as a reopening."""
+    clock = Clock()
+    circuit = breaker(clock)
+    early = circuit.admit()  # sent while closed, answers late
+    run("f f f +10", clock, circuit)
+    trial = circuit.admit()
+    assert (early, trial) == (False, True)
+    circuit.succeeded(early)
+    assert circuit.state == "closed"
+    circuit.failed("late 503", trial)
+    assert circuit.state == "closed" and circuit.snapshot().failures == 1
+
+
 def test_check_refuses_like_admit_without_taking_the_trial() -> None:
     """check() raises while open and lets a call through past the cool-down, leaving the trial to admit()."""
     clock = Clock()
