@@ -176,8 +176,8 @@ class HttpClient:
     for 401/403, and ConnectorError for other statuses, naming the connector, method, path and
     the remote message (never the credentials).
 
-    Every attempt passes ``circuit`` (one breaker per connector, shared by its clients): while it
-    is open, attempts raise CircuitOpenError without a network call, and are not retried.
+    Every attempt passes ``circuit`` (one breaker per remote service of a connector): while it is
+    open, attempts raise CircuitOpenError without a network call, and are not retried.
     Timeouts, connection failures and 5xx count as failures there, even for statuses the caller
     accepts; any other answer (2xx, 4xx, 429) shows the API is up.
     """
