@@ -15,12 +15,15 @@ from connectors.shopify.client import ShopifyConnector
 from connectors.shopify.settings import ShopifySettings
 from connectors.tiktok_shop.client import TikTokShopConnector
 from connectors.tiktok_shop.settings import TikTokShopSettings
+from connectors.tiny.client import TinyConnector
+from connectors.tiny.settings import TinySettings
 from connectors.woocommerce.client import WooCommerceConnector
 from connectors.woocommerce.settings import WooCommerceSettings
 
 ERP_TYPES: dict[str, tuple[type[Any], type[ErpConnector]]] = {
     "mock_erp": (MockErpSettings, MockErpConnector),
     "bling": (BlingSettings, BlingConnector),
+    "tiny": (TinySettings, TinyConnector),
 }
 
 CHANNEL_TYPES: dict[str, tuple[type[Any], type[ChannelConnector]]] = {

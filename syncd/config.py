@@ -30,11 +30,12 @@ from connectors.mock_erp.settings import MockErpSettings
 from connectors.settings import Duration
 from connectors.shopify.settings import ShopifySettings
 from connectors.tiktok_shop.settings import TikTokShopSettings
+from connectors.tiny.settings import TinySettings
 from connectors.woocommerce.settings import WooCommerceSettings
 from syncd.config_errors import DuplicateKeyError, UniqueKeyLoader, explain_errors
 from syncd.errors import ConfigError
 
-ErpSettings = Annotated[MockErpSettings | BlingSettings, Field(discriminator="type")]
+ErpSettings = Annotated[MockErpSettings | BlingSettings | TinySettings, Field(discriminator="type")]
 ChannelSettings = Annotated[
     WooCommerceSettings | ShopifySettings | TikTokShopSettings, Field(discriminator="type")
 ]
