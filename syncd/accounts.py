@@ -1,0 +1,247 @@
+"""The allocation accounts kept in the ledger, and the one API the engine changes them through.
+
+Every change is one transaction over the SKU's accounts: load, apply a pure transition of
+``syncd.allocation``, save. A write is recorded as sent *before* it goes on the wire, so a crash
+leaves it exposed (lost) instead of forgotten; a restart resumes with exactly the safety it had.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TypeVar
+
+from syncd.allocation import (
+    Grant,
+    Level,
+    ListingAccount,
+    Part,
+    PartKind,
+    ReadOutcome,
+    SkuBook,
+    Write,
+    WriteState,
+    explain,
+    grant,
+    record_read,
+    record_sale,
+    settle,
+    write_acknowledged,
+    write_lost,
+    write_sent,
+    write_undone,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SkuAccounts:
+    """One SKU's accounts: a listing account per channel and the units held as unaccounted."""
+
+    sku: str
+    listings: Mapping[str, ListingAccount]
+    parts: tuple[Part, ...] = ()
+
+    def listing(self, channel: str) -> ListingAccount:
+        return self.listings.get(channel) or ListingAccount(channel, self.sku)
+
+    def with_listing(self, account: ListingAccount) -> SkuAccounts:
+        return replace(self, listings={**self.listings, account.channel: account})
+
+    def book(self, ats: int, threshold: int, in_flight: int = 0) -> SkuBook:
+        return SkuBook(self.sku, ats, threshold, dict(self.listings), self.parts, in_flight)
+
+
+Change = Callable[[dict[str, SkuAccounts]], T]
+
+
+class AccountStore(abc.ABC):
+    """Where the accounts live. ``change_accounts`` runs ``change`` on the accounts of ``skus``
+    (missing ones empty) and saves what it leaves in the dict, all in one transaction; StoreError
+    on failure, with nothing saved."""
+
+    @abc.abstractmethod
+    def change_accounts(self, skus: Iterable[str], change: Change[T]) -> T: ...
+
+    @abc.abstractmethod
+    def load_accounts(self, skus: Iterable[str]) -> dict[str, SkuAccounts]:
+        """The accounts of ``skus`` that have any."""
+
+    @abc.abstractmethod
+    def skus_holding(self, channel: str) -> set[str]:
+        """SKUs with units held as unaccounted on ``channel``."""
+
+    @abc.abstractmethod
+    def skus_writing(self) -> set[str]:
+        """SKUs with a write on the wire (sent or lost)."""
+
+
+class MemoryAccountStore(AccountStore):
+    def __init__(self) -> None:
+        self._accounts: dict[str, SkuAccounts] = {}
+
+    def change_accounts(self, skus: Iterable[str], change: Change[T]) -> T:
+        current = {s: self._accounts.get(s) or SkuAccounts(s, {}) for s in skus}
+        result = change(current)
+        self._accounts.update(current)
+        return result
+
+    def load_accounts(self, skus: Iterable[str]) -> dict[str, SkuAccounts]:
+        return {s: self._accounts[s] for s in skus if s in self._accounts}
+
+    def skus_holding(self, channel: str) -> set[str]:
+        return {s for s, b in self._accounts.items() if any(p.channel == channel for p in b.parts)}
+
+    def skus_writing(self) -> set[str]:
+        return {s for s, b in self._accounts.items() if any(a.writes for a in b.listings.values())}
+
+
+@dataclass(frozen=True)
+class Sale:
+    """A reported sale (or, with negative units, a cancellation the channel restocked)."""
+
+    channel: str
+    sku: str
+    units: int
+    sold_at: datetime
+
+
+class Accounts:
+    """The engine's handle on the allocation accounts: intent-named changes, each one transaction."""
+
+    def __init__(self, store: AccountStore) -> None:
+        self.store = store
+
+    def sales(self, sales: Sequence[Sale]) -> dict[str, int]:
+        """Reported sales lower the levels that came before them and explain held units; returns
+        the units explained per SKU."""
+        explained: dict[str, int] = {}
+
+        def change(books: dict[str, SkuAccounts]) -> None:
+            for sale in sales:
+                book = books[sale.sku]
+                account = record_sale(book.listing(sale.channel), sale.units, sale.sold_at)
+                book = book.with_listing(account)
+                if sale.units > 0:
+                    parts, units = explain(book.parts, sale.channel, sale.units, sale.sold_at)
+                    book = replace(book, parts=tuple(parts))
+                    explained[sale.sku] = explained.get(sale.sku, 0) + units
+                books[sale.sku] = book
+
+        self.store.change_accounts({s.sku for s in sales}, change)
+        return explained
+
+    def read(
+        self, channel: str, shown: Mapping[str, int], read_from: datetime, read_to: datetime
+    ) -> dict[str, ReadOutcome]:
+        """Listings read: each becomes confirmed where no write is on the wire; units a read shows
+        sold beyond the reported sales are held (missing) until their orders or a poll explain them."""
+        outcomes: dict[str, ReadOutcome] = {}
+
+        def change(books: dict[str, SkuAccounts]) -> None:
+            for sku, quantity in shown.items():
+                book = books[sku]
+                before = book.listing(channel)
+                outcome = record_read(before, quantity, read_from, read_to)
+                book = book.with_listing(outcome.account)
+                if outcome.missing:
+                    since = None if before.confirmed is None else before.confirmed.at
+                    part = Part(channel, sku, PartKind.MISSING, outcome.missing, since, read_to)
+                    book = replace(book, parts=(*book.parts, part))
+                books[sku] = book
+                outcomes[sku] = outcome
+
+        self.store.change_accounts(shown, change)
+        return outcomes
+
+    def send(
+        self,
+        channel: str,
+        sku: str,
+        push_id: int,
+        *,
+        target: int,
+        compare: int | None,
+        sent_at: datetime,
+        ats: int,
+        threshold: int,
+        in_flight: int = 0,
+        limit: int | None = None,
+        racing: int = 0,
+        racing_since: datetime | None = None,
+    ) -> Grant:
+        """Decide what the write may set now and record it as sent, before it goes on the wire.
+        Units ``racing`` (sales a write without compare-and-set may overwrite, made since
+        ``racing_since``) are held as forgotten until reported or polled."""
+
+        def change(books: dict[str, SkuAccounts]) -> Grant:
+            book = books[sku]
+            decided = grant(
+                book.book(ats, threshold, in_flight), channel, target, limit=limit, racing=racing
+            )
+            account = write_sent(
+                book.listing(channel), Write(push_id, Level(decided.quantity, sent_at), compare)
+            )
+            book = book.with_listing(account)
+            if decided.hold:
+                part = Part(channel, sku, PartKind.FORGOTTEN, decided.hold, racing_since, sent_at)
+                book = replace(book, parts=(*book.parts, part))
+            books[sku] = book
+            return decided
+
+        return self.store.change_accounts([sku], change)
+
+    def _listing_change(self, channel: str, sku: str, fn: Callable[[ListingAccount], ListingAccount]) -> None:
+        def change(books: dict[str, SkuAccounts]) -> None:
+            books[sku] = books[sku].with_listing(fn(books[sku].listing(channel)))
+
+        self.store.change_accounts([sku], change)
+
+    def acknowledged(self, channel: str, sku: str, push_id: int, shown: int | None = None) -> None:
+        """The channel took the write: its level is the confirmed one."""
+        self._listing_change(channel, sku, lambda a: write_acknowledged(a, push_id, shown))
+
+    def undone(self, channel: str, sku: str, push_id: int) -> None:
+        """The write surely did not land (stale, refused): it is exposed no more."""
+        self._listing_change(channel, sku, lambda a: write_undone(a, push_id))
+
+    def lost(self, channel: str, sku: str, push_id: int) -> None:
+        """No answer for the write: it stays exposed until a read after the grace shows."""
+        self._listing_change(channel, sku, lambda a: write_lost(a, push_id))
+
+    def polled(self, channel: str, started: datetime, since: datetime) -> None:
+        """An order poll of ``channel`` from ``since``, started at ``started``, was ingested."""
+
+        def change(books: dict[str, SkuAccounts]) -> None:
+            for sku, book in books.items():
+                books[sku] = replace(book, parts=tuple(settle(book.parts, channel, started, since)))
+
+        skus = self.store.skus_holding(channel)
+        if skus:
+            self.store.change_accounts(skus, change)
+
+    def restarted(self) -> int:
+        """After a crash no answer comes for the writes that were on the wire: each is lost (still
+        exposed until a read shows the listing). Returns how many."""
+        pending = self.store.skus_writing()
+        count = 0
+
+        def change(found: dict[str, SkuAccounts]) -> None:
+            nonlocal count
+            for sku, book in found.items():
+                for account in book.listings.values():
+                    for write in account.writes:
+                        if write.state is WriteState.SENT:
+                            book = book.with_listing(write_lost(book.listing(account.channel), write.push_id))
+                            count += 1
+                found[sku] = book
+
+        if pending:
+            self.store.change_accounts(pending, change)
+        return count
+
+    def get(self, sku: str) -> SkuAccounts:
+        return self.store.load_accounts([sku]).get(sku) or SkuAccounts(sku, {})
