@@ -18,6 +18,7 @@ from connectors.base import ErpRecord, ErpRecordStore, Listing, OrderLine, Store
 from syncd.core import Drift, PlannedPush
 from syncd.errors import StoreError
 from syncd.store import models as t
+from syncd.store.accounts import AccountTables
 from syncd.store.database import Database
 from syncd.store.models import UtcDateTime
 from syncd.store.queries import (
@@ -131,7 +132,7 @@ class HistoryEvent:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class Store(TokenStore, ErpRecordStore):
+class Store(TokenStore, ErpRecordStore, AccountTables):
     """The ledger. ``url`` is an SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://...``."""
 
     def __init__(self, url: str) -> None:
@@ -965,6 +966,7 @@ def _select_some(conn: Connection, query: Any, column: Any, values: Iterable[str
     for batch in chunks(sorted(set(values))):
         rows.extend(conn.execute(query.where(column.in_(batch))))
     return rows
+
 
 @dataclass(frozen=True)
 class AlertRow:
