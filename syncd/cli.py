@@ -192,12 +192,14 @@ def cmd_mapping_check(args: argparse.Namespace) -> int:
 def cmd_erp_authorize(args: argparse.Namespace) -> int:
     from connectors.bling.auth import authorize_interactively
     from connectors.bling.settings import BlingSettings
+    from connectors.tiny.auth import authorize_interactively as authorize_tiny
+    from connectors.tiny.settings import TinySettings
     from syncd.errors import ConnectorError
     from syncd.store import Store
 
     config = _load(args.config)
     erp = config.erp
-    if erp.type != args.erp or not isinstance(erp, BlingSettings):
+    if erp.type != args.erp or not isinstance(erp, BlingSettings | TinySettings):
         print(f"syncd erp authorize: the config's ERP is {config.erp.type!r}, not {args.erp!r}", file=sys.stderr)
         return 2
     store = Store(config.database_url)
@@ -207,7 +209,10 @@ def cmd_erp_authorize(args: argparse.Namespace) -> int:
         return args.code if args.code else await asyncio.to_thread(input, prompt)
 
     try:
-        asyncio.run(authorize_interactively(erp, store, read, print))
+        if isinstance(erp, TinySettings):
+            asyncio.run(authorize_tiny(erp, store, read, print))
+        else:
+            asyncio.run(authorize_interactively(erp, store, read, print))
     except (ValueError, ConnectorError) as exc:
         print(f"syncd erp authorize: {exc}", file=sys.stderr)
         return 1
@@ -282,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("erp", help="ERP set-up tasks")
     erp_sub = p.add_subparsers(dest="erp_command", required=True)
     p = erp_sub.add_parser("authorize", help="grant syncd access to the ERP account (OAuth) and save the tokens")
-    p.add_argument("erp", choices=["bling"])
+    p.add_argument("erp", choices=["bling", "tiny"])
     p.add_argument("--code", help="the authorization code (or redirect address), instead of asking for it")
     with_config(p)
     p.set_defaults(func=cmd_erp_authorize)

@@ -12,10 +12,11 @@ connector says so once and never retries a refused refresh token in a loop.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import structlog
@@ -133,6 +134,46 @@ async def exchange_code(
     )
     tokens.save_token(token_name(settings), token)
     log.info("tiny.authorised", erp=settings.name, refresh_expires_at=token.refresh_expires_at)
+    return token
+
+
+def pasted_code(pasted: str, state: str) -> str:
+    """The code in what the seller pasted: the code alone, or the address Tiny redirected the
+    browser to (then its ``state`` must be the one syncd sent, or the code is someone else's)."""
+    text = pasted.strip()
+    if not text:
+        raise ValueError("no authorisation code given")
+    if "code=" not in text:
+        return text
+    query = parse_qs(urlsplit(text).query or text.lstrip("?"))
+    if query.get("state", [state])[0] != state:
+        raise ValueError("that address's state is not the one syncd sent: open the new address and try again")
+    code = (query.get("code") or [""])[0]
+    if not code:
+        raise ValueError("that address holds no code")
+    return code
+
+
+async def authorize_interactively(
+    settings: TinySettings,
+    tokens: TokenStore,
+    read: Callable[[str], Awaitable[str]],
+    say: Callable[[str], None],
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> StoredToken:
+    """``syncd erp authorize tiny``: show the consent address, take the code the seller brings back
+    (it lasts about a minute and works once), trade it for tokens and save them in ``tokens``."""
+    state = secrets.token_urlsafe(12)
+    say("Open this address, sign in to Tiny (Olist ERP) with the account's user and allow access:")
+    say(f"  {authorize_url(settings, state)}")
+    say(f"Tiny then sends the browser to {settings.redirect_uri}?code=...; paste that address or the code.")
+    code = pasted_code(await read("code: "), state)
+    token = await exchange_code(settings, code, tokens, transport=transport)
+    say(
+        f"Tokens saved as {token_name(settings)!r}; the access token is valid until"
+        f" {token.access_expires_at:%Y-%m-%d %H:%M} UTC and is refreshed by syncd from then on."
+    )
     return token
 
 

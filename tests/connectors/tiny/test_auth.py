@@ -10,7 +10,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from connectors.base import MemoryTokenStore, StoredToken
-from connectors.tiny.auth import authorize_url, exchange_code, token_name
+from connectors.tiny.auth import (
+    authorize_interactively,
+    authorize_url,
+    exchange_code,
+    pasted_code,
+    token_name,
+)
 from syncd.errors import AuthError, StoreError
 from tests.connectors.tiny.conftest import Connect
 from tests.connectors.tiny.support import BASE, REDIRECT, FakeTime, authorise, build, handle, settings
@@ -208,3 +214,40 @@ async def test_a_configured_refresh_token_bootstraps_the_ledger(app, hooks, cloc
         ledger.load_token(NAME) is not None and ledger.load_token(NAME).refresh_token != first.refresh_token
     )
     await erp.aclose()
+
+
+async def test_authorize_interactively_takes_the_redirect_address(app) -> None:
+    """``syncd erp authorize tiny``: the seller opens the address shown, pastes where Tiny sent the
+    browser, and the ledger holds tokens that the connector then uses."""
+    shown: list[str] = []
+    ledger = MemoryTokenStore()
+
+    async def paste(prompt: str) -> str:
+        address = next(line.strip() for line in shown if line.strip().startswith("http"))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE) as browser:
+            return (await browser.get(address.removeprefix(BASE))).headers["location"]
+
+    await authorize_interactively(settings(), ledger, paste, shown.append, transport=httpx.ASGITransport(app))
+
+    assert ledger.load_token(NAME) is not None
+    assert any("Tokens saved as 'tiny:erp'" in line for line in shown)
+
+
+@pytest.mark.parametrize(
+    ("pasted", "result"),
+    [
+        ("abc123", "abc123"),
+        (f"{REDIRECT}?state=S1&code=abc123", "abc123"),
+        ("?code=abc123", "abc123"),
+        (f"{REDIRECT}?state=OTHER&code=abc123", ValueError),
+        (f"{REDIRECT}?state=S1&code=", ValueError),
+        ("   ", ValueError),
+    ],
+)
+def test_the_pasted_code_or_address_is_read_with_its_state_checked(pasted: str, result: object) -> None:
+    """A code alone is taken as is; an address must carry syncd's state and a code."""
+    if result is ValueError:
+        with pytest.raises(ValueError):
+            pasted_code(pasted, "S1")
+    else:
+        assert pasted_code(pasted, "S1") == result
