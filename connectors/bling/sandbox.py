@@ -14,15 +14,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import hmac
-import json
 import random
 import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -35,13 +33,12 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from connectors.bling.sandbox_account import BlingAccount, Product, Refused
-from connectors.bling.sandbox_api import api_routes
+from connectors.bling.sandbox_account import BlingAccount, Refused
+from connectors.bling.sandbox_api import api_routes, error, refused
+from connectors.bling.sandbox_webhooks import BlingFaults, BlingWebhookSender
 from connectors.sandbox_kit import (
     HOOK_PREFIX,
     FaultInjector,
-    Faults,
-    WebhookSender,
     faults_endpoint,
     read_json_object,
     webhook_lifespan,
@@ -51,16 +48,6 @@ log = structlog.get_logger("syncd.sandbox.bling")
 
 TOKEN_CALLS_PER_MINUTE = 20
 TOKEN_BLOCK = 3600.0
-
-
-@dataclass
-class BlingFaults(Faults):
-    """Bling's faults beyond the common ones: a write applied and then answered with a time-out
-    (504 after ``timeout_after_write_ms``), and webhooks delivered after the next one (reorder)."""
-
-    timeout_after_write_rate: float = 0.0
-    timeout_after_write_ms: float = 0.0
-    webhook_reorder_rate: float = 0.0
 
 
 @dataclass
@@ -113,21 +100,6 @@ class BlingSandbox:
         return bool(rate) and self.rng.random() < rate
 
 
-def error(status: int, kind: str, message: str, description: str = "", **extra: Any) -> JSONResponse:
-    """Bling's error envelope."""
-    body: dict[str, Any] = {"type": kind, "message": message, "description": description or message}
-    body.update(extra)
-    return JSONResponse({"error": body}, status_code=status)
-
-
-def refused(exc: Refused) -> JSONResponse:
-    return (
-        error(exc.status, exc.kind, str(exc), fields=exc.fields)
-        if exc.fields
-        else error(exc.status, exc.kind, str(exc))
-    )
-
-
 class AccountGate:
     """ASGI middleware in front of the API: the access token, then the account's rate limits."""
 
@@ -157,50 +129,6 @@ class AccountGate:
             await self.app(scope, receive, send)
             return
         await response(scope, receive, send)
-
-
-class BlingWebhookSender(WebhookSender):
-    """Bling's stock webhooks, signed ``X-Bling-Signature-256: sha256=<hex HMAC of the body>``."""
-
-    log = log
-    retries = 2
-
-    def __init__(self, url: str, secret: str, faults: BlingFaults, rng: random.Random, **kwargs: Any):
-        super().__init__(url, faults, rng, **kwargs)
-        self.secret = secret.encode()
-        self.bling_faults = faults
-        self._held: list[dict[str, Any]] = []
-
-    def signature(self, body: bytes) -> str:
-        return "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
-
-    def headers(self, body: bytes) -> dict[str, str]:
-        return {"Content-Type": "application/json", "X-Bling-Signature-256": self.signature(body)}
-
-    def stock_event(self, account: BlingAccount, event: str, product: Product, data: dict[str, Any]) -> None:
-        payload = {
-            "eventId": str(uuid.uuid4()),
-            "date": account.now().astimezone(UTC).isoformat(),
-            "version": "v1",
-            "event": event,
-            "companyId": account.company_id,
-            "data": data,
-        }
-        rate = self.bling_faults.webhook_reorder_rate
-        if not self._held and rate and self.rng.random() < rate:
-            self._held.append(payload)  # goes out right after the next one
-            return
-        self._schedule(payload, self.headers, topic=event, sku=product.codigo)
-        self._release()
-
-    def _release(self) -> None:
-        while self._held:
-            held = self._held.pop(0)
-            self._schedule(held, self.headers, topic=held["event"], reordered=True)
-
-    async def drain(self) -> None:
-        self._release()
-        await super().drain()
 
 
 # ---------------------------------------------------------------------------- OAuth
@@ -443,7 +371,3 @@ def create_app(
     app.state.sandbox = sandbox
     app.state.webhooks = sandbox.webhooks
     return app
-
-
-def dumps(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()

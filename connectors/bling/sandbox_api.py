@@ -24,10 +24,19 @@ def _sandbox(request: Request) -> BlingSandbox:
     return sandbox
 
 
-def _error(exc: Refused) -> JSONResponse:
-    from connectors.bling.sandbox import refused
+def error(status: int, kind: str, message: str, description: str = "", **extra: Any) -> JSONResponse:
+    """Bling's error envelope."""
+    body: dict[str, Any] = {"type": kind, "message": message, "description": description or message}
+    body.update(extra)
+    return JSONResponse({"error": body}, status_code=status)
 
-    return refused(exc)
+
+def refused(exc: Refused) -> JSONResponse:
+    return (
+        error(exc.status, exc.kind, str(exc), fields=exc.fields)
+        if exc.fields
+        else error(exc.status, exc.kind, str(exc))
+    )
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int | None = None) -> int:
@@ -59,8 +68,6 @@ async def _write_timed_out(request: Request) -> Response | None:
     if not sandbox.timeout_after_write():
         return None
     await asyncio.sleep(sandbox.faults.timeout_after_write_ms / 1000)
-    from connectors.bling.sandbox import error
-
     return error(504, "SERVER_ERROR", "Gateway Timeout")
 
 
@@ -69,7 +76,7 @@ def _handler(fn: Any) -> Any:
         try:
             response: Response = await fn(request)
         except Refused as exc:
-            return _error(exc)
+            return refused(exc)
         return response
 
     return wrapped
