@@ -79,6 +79,7 @@ class Engine:
         # Units of cancelled orders per listing since its last push (drift judges them).
         cancelled: Counter[Key] = Counter()
         unseen = UnseenSales()  # sales reads showed and no report has explained yet
+        self.unseen = unseen
         reads = UnseenReads(store, unseen, now)
         self.propagation = Propagation(self.metrics, now)
         self.demand = Demand(config, self.propagation.samples)

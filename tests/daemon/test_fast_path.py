@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.base import OrderLine
+from syncd.daemon import Daemon
 from tests.daemon.conftest import Shops
 
 
@@ -96,7 +97,10 @@ async def test_event_reserve_ring_fences_units_and_expires(make_shops: Any) -> N
     assert await shops.listings("main") == {"A": 6}
     assert await shops.listings("outlet") == {"A": 10}
     # The event is kept in the ledger: a restarted engine still knows it.
-    assert [e.name for e in shops.engine.planner._load_events()] == ["live"]
+    restarted = Daemon(shops.daemon.config)
+    assert [e.name for e in restarted.engine.events] == ["live"]
+    await restarted.engine.aclose()
+    restarted.store.close()
     shops.engine.clock = lambda: now + timedelta(hours=2)
     await shops.engine.replan_all()
     assert await shops.listings("main") == {"A": 10}

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from syncd.engine.sender import urgency as _urgency
-from syncd.engine.slices import quantity_update as _update
+from syncd.engine.sender import urgency
+from syncd.engine.slices import quantity_update
 from syncd.store import PushRow
 
 AT = datetime(2026, 11, 23, tzinfo=UTC)
@@ -18,6 +18,7 @@ def push(ident: int, target: int, compare: int | None) -> PushRow:
 
 
 def test_zero_outs_then_largest_relative_drops_then_increases() -> None:
+    """A channel sends zero-outs first, then decreases by relative drop, then increases."""
     pending = [
         push(1, 60, 40),  # an increase
         push(2, 53, 54),  # routine: one unit off 54
@@ -26,7 +27,7 @@ def test_zero_outs_then_largest_relative_drops_then_increases() -> None:
         push(5, 5, None),  # current value unknown: treated as the riskiest decrease
         push(6, 20, 20),  # no change (never planned, but must not jump the queue)
     ]
-    assert [p.id for p in sorted(pending, key=_urgency)] == [4, 5, 3, 2, 1, 6]
+    assert [p.id for p in sorted(pending, key=urgency)] == [4, 5, 3, 2, 1, 6]
 
 
 @pytest.mark.parametrize(
@@ -43,7 +44,8 @@ def test_zero_outs_then_largest_relative_drops_then_increases() -> None:
 def test_write_leaves_out_unseen_sales(
     target: int, compare: int | None, shown: int | None, quantity: int, sent_compare: int | None
 ) -> None:
-    update = _update(
+    """A write leaves out the sales the read before it shows syncd has not heard of."""
+    update = quantity_update(
         PushRow(9, "tiktok", "A", target, compare, "fast-path", "pending", 0, AT, ""), "P:S", shown
     )
     assert (update.quantity, update.compare, update.key) == (quantity, sent_compare, "syncd-push-9")

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from syncd.core import PlannedPush
-from syncd.engine import CycleReport
 from syncd.engine.sender import ROUTINE_MAX_WAIT
-from syncd.store import PushRow
 from tests.daemon.conftest import Shops
+from tests.daemon.fakes import Call, FakeChannel, fake_engine
 
 
 async def test_a_listing_already_showing_the_value_to_write_is_not_written(make_shops: Any) -> None:
@@ -41,22 +40,6 @@ async def test_a_listing_already_showing_the_value_to_write_is_not_written(make_
     assert (row.last_pushed, row.sold_since_push) == (0, 0)
 
 
-def record_slices(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Replace the engine's slice sender with one that records each slice's SKUs and marks its
-    pushes sent at once; returns the record."""
-    sent: list[list[str]] = []
-
-    async def send(
-        name: str, channel: Any, batch: list[PushRow], report: CycleReport, **_: Any
-    ) -> list[PushRow]:
-        sent.append([p.sku for p in batch])
-        engine.store.complete_pushes([p.id for p in batch], engine.clock())
-        return []
-
-    monkeypatch.setattr(engine.sender.writer, "send", send)
-    return sent
-
-
 @pytest.mark.parametrize(
     ("routine_age", "slices"),
     [
@@ -65,91 +48,94 @@ def record_slices(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[list[str
     ],
 )
 async def test_a_routine_push_that_waited_too_long_goes_between_urgent_slices(
-    make_shops: Any, monkeypatch: pytest.MonkeyPatch, routine_age: float, slices: list[list[str]]
+    tmp_path: Path, routine_age: float, slices: list[list[str]]
 ) -> None:
     """Three zero-outs (urgent, one per slice here) and a routine one-unit decrease queued
     ``routine_age`` seconds before them: once it has waited ROUTINE_MAX_WAIT it is sent after
     the current urgent slice instead of after all of them."""
-    shops: Shops = await make_shops({"safety_stock": 0}, {"A": 1})
-    engine = shops.engine
-    now = engine.clock()
-    engine.clock = lambda: now
-    monkeypatch.setattr(engine.channels["main"], "max_batch", 1)
-    engine.store.enqueue_pushes(
-        [PlannedPush("main", "R", 40, 41, "fast-path")], now - timedelta(seconds=routine_age)
-    )
-    engine.store.enqueue_pushes([PlannedPush("main", f"U{n}", 0, 3, "fast-path") for n in (1, 2, 3)], now)
-    sent = record_slices(engine, monkeypatch)
-    await engine.sender.flush_channel("main", CycleReport("send"))
+    main = FakeChannel("main", {"R": 41, "U1": 3, "U2": 3, "U3": 3}, max_batch=1)
+    async with fake_engine(tmp_path, {"safety_stock": 0}, dict(main.shown), main) as engine:
+        await engine.reconcile()  # the listings as they are: nothing to push
+        assert main.writes() == []
+        now = engine.clock()
+        engine.clock = lambda: now
+        engine.store.enqueue_pushes(
+            [PlannedPush("main", "R", 40, 41, "fast-path")], now - timedelta(seconds=routine_age)
+        )
+        engine.store.enqueue_pushes([PlannedPush("main", f"U{n}", 0, 3, "fast-path") for n in (1, 2, 3)], now)
+        await engine.flush()
 
-    assert sent == slices
+        assert main.writes() == slices
+        assert main.shown == {"R": 40, "U1": 0, "U2": 0, "U3": 0}
 
 
-@pytest.mark.parametrize(("planned_after_read", "sent"), [(False, []), (True, [["A"]])])
+@pytest.mark.parametrize(("planned_after_read", "written"), [(False, []), (True, [["A"]])])
 async def test_an_increase_planned_before_a_read_found_unreported_sales_is_planned_again(
-    make_shops: Any, monkeypatch: pytest.MonkeyPatch, planned_after_read: bool, sent: list[list[str]]
+    tmp_path: Path, planned_after_read: bool, written: list[list[str]]
 ) -> None:
     """An increase of a low-stock SKU on `outlet` was planned from units `main` was to give back;
     `main`'s read then found one of them sold, unreported. The increase is withdrawn and the SKU
     planned again for `outlet` (with the unit held), instead of offering a unit that is gone. An
     increase planned after that read knew of it and goes out."""
-    shops: Shops = await make_shops({"safety_stock": 0, "low_stock_threshold": 20}, {"A": 1})
-    engine = shops.engine
-    now = engine.clock()
-    engine.clock = lambda: now + timedelta(seconds=5)
-    read = now + timedelta(seconds=1)
-    engine.planner.unseen.measured("main", "A", 1, baseline=None, read_from=read, read_to=read)
-    planned = now + timedelta(seconds=2) if planned_after_read else now
-    engine.store.enqueue_pushes([PlannedPush("outlet", "A", 1, 0, "fast-path")], planned)
-    batches = record_slices(engine, monkeypatch)
-    await engine.sender.flush_channel("outlet", CycleReport("send"))
+    main, outlet = FakeChannel("main", {"A": 0}), FakeChannel("outlet", {"A": 0})
+    stock = {"safety_stock": 0, "low_stock_threshold": 20}
+    async with fake_engine(tmp_path, stock, {"A": 1}, main, outlet) as engine:
+        await engine.reconcile()
+        main.calls.clear()
+        outlet.calls.clear()
+        outlet.shown["A"] = 0
+        now = engine.clock()
+        engine.clock = lambda: now + timedelta(seconds=5)
+        read = now + timedelta(seconds=1)
+        # What a read of `main` at ``read`` found: one unit sold that no report explains.
+        engine.unseen.measured("main", "A", 1, baseline=None, read_from=read, read_to=read)
+        planned = now + timedelta(seconds=2) if planned_after_read else now
+        engine.store.enqueue_pushes([PlannedPush("outlet", "A", 1, 0, "fast-path")], planned)
+        await engine.flush()
 
-    assert batches == sent
-    assert engine.store.pending_pushes("outlet") == []
-    assert engine.sender.stale.get("outlet", set()) == (set() if planned_after_read else {"A"})
+        assert outlet.writes() == written
+        assert outlet.shown == {"A": 1 if planned_after_read else 0}
+        assert engine.store.pending_pushes("outlet") == []
 
 
-async def test_two_slices_of_other_skus_go_out_at_once_and_a_sku_waits_for_its_own(
-    make_shops: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_two_slices_of_other_skus_go_out_at_once_and_a_sku_waits_for_its_own(tmp_path: Path) -> None:
     """A channel's sender keeps two slices in flight (here one push each), never two of the
     same SKU: a push queued for R1 while R1's slice is out waits for that slice to be answered."""
-    shops: Shops = await make_shops({"safety_stock": 0}, {"A": 1})
-    engine = shops.engine
-    now = engine.clock()
-    monkeypatch.setattr(engine.channels["main"], "push_slice", 1)
-    engine.store.enqueue_pushes(
-        [PlannedPush("main", sku, 40, 41, "fast-path") for sku in ("R1", "R2", "R3")], now
-    )
-    out: set[str] = set()
-    most_out = 0
-    events: list[tuple[str, str, int]] = []
+    main = FakeChannel("main", {"R1": 41, "R2": 41, "R3": 41}, push_slice=1, delay=0.01)
+    async with fake_engine(tmp_path, {"safety_stock": 0}, dict(main.shown), main) as engine:
+        await engine.reconcile()
+        main.calls.clear()
+        out: set[str] = set()
+        most_out = 0
+        events: list[tuple[str, str]] = []
 
-    async def send(
-        name: str, channel: Any, batch: list[PushRow], report: CycleReport, **_: Any
-    ) -> list[PushRow]:
-        nonlocal most_out
-        [push] = batch
-        assert push.sku not in out
-        out.add(push.sku)
-        most_out = max(most_out, len(out))
-        events.append(("start", push.sku, push.target))
-        if (push.sku, push.target) == ("R1", 40):
-            engine.store.enqueue_pushes([PlannedPush("main", "R1", 39, 40, "fast-path")], now)
-            engine.sender.queued()
-        await asyncio.sleep(0.01)
-        out.discard(push.sku)
-        events.append(("end", push.sku, push.target))
-        engine.store.complete_pushes([push.id], now)
-        return []
+        async def watch(call: Call) -> None:
+            nonlocal most_out
+            [sku] = call.skus
+            if call.kind == "read":
+                assert sku not in out
+                out.add(sku)
+                most_out = max(most_out, len(out))
+                events.append(("start", sku))
+                return
+            events.append(("end", sku))
+            out.discard(sku)
+            if call.quantities == {"R1": 40}:
+                # Planned again while R1's slice is out.
+                engine.store.enqueue_pushes([PlannedPush("main", "R1", 39, 40, "fast-path")], engine.clock())
+                engine.sender.queued()
 
-    monkeypatch.setattr(engine.sender.writer, "send", send)
-    await engine.sender.flush_channel("main", CycleReport("send"))
+        main.on_call = watch
+        engine.store.enqueue_pushes(
+            [PlannedPush("main", sku, 40, 41, "fast-path") for sku in ("R1", "R2", "R3")], engine.clock()
+        )
+        await engine.flush()
 
-    assert most_out == 2
-    assert events.index(("end", "R1", 40)) < events.index(("start", "R1", 39))
-    assert {sku for kind, sku, _ in events if kind == "end"} == {"R1", "R2", "R3"}
-    assert engine.store.pending_pushes("main") == []
+        assert most_out == 2
+        r1 = [i for i, event in enumerate(events) if event[1] == "R1"]
+        assert [events[i][0] for i in r1] == ["start", "end", "start", "end"]
+        assert main.shown == {"R1": 39, "R2": 40, "R3": 40}
+        assert engine.store.pending_pushes("main") == []
 
 
 @pytest.mark.parametrize(
@@ -160,36 +146,30 @@ async def test_two_slices_of_other_skus_go_out_at_once_and_a_sku_waits_for_its_o
     ],
 )
 async def test_a_push_planned_again_while_its_read_was_out_gives_way_to_the_newer_one(
-    make_shops: Any, monkeypatch: pytest.MonkeyPatch, newer: int, reads: int, shown: int
+    tmp_path: Path, newer: int, reads: int, shown: int
 ) -> None:
     """A push lowering `main` from 10 to 8 is read; before the read comes back, a new plan wants
     ``newer``. The old target is never written. A hot SKU is planned again every debounce, often
     faster than a read comes back, so a newer decrease takes the read over (else the SKU would
     wait read after read); an increase waits for its own turn and the sender's checks."""
-    shops: Shops = await make_shops({"safety_stock": 0}, {"A": 10})
-    engine = shops.engine
-    await engine.reconcile()
-    assert await shops.listings("main") == {"A": 10}
-    engine.store.enqueue_pushes([PlannedPush("main", "A", 8, 10, "fast-path")], engine.clock())
-    engine.sender.queued()
-    read = engine.sender.writer._read_before_write
-    replanned = False
+    main = FakeChannel("main", {"A": 10})
+    async with fake_engine(tmp_path, {"safety_stock": 0}, {"A": 10}, main) as engine:
+        await engine.reconcile()
+        main.calls.clear()
+        replanned = False
 
-    async def read_then_plan_again(*args: Any) -> Any:
-        nonlocal replanned
-        values = await read(*args)
-        if not replanned:
-            replanned = True
-            engine.store.enqueue_pushes([PlannedPush("main", "A", newer, 10, "fast-path")], engine.clock())
-            engine.sender.queued()
-        return values
+        async def plan_again(call: Call) -> None:
+            nonlocal replanned
+            if call.kind == "read" and not replanned:
+                replanned = True
+                engine.store.enqueue_pushes([PlannedPush("main", "A", newer, 10, "fast-path")], engine.clock())
+                engine.sender.queued()
 
-    monkeypatch.setattr(engine.sender.writer, "_read_before_write", read_then_plan_again)
-    before = (await shops.shops["main"].get("/_sandbox/stats")).json()["calls"]
-    await engine.sender.flush_channel("main", CycleReport("send"))
-    calls = (await shops.shops["main"].get("/_sandbox/stats")).json()["calls"]
+        main.on_call = plan_again
+        engine.store.enqueue_pushes([PlannedPush("main", "A", 8, 10, "fast-path")], engine.clock())
+        await engine.flush()
 
-    assert await shops.listings("main") == {"A": shown}
-    assert calls["GET /wp-json/wc/v3/products"] - before["GET /wp-json/wc/v3/products"] == reads
-    assert calls["POST /wp-json/wc/v3/products/batch"] - before["POST /wp-json/wc/v3/products/batch"] == 1
-    assert engine.store.pending_pushes("main") == []
+        assert main.shown == {"A": shown}
+        assert len(main.reads()) == reads
+        assert [c.quantities for c in main.calls if c.kind == "write"] == [{"A": shown}]
+        assert engine.store.pending_pushes("main") == []
