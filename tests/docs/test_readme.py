@@ -315,3 +315,21 @@ def test_worked_example_is_what_the_planner_computes() -> None:
         assert [targets["tiktok"], targets["shopify"], targets["webstore"]] == numbers
         for fragment in stated:
             assert fragment in example
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_links_lead_somewhere() -> None:
+    """Every #anchor link names a heading of the README, and every relative link a file of the repository."""
+    text = README.read_text(encoding="utf-8")
+    anchors = {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+    links = re.findall(r"\]\(([^)\s]+)\)", text)
+    assert links
+    for link in links:
+        if link.startswith("#"):
+            assert link[1:] in anchors, f"no heading for {link}"
+        elif not re.match(r"^[a-z]+://", link):
+            assert (REPO / link.split("#")[0]).exists(), f"{link} does not exist"
