@@ -61,6 +61,8 @@ EXAMPLES: dict[str, Any] = {
     "mapping.file": "/etc/syncd/mapping.csv",
     "erp.client_id@bling": "${SYNCD_BLING_CLIENT_ID}",
     "erp.contact_id@bling": 12345678,
+    "erp.client_id@tiny": "${SYNCD_TINY_CLIENT_ID}",
+    "erp.contact_id@tiny": 12345678,
 }
 # Keys an example shows only as a comment: another key takes their place (Shopify's base_url
 # instead of shop_domain) or they only narrow a default.

@@ -14,6 +14,12 @@ AUTH_URL = "https://accounts.tiny.com.br/realms/tiny/protocol/openid-connect"
 
 
 class TinySettings(ConnectorSettings):
+    """One Tiny (Olist ERP) account through API v3. On-hand is `disponivel` (each counted
+    deposit's `saldo` minus what Tiny's open orders reserve). Sales are recorded as sales orders
+    carrying the movement key as `numeroPedidoEcommerce` (they reserve the units at once);
+    cancellations set the order's situation to cancelled. Run `syncd erp authorize tiny` once for
+    the first tokens."""
+
     type: Literal["tiny"]
     name: str = Field(default="erp", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
     base_url: str = Field(default=API_URL, pattern=r"^https?://", description="Root of the API v3.")
@@ -23,7 +29,7 @@ class TinySettings(ConnectorSettings):
     client_id: str = Field(
         min_length=1, description="The app's client id (ERP: Configurações > Aplicativos)."
     )
-    client_secret: SecretStr
+    client_secret: SecretStr = Field(description="The app's client secret.")
     redirect_uri: str = Field(
         default="http://localhost:8080/oauth/tiny",
         pattern=r"^https?://",
@@ -31,7 +37,10 @@ class TinySettings(ConnectorSettings):
     )
     # First tokens only (``syncd erp authorize tiny`` obtains them and keeps them in the ledger);
     # once the ledger holds a token these are ignored, since Tiny rotates the refresh token.
-    refresh_token: SecretStr | None = None
+    refresh_token: SecretStr | None = Field(
+        default=None,
+        description="First refresh token only, if not obtained with syncd erp authorize tiny; the ledger's wins.",
+    )
     # Tiny's limit is per account and shared by every app the seller runs: about 30 to 140 requests
     # a minute by plan (not published per plan). 30 is the smallest plan's, so it is safe anywhere.
     requests_per_minute: int = Field(
@@ -54,11 +63,11 @@ class TinySettings(ConnectorSettings):
         default=None, ge=1, description="Tiny e-commerce (store) the orders are tagged with, if any."
     )
     order_deposit: int | None = Field(
-        default=None, ge=1, description="Deposit the sales orders reserve from; None: the account's default."
+        default=None, ge=1, description="Deposit the sales orders reserve from; null: the account's default."
     )
     deposits: list[int] | None = Field(
         default=None,
-        description="Deposits that count toward on-hand; None: every deposit Tiny does not set aside.",
+        description="Deposits that count toward on-hand; null: every deposit Tiny does not set aside.",
     )
     page_size: int = Field(default=100, ge=1, le=100, description="Records asked per list request.")
     change_overlap: Duration = Field(
@@ -66,7 +75,7 @@ class TinySettings(ConnectorSettings):
         description="Products changed this long before the cursor are read again (clock skew, late writes).",
     )
     # Derived from requests_per_minute (see requests_per_second); setting it is refused.
-    rate_limit: float = Field(default=0.45, gt=0, description="Derived: see requests_per_minute.")
+    rate_limit: float = Field(default=0.45, gt=0, description="Not for Tiny (refused if set): use requests_per_minute.")
 
     @model_validator(mode="before")
     @classmethod
