@@ -300,6 +300,8 @@ class BlingConnector(ErpConnector):
         # once) would both look, find nothing, and create two orders.
         async with self._recording:
             with urgent_calls():
+                if movements:
+                    await self._recorder.look_up(movements)
                 for movement in movements:
                     try:
                         if await self._recorder.record(movement):

@@ -118,14 +118,17 @@ def created_id(response: httpx.Response, connector: str) -> int:
     return created
 
 
-def orders_numbered(response: httpx.Response, number: str, connector: str) -> list[int]:
-    """Ids of the orders in a ``GET /pedidos/vendas`` page whose ``numeroLoja`` is ``number``."""
+def orders_by_number(response: httpx.Response, connector: str) -> dict[str, list[int]]:
+    """Ids of the orders in a ``GET /pedidos/vendas`` page, by ``numeroLoja`` (lowest id first)."""
     items = data_of(response, list, connector)
-    ids = []
+    found: dict[str, list[int]] = {}
     for item in items:
-        if isinstance(item, dict) and item.get("numeroLoja") == number and _int(item.get("id")) is not None:
-            ids.append(int(item["id"]))
-    return sorted(ids)
+        if not isinstance(item, dict) or _int(item.get("id")) is None:
+            continue
+        number = item.get("numeroLoja")
+        if isinstance(number, str) and number:
+            found.setdefault(number, []).append(int(item["id"]))
+    return {number: sorted(ids) for number, ids in found.items()}
 
 
 def failure(response: httpx.Response) -> BlingFailure:

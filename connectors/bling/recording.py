@@ -11,6 +11,7 @@ unconfirmed (its units keep counting as reserved, the safe side) and is logged f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import httpx
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 CANCEL = ":cancel"
+LOOKUP_BATCH = 50  # numerosLojas[] per look-up: well inside a page of 100 and URL limits
 
 
 def not_applied(exc: TransientError) -> bool:
@@ -41,6 +43,7 @@ class Recorder:
         self.erp = erp
         self.records = records
         self.settings = erp.settings
+        self._found: dict[str, int | None] = {}
 
     def _save(self, key: str, erp_id: int | str | None, state: str) -> None:
         value = None if erp_id is None else str(erp_id)
@@ -63,17 +66,43 @@ class Recorder:
         return await self._post_movement(movement, "S")
 
     # ------------------------------------------------------------------ sales orders
-    async def _find_order(self, key: str) -> int | None:
-        params = payloads.id_params("numerosLojas[]", [key])
+    async def look_up(self, movements: Sequence[Movement]) -> None:
+        """Ask Bling at once (50 keys a call) for the orders of a batch's keys that have no Bling
+        id on record, so that each sale costs its create and post calls only."""
+        self._found = {}
+        if self.settings.record_as != "order":
+            return
+        keys = []
+        for movement in movements:
+            key = movement.key.removesuffix(CANCEL)
+            record = self.records.load_erp_record(self.erp.name, key)
+            if record is None or (record.erp_id is None and record.state == "sending"):
+                keys.append(key)
+        keys = list(dict.fromkeys(keys))
+        for start in range(0, len(keys), LOOKUP_BATCH):
+            chunk = keys[start : start + LOOKUP_BATCH]
+            self._found.update(await self._find_orders(chunk))
+
+    async def _find_orders(self, keys: list[str]) -> dict[str, int | None]:
+        params = [*payloads.id_params("numerosLojas[]", keys), ("limite", "100")]
         if self.settings.store_id is not None:
             params.append(("idLoja", str(self.settings.store_id)))
         response = await self.erp.call("GET", "/pedidos/vendas", params=params)
         if response.status_code >= 300:
             raise self.erp.refusal(response)
-        found = payloads.orders_numbered(response, key, self.erp.name)
-        if len(found) > 1:
-            log.error("bling.duplicate_orders", erp=self.erp.name, key=key, ids=found)
-        return found[0] if found else None
+        found = payloads.orders_by_number(response, self.erp.name)
+        answer: dict[str, int | None] = {}
+        for key in keys:
+            ids = found.get(key, [])
+            if len(ids) > 1:
+                log.error("bling.duplicate_orders", erp=self.erp.name, key=key, ids=ids)
+            answer[key] = ids[0] if ids else None
+        return answer
+
+    async def _find_order(self, key: str) -> int | None:
+        if key in self._found:
+            return self._found.pop(key)  # looked up for this batch; a second use asks again
+        return (await self._find_orders([key]))[key]
 
     async def _order(self, movement: Movement) -> bool:
         key = movement.key

@@ -176,3 +176,15 @@ async def test_two_batches_with_one_key_at_once_make_one_order(
     results = await asyncio.gather(*(bling.record_movements([SALE]) for _ in range(3)))
     assert all(r == ["tiktok:5001:1"] for r in results)
     assert len(await orders(hooks)) == 1 and (await stock(hooks))["MUG"] == 8
+
+
+async def test_a_batch_of_sales_is_looked_up_in_one_call(
+    bling: BlingConnector, hooks: httpx.AsyncClient, stocked, sandbox: BlingSandbox
+) -> None:
+    """Five sales in one batch cost one look-up, then a create and a post each."""
+    sales = [Movement(f"shop:90{i}:1", "MUG", -1, "sale", f"shop:90{i}") for i in range(5)]
+    before = {k: sandbox.calls[k] for k in ("GET /pedidos/vendas", "POST /pedidos/vendas")}
+    assert await bling.record_movements(sales) == [m.key for m in sales]
+    assert sandbox.calls["GET /pedidos/vendas"] - before["GET /pedidos/vendas"] == 1
+    assert sandbox.calls["POST /pedidos/vendas"] - before["POST /pedidos/vendas"] == 5
+    assert (await stock(hooks))["MUG"] == 5
