@@ -44,8 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connectors.sandbox_kit import Faults  # noqa: E402
-from syncd.config import AutoThresholdSettings, parse_config  # noqa: E402
-from syncd.core import ChannelPolicy, SkuStock, channel_targets  # noqa: E402
+from syncd.config import parse_config  # noqa: E402
 from syncd.daemon import QuietServer  # noqa: E402
 from syncd.logs import configure_logging  # noqa: E402
 
@@ -64,6 +63,7 @@ WEBHOOK_FAULTS = {
     "webhook_duplicate_rate": 0.01,
 }
 SKU_HEADER = "x-bench-sku"
+RACE_MS = 5.0  # last-units: every channel's purchases of a SKU's last units fall within this
 CRED = {
     "SYNCD_BENCH_ERP_KEY": "bench-erp-key-0001",
     "SYNCD_BENCH_WC_KEY": "ck_bench",
@@ -90,6 +90,8 @@ class Scenario:
 
 
 def make_scenario(args: argparse.Namespace, seed: int, channels: list[str]) -> Scenario:
+    if args.scenario == "last-units":
+        return last_units_scenario(args, seed, channels)
     rng = random.Random(seed)
     hot = [f"HOT-{i + 1:02d}" for i in range(args.hot_skus)]
     stock = {sku: args.hot_units // args.hot_skus for sku in hot}
@@ -106,6 +108,43 @@ def make_scenario(args: argparse.Namespace, seed: int, channels: list[str]) -> S
         sku = rng.choice(hot) if rng.random() < 0.9 or not catalogue else rng.choice(catalogue)
         arrivals.append((t, channel, sku))
     return Scenario(stock, hot, arrivals)
+
+
+def last_units_scenario(args: argparse.Namespace, seed: int, channels: list[str]) -> Scenario:
+    """SKUs whose last few units are bought on every channel within a few milliseconds.
+
+    Half of them start with 1 to 5 units; the other half with 6 to 15, sold down one purchase at a
+    time (a second or two apart, on any channel) until 1 to 4 are left. Then, at a moment of its
+    own, every channel tries to buy every remaining unit of the SKU within ``RACE_MS``: no
+    propagation is fast enough for that, only units split beforehand stop a second sale.
+    """
+    rng = random.Random(seed)
+    race = [f"LAST-{i + 1:02d}" for i in range(args.last_skus)]
+    catalogue = [f"CAT-{i:05d}" for i in range(args.catalogue)]
+    stock = {sku: rng.randint(10, 60) for sku in catalogue}
+    mix = [CHANNELS[c][1] for c in channels]
+    arrivals: list[tuple[float, str, str]] = []
+    for i, sku in enumerate(race):
+        sell_down = i % 2 == 1
+        units = rng.randint(6, 15) if sell_down else rng.randint(1, 5)
+        stock[sku] = units
+        left = units
+        t = rng.uniform(0, args.burst_seconds * 0.3)
+        if sell_down:
+            left = rng.randint(1, 4)
+            for _ in range(units - left):
+                t += rng.uniform(1.0, 2.0)
+                arrivals.append((t, rng.choices(channels, mix)[0], sku))
+        t = min(args.burst_seconds, t + rng.uniform(2.0, 5.0))
+        for channel in channels:
+            for _ in range(left):
+                arrivals.append((t + rng.uniform(0, RACE_MS / 1000), channel, sku))
+    # Some ordinary demand on the catalogue around it.
+    for _ in range(args.attempts // 10 if catalogue else 0):
+        arrivals.append(
+            (rng.uniform(0, args.burst_seconds), rng.choices(channels, mix)[0], rng.choice(catalogue))
+        )
+    return Scenario(stock, race, sorted(arrivals))
 
 
 # ---------------------------------------------------------------------------- ground truth
@@ -168,7 +207,7 @@ def available_channels() -> tuple[list[str], list[str]]:
     for name, (kind, *_rest) in CHANNELS.items():
         try:
             _sandbox_factory(kind)
-            parse_config(_config_dict(1, 2, {name: 3}, {}, "sqlite:///x.db", 2), env=CRED)
+            parse_config(_config_dict(1, 2, {name: 3}, {}, "sqlite:///x.db", None), env=CRED)
         except Exception as exc:
             notes.append(f"{name} ({kind}) left out: {type(exc).__name__}: {str(exc)[:200]}")
             continue
@@ -263,15 +302,20 @@ def _config_dict(
     channel_ports: dict[str, int],
     schedule: dict[str, str],
     database_url: str,
-    threshold: int | str,
+    threshold: int | str | None,
     log_level: str = "info",
     rate_limits: dict[str, float] | None = None,
+    weights: bool = False,
 ) -> dict[str, Any]:
+    """The daemon's config: the shipped defaults for stock and channel policies unless the
+    benchmark was asked for a threshold (``threshold``) or traffic weights (``weights``)."""
     base = "http://127.0.0.1:{}"
     entries: list[dict[str, Any]] = []
     for name, port in channel_ports.items():
         kind, _share, weight, _latency = CHANNELS[name]
-        entry: dict[str, Any] = {"name": name, "type": kind, "policy": {"weight": weight}}
+        entry: dict[str, Any] = {"name": name, "type": kind}
+        if weights:
+            entry["policy"] = {"weight": weight}
         if kind == "woocommerce":
             entry |= {
                 "base_url": base.format(port),
@@ -298,15 +342,17 @@ def _config_dict(
         if rate_limits and name in rate_limits:
             entry["rate_limit"] = rate_limits[name]
         entries.append(entry)
-    return {
+    config: dict[str, Any] = {
         "database_url": database_url,
         "server": {"host": "127.0.0.1", "port": daemon_port},
         "schedule": schedule,
-        "stock": {"safety_stock": 0, "low_stock_threshold": threshold},
         "erp": {"type": "mock_erp", "base_url": base.format(erp_port), "api_key": "${SYNCD_BENCH_ERP_KEY}"},
         "channels": entries,
         "logging": {"level": log_level, "format": "json"},
     }
+    if threshold is not None:
+        config["stock"] = {"low_stock_threshold": threshold}
+    return config
 
 
 def schedule_for(scale: float) -> dict[str, str]:
@@ -330,7 +376,7 @@ def _die_with_parent() -> None:
 class Child:
     """A subprocess with its output in a file; stopped with SIGTERM, then SIGKILL."""
 
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str]):
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str], cwd: Path = ROOT):
         self.log = log
         self.handle = log.open("wb")
         self.popen = subprocess.Popen(
@@ -338,7 +384,7 @@ class Child:
             stdout=self.handle,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=ROOT,
+            cwd=cwd,
             preexec_fn=_die_with_parent,
         )
 
@@ -428,20 +474,21 @@ async def run_once(args: argparse.Namespace, mode: str, seed: int, channels: lis
                 for client in clients.values():
                     (await client.post("/_sandbox/seed", json={"items": items})).raise_for_status()
 
-                threshold: int | str = "auto" if args.threshold is None else args.threshold
                 config = _config_dict(
                     daemon_port,
                     httpx.URL(erp_url).port or 0,
                     {n: httpx.URL(u).port or 0 for n, u in urls.items()},
                     schedule_for(args.time_scale),
                     f"sqlite:///{tmp}/syncd.db",
-                    threshold,
+                    args.threshold,
                     args.log_level,
                     args.rate_limit,
+                    args.weights,
                 )
                 config_path = Path(tmp) / "syncd.yaml"
                 config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-                env = {**os.environ, **CRED, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+                daemon_root = args.daemon_root or ROOT
+                env = {**os.environ, **CRED, "PYTHONPATH": str(daemon_root), "PYTHONUNBUFFERED": "1"}
                 started = time.monotonic()
                 if mode == "naive":
                     argv = [
@@ -461,17 +508,25 @@ async def run_once(args: argparse.Namespace, mode: str, seed: int, channels: lis
                     )
                 else:
                     argv = [sys.executable, "-m", "syncd.cli", "run", "--config", str(config_path)]
-                    child = Child(argv, Path(tmp) / "syncd.log", env)
+                    child = Child(argv, Path(tmp) / "syncd.log", env, cwd=daemon_root)
                     daemon = await stack.enter_async_context(
                         httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon_port}", timeout=30)
                     )
                     await wait_until(
                         lambda: _reconciled(daemon), args.ready_timeout, "the first reconcile", child
                     )
-                expected = _initial_targets(scenario.stock, channels, threshold, mode)
-                await wait_until(
-                    lambda: _at_targets(clients, expected), args.ready_timeout, "channels at target", child
-                )
+                if mode == "naive":
+                    expected = {c: dict(scenario.stock) for c in channels}
+                    await wait_until(
+                        lambda: _at_targets(clients, expected),
+                        args.ready_timeout,
+                        "channels at target",
+                        child,
+                    )
+                else:
+                    await wait_until(
+                        _steady(clients, channels, daemon), args.ready_timeout, "channels steady", child
+                    )
                 ready_seconds = time.monotonic() - started
                 usage_before = child.usage()
 
@@ -536,20 +591,25 @@ async def _reconciled(daemon: httpx.AsyncClient) -> bool:
     return bool(runs) and status.get("ledger", {}).get("pushes_pending", 1) == 0
 
 
-def _initial_targets(
-    stock: dict[str, int], channels: list[str], threshold: int | str, mode: str
-) -> dict[str, dict[str, int]]:
-    """What each channel must show before the sale: the ERP figure for the naive tool; syncd's
-    targets (low-stock split below the threshold; with ``auto`` and no sales yet, its floor)."""
-    if mode == "naive":
-        return {c: dict(stock) for c in channels}
-    level = AutoThresholdSettings().floor if threshold == "auto" else int(threshold)
-    policies = [ChannelPolicy(c, weight=CHANNELS[c][2]) for c in channels]
-    targets: dict[str, dict[str, int]] = {c: {} for c in channels}
-    for sku, on_hand in stock.items():
-        for channel, target in channel_targets(SkuStock(sku, on_hand, 0, 0, level), policies).items():
-            targets[channel][sku] = target
-    return targets
+def _steady(
+    clients: dict[str, httpx.AsyncClient], channels: list[str], daemon: httpx.AsyncClient | None
+) -> Callable[[], Awaitable[bool]]:
+    """A check that is true once the daemon's outbox is empty and every channel showed the same
+    quantities twice in a row, half a second apart: the daemon brought them to its own targets,
+    whatever its defaults are (the baseline's may differ from this checkout's)."""
+    last: list[Any] = [None]
+
+    async def check() -> bool:
+        if daemon is not None:
+            status = (await daemon.get("/api/status")).json()
+            if status.get("ledger", {}).get("pushes_pending", 1) != 0:
+                return False
+        shown = {c: (await clients[c].get("/_sandbox/listings")).json() for c in channels}
+        steady = shown == last[0]
+        last[0] = shown
+        return steady
+
+    return check
 
 
 async def _at_targets(
@@ -801,7 +861,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hot-units", type=int, default=300, help="ERP stock of the hot SKUs, in total")
     parser.add_argument("--catalogue", type=int, default=1000, help="other SKUs (moderate stock)")
     parser.add_argument(
-        "--threshold", type=int, default=None, help="fixed low-stock threshold (default: auto)"
+        "--scenario",
+        choices=["flash", "last-units"],
+        default="flash",
+        help="flash: a burst on a few hot SKUs; last-units: every channel buys the last units of "
+        "several SKUs within a few milliseconds",
+    )
+    parser.add_argument("--last-skus", type=int, default=20, help="last-units: SKUs raced for")
+    parser.add_argument(
+        "--threshold",
+        default=None,
+        help="a low-stock threshold (a number or auto) instead of the daemon's shipped default",
+    )
+    parser.add_argument(
+        "--weights",
+        action="store_true",
+        help="give channels low-stock weights by their share of shoppers (default: shipped policies)",
+    )
+    parser.add_argument(
+        "--daemon-root",
+        type=Path,
+        default=None,
+        help="run the daemon from this checkout (say, a worktree of an older commit) to compare",
     )
     parser.add_argument("--naive-interval", type=float, default=60.0, help="seconds between naive pushes")
     parser.add_argument(
@@ -830,6 +911,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         # The default scenario shrunk tenfold in attempts and hot units, so demand still outruns stock.
         args.seeds, args.attempts, args.duration, args.catalogue, args.hot_units = "1", 300, 10.0, 200, 30
+    if args.threshold is not None and args.threshold != "auto":
+        try:
+            args.threshold = int(args.threshold)
+        except ValueError:
+            parser.error(f"--threshold must be a whole number or auto, not {args.threshold!r}")
     args.burst_seconds = args.duration
     args.rate_limit = dict(args.rate_limit or [])
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -876,8 +962,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "catalogue": args.catalogue,
             "catalogue_stock": "uniform 10..60 per SKU",
             "demand": "90% of attempts on the hot SKUs (uniformly), 10% on the catalogue; quantity 1",
-            "threshold": "auto" if args.threshold is None else args.threshold,
-            "safety_stock": 0,
+            "scenario": args.scenario,
+            "last_skus": args.last_skus if args.scenario == "last-units" else None,
+            "race_ms": RACE_MS if args.scenario == "last-units" else None,
+            "threshold": "shipped default" if args.threshold is None else args.threshold,
+            "weights": "by shopper share" if args.weights else "shipped default",
+            "daemon_root": str(args.daemon_root or ROOT),
+            "daemon_commit": _commit(args.daemon_root or ROOT),
             "naive_interval_seconds": args.naive_interval,
             "naive_note": "bench/naive_sync.py: fixed-rate cycles from its start (the first before the "
             "burst); each reads the ERP and writes on-hand to every listing that differs, no compare value",
@@ -913,6 +1004,26 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "runs": runs,
         "table_markdown": table(summary, command.strip(), args.seed_list),
     }
+
+
+def _commit(root: Path) -> str | None:
+    """The commit the daemon ran from (and whether its tree had changes), for the record."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{head}{' with changes' if dirty else ''}"
 
 
 def main(argv: list[str] | None = None) -> int:
