@@ -7,7 +7,9 @@ carry no repeated docstrings: the contract is written here, once.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -289,6 +291,9 @@ class ChannelConnector(Connector):
     """A sales channel that shows a quantity per SKU and sells against it on its own.
 
     Errors as for ErpConnector; per-SKU refusals are reported in UpdateResult, not raised.
+    ``urgent=True`` on a call asks for its requests to go first at the channel's rate limits (a
+    push for a SKU about to sell out, the reads it depends on); calls made while one is urgent
+    stay urgent.
     """
 
     supports_compare_and_set: bool = False
@@ -313,16 +318,23 @@ class ChannelConnector(Connector):
     async def list_listings(self) -> list[Listing]:
         """Every stock-bearing item with a SKU, with the quantity it shows now."""
 
+    def paired(self, calls: int) -> AbstractContextManager[None]:
+        """Within this block the next ``calls`` requests to the channel take their rate-limit
+        turns together, so a read and the writes it decides go out back to back (the sales that
+        land between them are the ones a write without compare-and-set forgets). The default,
+        for a channel without a rate limiter, does nothing."""
+        return contextlib.nullcontext()
+
     @abc.abstractmethod
-    async def read_quantities(self, listings: Sequence[Listing]) -> dict[str, int]:
+    async def read_quantities(self, listings: Sequence[Listing], *, urgent: bool = False) -> dict[str, int]:
         """Read back the shown quantity of the given listings, keyed by SKU."""
 
     @abc.abstractmethod
-    async def set_quantities(self, updates: Sequence[QuantityUpdate]) -> UpdateResult:
+    async def set_quantities(self, updates: Sequence[QuantityUpdate], *, urgent: bool = False) -> UpdateResult:
         """Set shown quantities, batching as the API allows (any number of updates)."""
 
     @abc.abstractmethod
-    async def orders_since(self, since: datetime) -> OrderPage:
+    async def orders_since(self, since: datetime, *, urgent: bool = False) -> OrderPage:
         """Order lines of every order created or changed at or after ``since`` (all pages)."""
 
     @abc.abstractmethod
@@ -338,7 +350,7 @@ class ChannelConnector(Connector):
         """False for channels whose webhooks name an order without its lines (see event_lines)."""
         return True
 
-    async def event_lines(self, events: Sequence[WebhookEvent]) -> list[OrderLine]:
+    async def event_lines(self, events: Sequence[WebhookEvent], *, urgent: bool = False) -> list[OrderLine]:
         """The order lines of verified webhook events, fetching (in as few calls as the API
         allows) those the events only name."""
         return [line for event in events for line in event.lines]
@@ -380,7 +392,7 @@ class MemoryTokenStore(TokenStore):
         self._tokens[name] = token
 
 
-ErpRecordState = Literal["sending", "posted", "reversed"]
+ErpRecordState = Literal["sending", "posted", "reversed", "failed"]
 
 
 @dataclass(frozen=True)
@@ -389,7 +401,8 @@ class ErpRecord:
 
     ``state``: ``sending`` = posted but not confirmed (a time-out or crash left it so: look in the
     ERP before posting again), ``posted`` = confirmed with the ERP's id ``erp_id``, ``reversed`` =
-    undone (a cancellation). ``at`` is when the state was set.
+    undone (a cancellation), ``failed`` = refused or never received (nothing to look for: post
+    again). ``at`` is when the state was set.
     """
 
     key: str
