@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_mapping_check)
 
     p = sub.add_parser("sandbox", help="run one sandbox API by itself")
-    p.add_argument("name", choices=["mock_erp", "bling", "woocommerce", "shopify", "tiktok_shop"])
+    p.add_argument("name", choices=["mock_erp", "bling", "tiny", "woocommerce", "shopify", "tiktok_shop"])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--data-dir", default="data/sandbox", help="where sandboxes with files keep them")
@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skus", type=int, default=300, help="catalogue size")
     p.add_argument("--rate", type=float, default=2.0, help="simulated purchases per second (0: none)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--erp", choices=["mock", "bling"], default="mock", help="the ERP sandbox to run on")
+    p.add_argument("--erp", choices=["mock", "bling", "tiny"], default="mock", help="the ERP sandbox to run on")
     p.set_defaults(func=cmd_demo)
     return parser
 

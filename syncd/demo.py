@@ -41,8 +41,10 @@ DEMO_ENV = {
     "SYNCD_DEMO_TIKTOK_SHOP_CIPHER": "ROW_demo_cipher",
     "SYNCD_DEMO_BLING_CLIENT_ID": "demo-bling-client",
     "SYNCD_DEMO_BLING_CLIENT_SECRET": "demo-bling-client-secret",
+    "SYNCD_DEMO_TINY_CLIENT_ID": "demo-tiny-client",
+    "SYNCD_DEMO_TINY_CLIENT_SECRET": "demo-tiny-client-secret",
 }
-SANDBOXES = ("mock_erp", "bling", "woocommerce", "shopify", "tiktok_shop")
+SANDBOXES = ("mock_erp", "bling", "tiny", "woocommerce", "shopify", "tiktok_shop")
 # Who buys where in the demo (a TikTok-led shop): channel type -> share of purchases.
 DEMAND = {"tiktok_shop": 0.60, "shopify": 0.25, "woocommerce": 0.15}
 
@@ -69,6 +71,15 @@ def build_sandbox(name: str, *, data_dir: str = "data/sandbox", webhook_url: str
             client_id=_env("SYNCD_DEMO_BLING_CLIENT_ID"),
             client_secret=_env("SYNCD_DEMO_BLING_CLIENT_SECRET"),
             webhook_url=webhook_url,
+        )
+    if name == "tiny":
+        from connectors.tiny.sandbox import create_app as tiny_app
+
+        # A plan of 600 requests a minute: the demo's purchases would queue for minutes at 30.
+        return tiny_app(
+            client_id=_env("SYNCD_DEMO_TINY_CLIENT_ID"),
+            client_secret=_env("SYNCD_DEMO_TINY_CLIENT_SECRET"),
+            requests_per_minute=600,
         )
     if name == "woocommerce":
         from connectors.woocommerce.sandbox import create_app as woo_app
@@ -224,6 +235,21 @@ def demo_erp_settings(erp: str, base_url: str) -> Any:
             contact_id=1,
             budget_share=0.9,  # the demo account runs no other app
         )
+    if erp == "tiny":
+        from pydantic import SecretStr
+
+        from connectors.tiny.settings import TinySettings
+
+        return TinySettings(
+            type="tiny",
+            base_url=f"{base_url}/public-api/v3",
+            auth_url=f"{base_url}/realms/tiny/protocol/openid-connect",
+            client_id=_env("SYNCD_DEMO_TINY_CLIENT_ID"),
+            client_secret=SecretStr(_env("SYNCD_DEMO_TINY_CLIENT_SECRET")),
+            contact_id=1,
+            requests_per_minute=540,  # most of the sandbox's 600: the demo account runs no other app
+            burst=20,
+        )
     raise ValueError(f"no demo for the ERP {erp!r}")
 
 
@@ -243,6 +269,26 @@ async def authorise_demo_bling(config: Config) -> None:
             await auth.exchange_code(code)
         finally:
             await auth.aclose()
+    finally:
+        store.close()
+
+
+async def authorise_demo_tiny(config: Config, sandbox_url: str) -> None:
+    """The seller's consent in the Tiny sandbox, and the first tokens saved in the ledger."""
+    from connectors.tiny.auth import exchange_code
+    from connectors.tiny.settings import TinySettings
+    from syncd.store import Store
+
+    settings = config.erp
+    assert isinstance(settings, TinySettings)
+    async with httpx.AsyncClient(base_url=sandbox_url, timeout=30) as hooks:
+        answer = await hooks.post(
+            "/_sandbox/oauth/code", json={"client_id": settings.client_id, "redirect_uri": settings.redirect_uri}
+        )
+    store = Store(config.database_url)
+    try:
+        store.migrate()
+        await exchange_code(settings, answer.json()["code"], store)
     finally:
         store.close()
 
@@ -292,13 +338,16 @@ async def run_demo(
         servers.append((server, task))
         await _wait_started(server, task, what)
 
-    erp_url = str(config.erp.base_url)
+    # The sandbox's root (its hooks), below Tiny's API path.
+    erp_url = str(config.erp.base_url).removesuffix("/public-api/v3")
     erp_sandbox = "mock_erp" if erp_type == "mock" else erp_type
     # No ERP webhooks yet: the daemon has no POST /webhooks/erp route; its polls read the changes.
     erp_app = build_sandbox(erp_sandbox, data_dir=data_dir)
     await start(erp_app, erp_url, f"{erp_sandbox} sandbox")
     if erp_type == "bling":
         await authorise_demo_bling(config)
+    if erp_type == "tiny":
+        await authorise_demo_tiny(config, erp_url)
     channels = [c for c in config.channels if c.enabled]
     for channel in channels:
         app = build_sandbox(channel.type, webhook_url=f"{daemon_url}/webhooks/{channel.name}")

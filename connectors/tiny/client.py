@@ -62,9 +62,10 @@ READS_IN_FLIGHT = 4
 
 def _server_time(response: httpx.Response) -> str | None:
     """The answer's Date header as a Tiny time, None when absent or unreadable."""
+    dates = response.headers.get_list("date")  # a proxy may add a second one: the first is the origin's
     try:
-        return format_time(parsedate_to_datetime(response.headers["date"]))
-    except (KeyError, TypeError, ValueError):
+        return format_time(parsedate_to_datetime(dates[0]))
+    except (IndexError, TypeError, ValueError):
         return None
 
 

@@ -182,6 +182,11 @@ def _page(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _whole(value: Any) -> Any:
+    """A float that holds a whole number, as an int (the demo and tests compare with ints)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -420,7 +425,7 @@ class _Hooks:
                 {
                     "sku": p.sku,
                     "id": p.id,
-                    "on_hand": b["disponivel"],
+                    "on_hand": _whole(b["disponivel"]),
                     "saldo": b["saldo"],
                     "reservado": b["reservado"],
                     "depositos": b["depositos"],
@@ -433,7 +438,7 @@ class _Hooks:
         for i, e in enumerate(entries):
             if not isinstance(e, dict) or not isinstance(e.get("sku"), str) or not e["sku"]:
                 raise ValueError(f"[{i}] must be an object with a non-empty 'sku'")
-            qty = e.get(quantity_key)
+            qty = e.get(quantity_key, e.get("on_hand"))  # on_hand: the name the demo's hooks use
             if not isinstance(qty, int | float) or isinstance(qty, bool):
                 raise ValueError(f"[{i}].{quantity_key} must be a number")
             deposit = e.get("deposit")
