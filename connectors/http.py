@@ -46,8 +46,12 @@ def calls_are_urgent() -> bool:
 
 
 @contextlib.contextmanager
-def urgent_calls() -> Iterator[None]:
-    """Within this block (and the tasks awaited in it), calls go first at every rate limiter."""
+def urgent_calls(urgent: bool = True) -> Iterator[None]:
+    """Within this block (and the tasks awaited in it), calls go first at every rate limiter.
+    ``urgent=False`` changes nothing: calls made while others are urgent stay urgent."""
+    if not urgent:
+        yield
+        return
     token = _URGENT.set(True)
     try:
         yield

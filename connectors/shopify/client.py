@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +39,9 @@ from connectors.http import (
     RetryPolicy,
     calls_are_urgent,
     json_body,
+    paired_calls,
     parse_retry_after,
+    urgent_calls,
 )
 from connectors.limits import plausible_level, quarantine
 from connectors.shopify import queries
@@ -277,7 +279,14 @@ class ShopifyConnector(ChannelConnector):
                 raise Invalid("productVariantsCount.count is not an integer")
         return count
 
-    async def read_quantities(self, listings: Sequence[Listing]) -> dict[str, int]:
+    def paired(self, calls: int) -> AbstractContextManager[None]:
+        return paired_calls(calls)
+
+    async def read_quantities(self, listings: Sequence[Listing], *, urgent: bool = False) -> dict[str, int]:
+        with urgent_calls(urgent):
+            return await self._read_quantities(listings)
+
+    async def _read_quantities(self, listings: Sequence[Listing]) -> dict[str, int]:
         sku_by_ref = {listing.ref: listing.sku for listing in listings if _ITEM_GID.match(listing.ref)}
         if len(sku_by_ref) > self.settings.bulk_threshold:
             views = await self._bulk_variants(await self._sync_location())
@@ -310,7 +319,11 @@ class ShopifyConnector(ChannelConnector):
                 views.extend(read_item(raw, f"nodes[{i}]") for i, raw in enumerate(nodes) if raw)
         return views
 
-    async def orders_since(self, since: datetime) -> OrderPage:
+    async def orders_since(self, since: datetime, *, urgent: bool = False) -> OrderPage:
+        with urgent_calls(urgent):
+            return await self._orders_since(since)
+
+    async def _orders_since(self, since: datetime) -> OrderPage:
         since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
         # Shopify's search compares whole seconds.
         floor = since.replace(microsecond=0)
@@ -438,7 +451,11 @@ class ShopifyConnector(ChannelConnector):
 
     # ------------------------------------------------------------------ writing
 
-    async def set_quantities(self, updates: Sequence[QuantityUpdate]) -> UpdateResult:
+    async def set_quantities(self, updates: Sequence[QuantityUpdate], *, urgent: bool = False) -> UpdateResult:
+        with urgent_calls(urgent):
+            return await self._set_quantities(updates)
+
+    async def _set_quantities(self, updates: Sequence[QuantityUpdate]) -> UpdateResult:
         result = UpdateResult()
         latest: dict[str, QuantityUpdate] = {}
         for update in updates:

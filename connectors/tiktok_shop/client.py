@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,14 @@ from connectors.base import (
     WebhookEvent,
 )
 from connectors.circuit import CircuitBreaker
-from connectors.http import HttpClient, RateLimiter, RetryPolicy, parse_retry_after
+from connectors.http import (
+    HttpClient,
+    RateLimiter,
+    RetryPolicy,
+    paired_calls,
+    parse_retry_after,
+    urgent_calls,
+)
 from connectors.limits import plausible_level, quarantine
 from connectors.tiktok_shop.payloads import (
     Invalid,
@@ -404,7 +412,14 @@ class TikTokShopConnector(ChannelConnector):
                 found[stock.sku_id] = stock
         return found
 
-    async def read_quantities(self, listings: Sequence[Listing]) -> dict[str, int]:
+    def paired(self, calls: int) -> AbstractContextManager[None]:
+        return paired_calls(calls)
+
+    async def read_quantities(self, listings: Sequence[Listing], *, urgent: bool = False) -> dict[str, int]:
+        with urgent_calls(urgent):
+            return await self._read_quantities(listings)
+
+    async def _read_quantities(self, listings: Sequence[Listing]) -> dict[str, int]:
         by_sku_id: dict[str, str] = {}
         for listing in listings:
             target = _parse_ref(listing.ref)
@@ -421,7 +436,11 @@ class TikTokShopConnector(ChannelConnector):
             self.name, sku or stock.seller_sku or stock.sku_id, stock.total, self.settings.max_quantity
         )
 
-    async def orders_since(self, since: datetime) -> OrderPage:
+    async def orders_since(self, since: datetime, *, urgent: bool = False) -> OrderPage:
+        with urgent_calls(urgent):
+            return await self._orders_since(since)
+
+    async def _orders_since(self, since: datetime) -> OrderPage:
         since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
         # TikTok times are whole seconds; update_time_ge includes the bound.
         floor = since.replace(microsecond=0)
@@ -457,7 +476,11 @@ class TikTokShopConnector(ChannelConnector):
     def webhooks_carry_lines(self) -> bool:
         return False
 
-    async def event_lines(self, events: Sequence[WebhookEvent]) -> list[OrderLine]:
+    async def event_lines(self, events: Sequence[WebhookEvent], *, urgent: bool = False) -> list[OrderLine]:
+        with urgent_calls(urgent):
+            return await self._event_lines(events)
+
+    async def _event_lines(self, events: Sequence[WebhookEvent]) -> list[OrderLine]:
         # Order notifications carry the order id and status only: fetch the orders' lines, all
         # the events of a burst in one call per 50 orders.
         ids = list(
@@ -505,7 +528,11 @@ class TikTokShopConnector(ChannelConnector):
 
     # ------------------------------------------------------------------ writing
 
-    async def set_quantities(self, updates: Sequence[QuantityUpdate]) -> UpdateResult:
+    async def set_quantities(self, updates: Sequence[QuantityUpdate], *, urgent: bool = False) -> UpdateResult:
+        with urgent_calls(urgent):
+            return await self._set_quantities(updates)
+
+    async def _set_quantities(self, updates: Sequence[QuantityUpdate]) -> UpdateResult:
         result = UpdateResult()
         # product id -> sku id -> update (a later update of the same SKU wins).
         groups: dict[str, dict[str, QuantityUpdate]] = {}

@@ -7,6 +7,7 @@ through the batch endpoints; drift from concurrent sales is left to syncd's reco
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +26,7 @@ from connectors.base import (
     WebhookEvent,
 )
 from connectors.circuit import CircuitBreaker
-from connectors.http import HttpClient, RateLimiter, RetryPolicy, json_body
+from connectors.http import HttpClient, RateLimiter, RetryPolicy, json_body, paired_calls, urgent_calls
 from connectors.limits import plausible_level, quarantine
 from connectors.woocommerce.payloads import (
     DATE_FORMAT,
@@ -172,7 +173,14 @@ class WooCommerceConnector(ChannelConnector):
         except Invalid as exc:
             raise self._protocol(f"GET {path}", exc) from exc
 
-    async def read_quantities(self, listings: Sequence[Listing]) -> dict[str, int]:
+    def paired(self, calls: int) -> AbstractContextManager[None]:
+        return paired_calls(calls)
+
+    async def read_quantities(self, listings: Sequence[Listing], *, urgent: bool = False) -> dict[str, int]:
+        with urgent_calls(urgent):
+            return await self._read_quantities(listings)
+
+    async def _read_quantities(self, listings: Sequence[Listing]) -> dict[str, int]:
         wanted = {listing.sku for listing in listings if listing.sku}
         quantities: dict[str, int] = {}
         for chunk in _sku_chunks(sorted(wanted)):
@@ -187,7 +195,11 @@ class WooCommerceConnector(ChannelConnector):
         # Stores with backorders let stock go negative; syncd never believes a level below 0.
         return plausible_level(self.name, item.sku, item.stock_quantity, self.settings.max_quantity)
 
-    async def orders_since(self, since: datetime) -> OrderPage:
+    async def orders_since(self, since: datetime, *, urgent: bool = False) -> OrderPage:
+        with urgent_calls(urgent):
+            return await self._orders_since(since)
+
+    async def _orders_since(self, since: datetime) -> OrderPage:
         since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
         # WooCommerce dates have whole seconds and modified_after excludes the bound itself.
         floor = since.replace(microsecond=0)
@@ -226,7 +238,11 @@ class WooCommerceConnector(ChannelConnector):
 
     # ------------------------------------------------------------------ writing
 
-    async def set_quantities(self, updates: Sequence[QuantityUpdate]) -> UpdateResult:
+    async def set_quantities(self, updates: Sequence[QuantityUpdate], *, urgent: bool = False) -> UpdateResult:
+        with urgent_calls(urgent):
+            return await self._set_quantities(updates)
+
+    async def _set_quantities(self, updates: Sequence[QuantityUpdate]) -> UpdateResult:
         result = UpdateResult()
         # Batch endpoint path -> item id -> update (a later update of the same item wins).
         groups: dict[str, dict[int, QuantityUpdate]] = {}

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 import structlog
 
 from connectors.base import ChannelConnector, OrderLine, WebhookEvent
-from connectors.http import urgent_calls
 from syncd.config import Config
 from syncd.engine.demand import Demand
 from syncd.engine.health import Health
@@ -97,11 +96,16 @@ class Intake:
 
     # ------------------------------------------------------------------ order polls
     async def pull_orders(
-        self, report: CycleReport, names: Mapping[str, datetime | None] | None = None
+        self,
+        report: CycleReport,
+        names: Mapping[str, datetime | None] | None = None,
+        *,
+        urgent: bool = False,
     ) -> IngestResult:
         """Read the channels' recent orders into the ledger (no pushes): every channel's from its
         cursor, or those in ``names`` from the time given (None: the cursor). A poll from a time of
-        its own leaves the cursor alone (orders before that time may not have been read yet)."""
+        its own leaves the cursor alone (orders before that time may not have been read yet).
+        ``urgent`` polls go first at the channels' rate limits."""
         schedule = self.config.schedule
         now = self.clock()
         polled: dict[str, tuple[datetime, datetime | None]] = {}
@@ -114,7 +118,7 @@ class Intake:
                 own = None  # the cursor's poll reaches back further
             asked = self.clock()
             since = start - schedule.order_overlap if own is None else own
-            page = await self.health.call(name, channel.orders_since(since), report)
+            page = await self.health.call(name, channel.orders_since(since, urgent=urgent), report)
             if page is None:
                 return []
             polled[name] = (asked, own)
@@ -240,8 +244,8 @@ class Intake:
             report = CycleReport("webhook-fetch")
             # The fast path's own reads go first too: a sale syncd has not fetched is a unit the
             # other channels may still offer.
-            with urgent_calls():
-                lines = await self.health.call(channel, connector.event_lines([e for e, _ in fresh]), report)
+            events = [e for e, _ in fresh]
+            lines = await self.health.call(channel, connector.event_lines(events, urgent=True), report)
             if lines is None:
                 log.warning("webhook.fetch_failed", channel=channel, events=len(fresh), errors=report.errors)
                 continue

@@ -5,7 +5,6 @@ the others."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -14,7 +13,6 @@ from datetime import datetime
 import structlog
 
 from connectors.base import ChannelConnector
-from connectors.http import urgent_calls
 from syncd.engine.demand import Demand
 from syncd.engine.reports import CycleReport
 from syncd.engine.slices import SliceWriter
@@ -176,17 +174,16 @@ class Sender:
                         batch, after_urgent = self._next_slice(channel, ready, urgent, size, after_urgent)
                         tried.update(p.id for p in batch)
                         # Urgent slices take the rate limiter's tokens ahead of routine calls.
-                        with urgent_calls() if after_urgent else contextlib.nullcontext():
-                            task = asyncio.create_task(
-                                self.writer.send(
-                                    name,
-                                    channel,
-                                    batch,
-                                    report,
-                                    urgent=after_urgent,
-                                    absolute=frozenset(p.sku for p in batch if p.sku in absolute),
-                                )
+                        task = asyncio.create_task(
+                            self.writer.send(
+                                name,
+                                channel,
+                                batch,
+                                report,
+                                urgent=after_urgent,
+                                absolute=frozenset(p.sku for p in batch if p.sku in absolute),
                             )
+                        )
                         running[task] = {p.sku for p in batch}
                         continue
                     if not running:

@@ -12,7 +12,6 @@ from datetime import datetime
 import structlog
 
 from connectors.base import ChannelConnector, Listing, QuantityUpdate
-from connectors.http import paired_calls
 from syncd.config import Config
 from syncd.core import race_allowance
 from syncd.engine.beliefs import UnseenReads, belief, read_first, send_compare
@@ -109,9 +108,9 @@ class SliceWriter:
         # read at once: sales in between are the ones a write without compare-and-set forgets.
         writes = len(sendable) if channel.writes_per_item else 1
         version = self.version()
-        with paired_calls(1 + writes) if reading else contextlib.nullcontext():
+        with channel.paired(1 + writes) if reading else contextlib.nullcontext():
             read_from = self.clock()
-            shown = await self._read_before_write(name, channel, sendable, refs, report)
+            shown = await self._read_before_write(name, channel, sendable, refs, report, urgent=urgent)
             if shown:
                 self.reads.measure(name, shown, read_from)
                 self.history.levels(name, shown, read_from)
@@ -143,7 +142,7 @@ class SliceWriter:
                     return []
                 writing = {u.sku for u in updates}
                 sendable = [p for p in sendable if p.sku in writing]
-                result = await self.health.call(name, channel.set_quantities(updates), report)
+                result = await self.health.call(name, channel.set_quantities(updates, urgent=urgent), report)
         now = self.clock()
         self.history.wrote(name, sendable, result, shown, self.health[name].last_error, now)
         if result is None:
@@ -276,6 +275,8 @@ class SliceWriter:
         pushes: Sequence[PushRow],
         refs: Mapping[str, str],
         report: CycleReport,
+        *,
+        urgent: bool,
     ) -> dict[str, int] | None:
         """What the channel shows now for the fast path's pushes, per SKU (None: the read failed).
 
@@ -290,4 +291,4 @@ class SliceWriter:
         if not fresh:
             return {}
         listings = [Listing(p.sku, refs[p.sku], None) for p in fresh]
-        return await self.health.call(name, channel.read_quantities(listings), report)
+        return await self.health.call(name, channel.read_quantities(listings, urgent=urgent), report)

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 import structlog
 
 from connectors.base import ChannelConnector, Listing
-from connectors.http import urgent_calls
 from syncd.engine.beliefs import UnseenReads, belief
 from syncd.engine.demand import IN_FLIGHT_WINDOW
 from syncd.engine.health import Health
@@ -28,7 +27,8 @@ log = structlog.get_logger("syncd.engine")
 RECHECK_DELAY = IN_FLIGHT_WINDOW + timedelta(seconds=0.5)  # then units held back as in flight return
 UNSEEN_POLL_GAP = timedelta(seconds=10)  # a channel's order poll for unexplained units, at most this often
 
-PullOrders = Callable[[CycleReport, Mapping[str, datetime | None]], Awaitable[IngestResult]]
+# Intake.pull_orders: (report, {channel: since}, urgent=...) -> what it recorded.
+PullOrders = Callable[..., Awaitable[IngestResult]]
 
 
 class SoldOutChecks:
@@ -123,8 +123,7 @@ class SoldOutChecks:
     async def _look(self, name: str, listed: list[ListingRow], report: CycleReport) -> None:
         started = self.clock()
         reading = [Listing(r.sku, r.ref, None) for r in listed]
-        with urgent_calls():
-            shown = await self.health.call(name, self.channels[name].read_quantities(reading), report)
+        shown = await self.health.call(name, self.channels[name].read_quantities(reading, urgent=True), report)
         if not shown:
             return
         now_rows = {r.sku: r for r in self.store.listings(name, skus=[r.sku for r in listed])}
@@ -179,8 +178,7 @@ class SoldOutChecks:
     async def _poll_unseen(self, name: str, since: datetime | None, skus: set[str]) -> None:
         report = CycleReport("unseen-poll")
         try:
-            with urgent_calls():
-                result = await self.pull_orders(report, {name: since})
+            result = await self.pull_orders(report, {name: since}, urgent=True)
         except StoreError as exc:
             log.error("unseen_poll.store_failed", channel=name, error=str(exc))
             return

@@ -5,8 +5,8 @@ that holds a stock table. They implement the contracts; nothing in the engine is
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +36,8 @@ class Call:
     kind: str  # "read" | "write"
     skus: list[str]
     quantities: dict[str, int] = field(default_factory=dict)
+    urgent: bool = False
+    paired: int = 0  # the turns taken together by the pairing this call was made in (0: none)
 
 
 class FakeChannel(ChannelConnector):
@@ -58,8 +60,18 @@ class FakeChannel(ChannelConnector):
         self.delay = delay
         self.calls: list[Call] = []
         self.on_call: Callable[[Call], Awaitable[None]] | None = None
+        self._pairing = 0
+
+    @contextmanager
+    def paired(self, calls: int) -> Iterator[None]:
+        self._pairing = calls
+        try:
+            yield
+        finally:
+            self._pairing = 0
 
     async def _answer(self, call: Call) -> None:
+        call.paired = self._pairing
         self.calls.append(call)
         if self.on_call is not None:
             await self.on_call(call)
@@ -75,17 +87,19 @@ class FakeChannel(ChannelConnector):
     async def list_listings(self) -> list[Listing]:
         return [Listing(sku, f"ref-{sku}", quantity) for sku, quantity in sorted(self.shown.items())]
 
-    async def read_quantities(self, listings: Sequence[Listing]) -> dict[str, int]:
-        await self._answer(Call("read", [x.sku for x in listings]))
+    async def read_quantities(self, listings: Sequence[Listing], *, urgent: bool = False) -> dict[str, int]:
+        await self._answer(Call("read", [x.sku for x in listings], urgent=urgent))
         return {x.sku: self.shown[x.sku] for x in listings if x.sku in self.shown}
 
-    async def set_quantities(self, updates: Sequence[QuantityUpdate]) -> UpdateResult:
-        await self._answer(Call("write", [u.sku for u in updates], {u.sku: u.quantity for u in updates}))
+    async def set_quantities(self, updates: Sequence[QuantityUpdate], *, urgent: bool = False) -> UpdateResult:
+        await self._answer(
+            Call("write", [u.sku for u in updates], {u.sku: u.quantity for u in updates}, urgent=urgent)
+        )
         for update in updates:
             self.shown[update.sku] = update.quantity
         return UpdateResult(applied={u.sku: u.quantity for u in updates})
 
-    async def orders_since(self, since: datetime) -> OrderPage:
+    async def orders_since(self, since: datetime, *, urgent: bool = False) -> OrderPage:
         return OrderPage([], None)
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookEvent:
