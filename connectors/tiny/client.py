@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -27,6 +27,7 @@ from connectors.base import (
     ErpConnector,
     ErpRecord,
     ErpRecordStore,
+    ErpWebhookEvent,
     MemoryErpRecordStore,
     MemoryTokenStore,
     Movement,
@@ -320,6 +321,28 @@ class TinyConnector(ErpConnector):
         """The SKUs an (unsigned) stock webhook names, to read now; never a quantity to trust."""
         return parse_stock_webhook(body)
 
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> ErpWebhookEvent:
+        # Tiny signs nothing and gives no delivery id: there is no signature to check, and the
+        # event only names products to read (through the authenticated API) again.
+        hint = parse_stock_webhook(body)
+        return ErpWebhookEvent(
+            dedupe_key=None,
+            skus=sorted(hint.skus),
+            refs=sorted(str(i) for i in hint.product_ids),
+            topic=hint.kind,
+        )
+
+    async def event_stock(self, events: Sequence[ErpWebhookEvent]) -> list[StockRecord]:
+        skus = {sku for e in events for sku in e.skus}
+        refs = {int(r) for e in events if not e.skus for r in e.refs if r.isdigit()}
+        found: dict[str, StockRecord] = {}
+        for product_id in refs:
+            found.update(
+                (r.sku, r) for r in await self.read_hint(StockHint(product_ids=frozenset([product_id])))
+            )
+        found.update((r.sku, r) for r in await self.read_skus(sorted(skus - set(found))))
+        return list(found.values())
+
     async def read_hint(self, hint: StockHint) -> list[StockRecord]:
         """On-hand now of what a stock webhook names (SKUs, or product ids when it gives no SKU)."""
         by_id = {v: k for k, v in self._ids.items()}
@@ -392,7 +415,7 @@ class TinyConnector(ErpConnector):
             raise RejectedError(
                 f"no active product with SKU {m.sku!r} in Tiny", connector=self.name, sku=m.sku
             )
-        if record is None:
+        if record is None or record.state == "failed":
             self._save(m.key, None, "sending")
 
         async def look_then_send() -> int:
@@ -411,6 +434,8 @@ class TinyConnector(ErpConnector):
         try:
             order_id: int = await self._http.call_with_retries(look_then_send)
         except TinyApiError as exc:
+            # Refused (a 4xx answer): no order was created, the next attempt simply sends again.
+            self._save(m.key, None, "failed")
             raise RejectedError(str(exc), connector=self.name, sku=m.sku) from exc
         self._save(m.key, order_id, "posted")
         log.info("tiny.sale_recorded", erp=self.name, key=m.key, sku=m.sku, order=order_id)

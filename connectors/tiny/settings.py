@@ -75,7 +75,9 @@ class TinySettings(ConnectorSettings):
         description="Products changed this long before the cursor are read again (clock skew, late writes).",
     )
     # Derived from requests_per_minute (see requests_per_second); setting it is refused.
-    rate_limit: float = Field(default=0.45, gt=0, description="Not for Tiny (refused if set): use requests_per_minute.")
+    rate_limit: float = Field(
+        default=0.45, gt=0, description="Not for Tiny (refused if set): use requests_per_minute."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -97,3 +97,30 @@ async def test_a_forged_hint_for_an_unknown_sku_reads_nothing(erp, hooks) -> Non
     await hooks.post("/_sandbox/seed", json={"items": [{"sku": "MUG-1", "quantity": 3}]})
 
     assert await erp.read_hint(erp.stock_hint(delivery(sku="NOT-THERE", saldo=5))) == []
+
+
+async def test_the_erp_webhook_route_surface_needs_no_signature_and_reads_the_api(erp, hooks, app) -> None:
+    """parse_webhook (what POST /webhooks/erp calls) takes an unsigned delivery as SKUs and ids to
+    read; event_stock reads them through the API, whatever saldo the delivery claimed."""
+    await hooks.post(
+        "/_sandbox/seed", json={"items": [{"sku": "MUG-1", "quantity": 3}, {"sku": "CUP", "quantity": 2}]}
+    )
+    cup = handle(app).account.product_by_sku("CUP")
+
+    events = [
+        erp.parse_webhook({}, delivery(idProduto="1", sku="MUG-1", saldo=999)),
+        erp.parse_webhook({"content-type": "application/json"}, delivery(idProduto=str(cup.id), saldo=0)),
+    ]
+
+    assert events[0].skus == ["MUG-1"] and events[0].dedupe_key is None
+    assert events[1].skus == [] and events[1].refs == [str(cup.id)]
+    assert sorted(await erp.event_stock(events), key=lambda r: r.sku) == [
+        StockRecord("CUP", 2),
+        StockRecord("MUG-1", 3),
+    ]
+
+
+def test_the_erp_webhook_surface_refuses_a_malformed_body(erp) -> None:
+    """parse_webhook raises PayloadError (the route answers 400) for a body it cannot read."""
+    with pytest.raises(PayloadError):
+        erp.parse_webhook({}, b"{not json")

@@ -252,3 +252,25 @@ async def test_the_lookup_ignores_orders_with_a_similar_number(connect: Connect,
 
     assert await connect(transport=relay(app, handler)).record_movements([SALE]) == [SALE.key]
     assert len(orders_for(app, SALE.key)) == 1
+
+
+async def test_a_refused_sale_is_recorded_failed_and_sent_again_later(
+    connect: Connect, app, hooks, records
+) -> None:
+    """A sale Tiny refused (400) leaves a 'failed' record; once Tiny accepts, it is sent and posted."""
+    await seed(hooks, A=10)
+    refuse = [True]
+
+    async def handler(request, forward):
+        if request.method == "POST" and refuse[0]:
+            return httpx.Response(400, json={"mensagem": "Erro de validação"})
+        return await forward(request)
+
+    erp = connect(transport=relay(app, handler))
+    assert await erp.record_movements([SALE]) == []
+    assert records.load_erp_record("erp", SALE.key).state == "failed"
+
+    refuse[0] = False
+    assert await erp.record_movements([SALE]) == [SALE.key]
+    assert records.load_erp_record("erp", SALE.key).state == "posted"
+    assert len(orders_for(app, SALE.key)) == 1
