@@ -14,6 +14,9 @@ from syncd.errors import StoreError
 from syncd.history import channel_policies
 from syncd.store import DriftRow, HistoryEvent, LineRow, ListingRow, PushRow, RunRow, SkuRow
 
+# A channel's rules as the config defaults them (ChannelPolicy): only other values explain anything.
+DEFAULT_RULES: dict[str, Any] = {"share": 100, "buffer": 0, "cap": None, "priority": 100, "weight": 1}
+
 CAUSES = {
     "missed_order": "missed order (the channel sold units syncd never heard of)",
     "manual_edit": "manual edit on the channel",
@@ -302,7 +305,7 @@ def explain_decision(detail: Mapping[str, Any], target: int | None) -> str:
     if detail.get("low_stock"):
         split = ", ".join(f"{c} {q}" for c, q in sorted((detail.get("split") or {}).items()))
         text += f"; low stock (threshold {detail.get('threshold')}): split {split}"
-    policy = {k: v for k, v in (detail.get("policy") or {}).items() if v not in (None, 100, 0)}
+    policy = {k: v for k, v in (detail.get("policy") or {}).items() if DEFAULT_RULES.get(k, object()) != v}
     if policy:
         text += "; rules " + ", ".join(f"{k} {v}" for k, v in sorted(policy.items()))
     if detail.get("events"):

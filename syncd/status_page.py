@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from html import escape
@@ -29,11 +30,13 @@ th{background:#f6f8fa;font-weight:600;font-size:.9rem}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#116329;font-weight:600}.bad{color:#b3261e;font-weight:600}.warn{color:#8a5a00;font-weight:600}
 .muted{color:#656d76}.small{font-size:.85rem}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(14rem,1fr));gap:.75rem}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(6.5rem,1fr));gap:.6rem}
 .card{border:1px solid #d0d7de;border-radius:8px;padding:.6rem .8rem}
 .card b{font-size:1.05rem}
 .figure{font-size:1.5rem;font-weight:650}
 svg{width:100%;height:auto;display:block}
+svg.chart{height:12rem;background:#fbfcfd;border:1px solid #eaeef2;border-radius:4px}
+.axis{display:flex;justify-content:space-between;font-size:.85rem;color:#57606a;margin:.2rem 0}
 .legend span{display:inline-block;margin-right:1rem}
 .legend i{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.3rem;vertical-align:-1px}
 @media (max-width:640px){
@@ -41,7 +44,8 @@ svg{width:100%;height:auto;display:block}
  table.stack thead{display:none}
  table.stack tr{display:block;border-bottom:2px solid #d0d7de;padding:.3rem 0}
  table.stack td{display:flex;justify-content:space-between;gap:1rem;border:0;padding:.15rem .2rem;text-align:right}
- table.stack td::before{content:attr(data-label);font-weight:600;color:#57606a;text-align:left}
+ table.stack td::before{content:attr(data-label);flex:0 0 38%;font-weight:600;color:#57606a;text-align:left}
+ table.stack td .v{min-width:0;overflow-wrap:anywhere}
 }
 """
 
@@ -68,7 +72,7 @@ def _when(value: str | None, now: datetime | None = None) -> str:
     )
     if now is not None:
         text += f" ({_ago((now - when).total_seconds())})"
-    return text
+    return text.replace(" ", "\u00a0")  # a time never wraps inside a narrow column
 
 
 def _ago(seconds: float | None) -> str:
@@ -87,7 +91,7 @@ def _ago(seconds: float | None) -> str:
 def _seconds(value: float | None) -> str:
     if value is None:
         return "n/a"
-    return f"{value:.2f} s" if value < 60 else f"{value / 60:.1f} min"
+    return f"{value:.2f}\u00a0s" if value < 60 else f"{value / 60:.1f}\u00a0min"
 
 
 def _table(
@@ -109,7 +113,8 @@ def _table(
                 content = '<span class="muted">&ndash;</span>'
             else:
                 content = _e(value)
-            cells.append(f'<td data-label="{_e(headers[i])}"{cls}>{content}</td>')
+            # One wrapper per cell: on a phone the label and the value are then the only two items.
+            cells.append(f'<td data-label="{_e(headers[i])}"{cls}><span class="v">{content}</span></td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table class="stack"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
@@ -150,46 +155,62 @@ def _header(status: Mapping[str, Any], now: datetime | None, query: str = "") ->
 
 
 # ---------------------------------------------------------------------- charts
+# Drawn in a fixed-height box that stretches to the page's width (preserveAspectRatio="none",
+# strokes that do not scale); the labels are HTML beside it, so they read at the page's size on
+# a phone as on a desktop.
+_W, _H = 1000, 200
+
+
+def _svg(body: str, label: str) -> str:
+    return (
+        f'<svg class="chart" viewBox="0 0 {_W} {_H}" preserveAspectRatio="none" role="img" '
+        f'aria-label="{_e(label)}">{body}</svg>'
+    )
+
+
 def _activity_chart(activity: Mapping[str, Any]) -> str:
     """Bars of units sold and a line of pushes sent per time bucket."""
     sales: list[int] = list(activity.get("sales") or [])
     pushes: list[int] = list(activity.get("pushes") or [])
     if not sales or not (any(sales) or any(pushes)):
         return '<p class="muted">No sale or push in the last hours.</p>'
-    width, height, left, bottom = 720, 220, 40, 24
     top = max(max(sales), max(pushes), 1)
-    step = (width - left) / len(sales)
-    plot = height - bottom - 8
+    step = _W / len(sales)
 
     def y(v: float) -> float:
-        return 8 + plot - plot * v / top
+        return _H - 4 - (_H - 12) * v / top
 
     bars = "".join(
-        f'<rect x="{left + i * step + 1:.1f}" y="{y(v):.1f}" width="{max(step - 2, 1):.1f}" '
-        f'height="{plot * v / top:.1f}" fill="#1f6feb" opacity=".75"><title>{v} sold</title></rect>'
+        f'<rect x="{i * step + step * 0.15:.1f}" y="{y(v):.1f}" width="{step * 0.7:.1f}" '
+        f'height="{_H - 4 - y(v):.1f}" fill="#1f6feb" opacity=".8"><title>{v} sold</title></rect>'
         for i, v in enumerate(sales)
         if v
     )
-    points = " ".join(f"{left + (i + 0.5) * step:.1f},{y(v):.1f}" for i, v in enumerate(pushes))
+    points = " ".join(f"{(i + 0.5) * step:.1f},{y(v):.1f}" for i, v in enumerate(pushes))
+    line = (
+        f'<polyline points="{points}" fill="none" stroke="#d1242f" stroke-width="2" '
+        'vector-effect="non-scaling-stroke"/>'
+    )
     start, end = activity.get("start") or "", activity.get("end") or ""
-    labels = (
-        f'<text x="{left}" y="{height - 6}" font-size="12" fill="#57606a">{_e(_clock(start))}</text>'
-        f'<text x="{width}" y="{height - 6}" font-size="12" fill="#57606a" text-anchor="end">{_e(_clock(end))}</text>'
-        f'<text x="{left - 6}" y="16" font-size="12" fill="#57606a" text-anchor="end">{top}</text>'
-        f'<text x="{left - 6}" y="{y(0):.1f}" font-size="12" fill="#57606a" text-anchor="end">0</text>'
+    fine = (
+        bool(start and end)
+        and (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() < 3600
     )
     return (
-        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="Sales and pushes over time">'
-        f'<line x1="{left}" y1="{y(0):.1f}" x2="{width}" y2="{y(0):.1f}" stroke="#d0d7de"/>{bars}'
-        f'<polyline points="{points}" fill="none" stroke="#d1242f" stroke-width="2"/>{labels}</svg>'
+        f'<div class="axis"><span>peak {top}</span><span>per {_e(_seconds(activity.get("bucket_seconds")))}</span></div>'
+        + _svg(bars + line, "Sales and pushes over time")
+        + f'<div class="axis"><span>{_e(_clock(start, seconds=fine))}</span><span>{_e(_clock(end, seconds=fine))} UTC</span></div>'
         '<div class="legend small"><span><i style="background:#1f6feb"></i>units sold</span>'
-        '<span><i style="background:#d1242f"></i>pushes sent</span>'
-        f'<span class="muted">per {_e(_seconds(activity.get("bucket_seconds")))}</span></div>'
+        '<span><i style="background:#d1242f"></i>pushes sent</span></div>'
     )
 
 
-def _clock(value: str) -> str:
-    return datetime.fromisoformat(value).strftime("%H:%M") if value else ""
+def _expected(value: int | None) -> str:
+    return "never set by syncd" if value is None else f"expected {value}"
+
+
+def _clock(value: str, *, seconds: bool = False) -> str:
+    return datetime.fromisoformat(value).strftime("%H:%M:%S" if seconds else "%H:%M") if value else ""
 
 
 def _levels_chart(
@@ -204,19 +225,18 @@ def _levels_chart(
     start = min(times)
     span = max((end - start).total_seconds(), 1.0)
     top = max([v for s in series.values() for _, v in s] + [1])
-    width, height, left, bottom = 720, 240, 40, 24
-    plot = height - bottom - 14
 
     def x(t: datetime) -> float:
-        return left + (width - left - 4) * (t - start).total_seconds() / span
+        return _W * (t - start).total_seconds() / span
 
     def y(v: float) -> float:
-        return 8 + plot - plot * v / top
+        return _H - 4 - (_H - 14) * v / top
 
     lines, legend = [], []
     for i, (name, points) in enumerate(sorted(series.items(), key=lambda kv: (kv[0] != "on hand", kv[0]))):
         colour = COLOURS[i % len(COLOURS)]
-        path, last = [], None
+        path: list[str] = []
+        last: int | None = None
         for t, v in points:
             px = x(datetime.fromisoformat(t))
             if last is not None:
@@ -225,26 +245,25 @@ def _levels_chart(
             last = v
         if last is not None:
             path.append(f"L{x(end):.1f},{y(last):.1f}")
-        dash = ' stroke-dasharray="6 3"' if name == "on hand" else ""
-        lines.append(f'<path d="{" ".join(path)}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
+        dash = ' stroke-dasharray="6 4"' if name == "on hand" else ""
+        lines.append(
+            f'<path d="{" ".join(path)}" fill="none" stroke="{colour}" stroke-width="2"{dash} '
+            'vector-effect="non-scaling-stroke"/>'
+        )
         legend.append(f'<span><i style="background:{colour}"></i>{_e(name)}</span>')
     ticks = "".join(
-        f'<line x1="{x(datetime.fromisoformat(o[0])):.1f}" y1="{height - bottom - 2}" '
-        f'x2="{x(datetime.fromisoformat(o[0])):.1f}" y2="{height - bottom + 4}" stroke="#57606a">'
+        f'<line x1="{x(datetime.fromisoformat(o[0])):.1f}" y1="{_H - 14}" x2="{x(datetime.fromisoformat(o[0])):.1f}" '
+        f'y2="{_H}" stroke="#57606a" stroke-width="1.5" vector-effect="non-scaling-stroke">'
         f"<title>{_e(o[2])} sold on {_e(o[1])}</title></line>"
         for o in orders
     )
-    axis = (
-        f'<text x="{left - 6}" y="16" font-size="12" fill="#57606a" text-anchor="end">{top}</text>'
-        f'<text x="{left - 6}" y="{y(0):.1f}" font-size="12" fill="#57606a" text-anchor="end">0</text>'
-        f'<text x="{left}" y="{height - 4}" font-size="12" fill="#57606a">{_e(start.strftime("%H:%M:%S"))}</text>'
-        f'<text x="{width}" y="{height - 4}" font-size="12" fill="#57606a" text-anchor="end">{_e(end.strftime("%H:%M:%S"))}</text>'
-    )
-    legend.append('<span class="muted">ticks: orders</span>')
+    legend.append('<span class="muted">ticks at the bottom: orders</span>')
     return (
-        f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="Quantities over time">'
-        f'<line x1="{left}" y1="{y(0):.1f}" x2="{width}" y2="{y(0):.1f}" stroke="#d0d7de"/>'
-        f'{"".join(lines)}{ticks}{axis}</svg><div class="legend small">{"".join(legend)}</div>'
+        f'<div class="axis"><span>top {top} units</span></div>'
+        + _svg("".join(lines) + ticks, "Quantities over time")
+        + f'<div class="axis"><span>{_e(start.strftime("%H:%M:%S"))}</span>'
+        f"<span>{_e(end.strftime('%H:%M:%S'))} UTC</span></div>"
+        f'<div class="legend small">{"".join(legend)}</div>'
     )
 
 
@@ -275,7 +294,7 @@ def _channels_section(status: Mapping[str, Any], now: datetime | None) -> str:
                 or ("healthy" if c.get("healthy") else "needs a human" if c.get("needs_human") else "failing")
             ),
             _when(c.get("last_success"), now),
-            _ago(c.get("lag_seconds")) if c.get("lag_seconds") is not None else None,
+            _seconds(c.get("lag_seconds")) if c.get("lag_seconds") is not None else None,
             c.get("pending_pushes"),
             c.get("last_error"),
         ]
@@ -294,14 +313,16 @@ def _speed_section(status: Mapping[str, Any]) -> str:
     p = status.get("propagation_seconds") or {}
     if p.get("samples"):
         cards = "".join(
-            f'<div class="card"><div class="muted small">{label}</div><div class="figure">{_e(p[key])} s</div></div>'
-            for label, key in (("p50", "p50"), ("p95", "p95"), ("p99", "p99"))
+            f'<div class="card"><div class="muted small">{label}</div><div class="figure">{_e(p[label])}&nbsp;s</div></div>'
+            for label in ("p50", "p95", "p99")
         )
-        speed = f'<p>Sale to all channels, last {_e(p["samples"])} sales: p50 {_e(p["p50"])} s, p95 {_e(p["p95"])} s, p99 {_e(p["p99"])} s.</p><div class="cards">{cards}</div>'
+        speed = f'<p class="small muted">A sale reaching every channel, over the last {_e(p["samples"])} sales:</p><div class="cards">{cards}</div>'
     else:
         speed = '<p class="muted">No sale timed yet.</p>'
     chart = _activity_chart(status.get("activity") or {})
-    return f"<section><h2>Propagation and activity</h2>{speed}<h2 style='margin-top:1rem'>Sales and pushes</h2>{chart}</section>"
+    return (
+        f"<section><h2>Propagation</h2>{speed}</section><section><h2>Sales and pushes</h2>{chart}</section>"
+    )
 
 
 def _sku_link(sku: str) -> tuple[str, str]:
@@ -386,7 +407,7 @@ def _drift_section(status: Mapping[str, Any], now: datetime | None) -> str:
             _when(g["last_at"], now),
             _html(
                 "<br>".join(
-                    f"{_e(d['channel'])} {_sku_link(d['sku'])[1]}: expected {_e(d['expected'])}, read {_e(d['observed'])}; {_e(d['done'])}"
+                    f"{_e(d['channel'])} {_sku_link(d['sku'])[1]}: {_expected(d['expected'])}, read {_e(d['observed'])}; {_e(d['done'])}"
                     for d in g["latest"][:3]
                 )
             ),
@@ -406,18 +427,27 @@ def _drift_section(status: Mapping[str, Any], now: datetime | None) -> str:
     return f"<section><h2>Drift, last 24 h</h2>{table}{note if groups else ''}</section>"
 
 
+RUNS_PER_KIND = 4
+
+
 def _runs_section(status: Mapping[str, Any], now: datetime | None) -> str:
-    rows = []
-    for r in status.get("runs", [])[:30]:
+    rows, seen = [], Counter[str]()
+    for r in status.get("runs", []):
+        seen[r["kind"]] += 1
+        if seen[r["kind"]] > RUNS_PER_KIND:
+            continue
         if r.get("in_progress") or r.get("finished_at") is None:
-            took: Any = _html('<span class="warn">in progress</span>')
-            counts = "counts at its end"
+            took: Any = _html(
+                f'<span class="warn">in progress</span> ({_e(_seconds(r.get("duration_seconds")))} so far)'
+            )
+            counts = "counted at its end"
         else:
             took = _seconds(r.get("duration_seconds"))
             counts = ", ".join(f"{k} {v}" for k, v in sorted(r["counts"].items()) if v) or "nothing to do"
         rows.append([r["kind"], _when(r["started_at"], now), took, counts, r.get("error")])
     table = _table(["Kind", "Started", "Took", "Counts", "Error"], rows, "No run yet.")
-    return f"<section><h2>Last runs</h2>{table}</section>"
+    note = f'<p class="small muted">The last {RUNS_PER_KIND} of each kind; more in /api/status and <code>syncd runs</code>.</p>'
+    return f"<section><h2>Last runs</h2>{table}{note if rows else ''}</section>"
 
 
 def _events_section(status: Mapping[str, Any]) -> str:

@@ -46,7 +46,8 @@ def test_page_escapes_and_fits_a_phone() -> None:
     page = render_status_page(overview())
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
-    assert "needs a human" in page and "p95 0.9 s" in page and "reserve 5" in page
+    assert "needs a human" in page and "reserve 5" in page
+    assert "last 12 sales" in page and "0.9&nbsp;s" in page  # propagation p95
     assert "http://" not in page and "https://" not in page  # no external asset of any kind
 
 
@@ -117,7 +118,7 @@ def test_runs_drift_refusals_and_chart_are_spelled_out() -> None:
             oversell_risk=[],
         )
     )
-    assert "in progress" in page and "1.25 s" in page and "order_lines_new 2" in page
+    assert "in progress" in page and "1.25\u00a0s" in page and "order_lines_new 2" in page
     assert "already right: left at 7 (its target)" in page and "Already right" in page
     assert "Sales the ERP refused (1 in 24 h)" in page and "1001" in page
     assert '<a href="/status/sku/A%2F1">A/1</a>' in page
