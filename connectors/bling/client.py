@@ -96,6 +96,7 @@ class BlingConnector(ErpConnector):
         self._offset = 0  # round-robin position of stock_changes over the catalogue
         self._webhooks = WebhookState()
         self._recording = asyncio.Lock()
+        self._deposits_checked = False
         self._recorder = Recorder(self, records if records is not None else MemoryErpRecordStore())
 
     async def aclose(self) -> None:
@@ -250,7 +251,30 @@ class BlingConnector(ErpConnector):
             return None
         return StockRecord(code, units)
 
+    async def _check_deposits(self) -> None:
+        """Once: the configured deposits exist in the account (a wrong id would read as 0 units)."""
+        wanted = set(self.settings.deposits) | {d for d in [self.settings.sale_deposit] if d is not None}
+        if self._deposits_checked or not wanted:
+            return
+        response = await self.call("GET", "/depositos", params=[("limite", PAGE)])
+        if response.status_code >= 300:
+            raise self.refusal(response)
+        known = {
+            item["id"]: str(item.get("descricao", ""))
+            for item in payloads.data_of(response, list, self.name)
+            if isinstance(item, dict) and isinstance(item.get("id"), int)
+        }
+        missing = sorted(wanted - set(known))
+        if missing:
+            listed = ", ".join(f"{i} ({name})" for i, name in sorted(known.items())) or "none"
+            raise ConnectorError(
+                f"deposits {missing} of the settings are not in the Bling account; its deposits: {listed}",
+                connector=self.name,
+            )
+        self._deposits_checked = True
+
     async def read_stock(self) -> list[StockRecord]:
+        await self._check_deposits()
         products = await self._products()
         return await self._balances([p.id for p in products])
 

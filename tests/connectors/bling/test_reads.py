@@ -11,7 +11,8 @@ import pytest
 from connectors.bling.client import BlingConnector
 from connectors.bling.sandbox import BlingSandbox
 from connectors.bling.webhooks import sign
-from tests.connectors.bling.conftest import CLIENT_SECRET
+from syncd.errors import ConnectorError
+from tests.connectors.bling.conftest import CLIENT_SECRET, authorise
 
 CATALOGUE = {f"RD-{n:03d}": n % 7 for n in range(250)}
 
@@ -82,3 +83,13 @@ async def test_the_days_count_matches_the_calls_bling_served(
     await bling.read_stock()
     await bling.stock_changes(None)
     assert bling.budget_status()["used_today"] == sandbox.used_today > 0
+
+
+async def test_a_deposit_the_account_lacks_is_named_with_the_ones_it_has(
+    connect, hooks: httpx.AsyncClient
+) -> None:
+    """Configured deposits are checked once against GET /depositos; a wrong id is refused with the list."""
+    erp = connect(deposits=[1, 99])
+    await authorise(erp, hooks)
+    with pytest.raises(ConnectorError, match=r"deposits \[99\].*1 \(Geral\)"):
+        await erp.read_stock()

@@ -39,6 +39,8 @@ async def erp() -> BlingConnector:
     ]}  # fmt: skip
 
     def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/depositos":
+            return httpx.Response(200, json={"data": [{"id": 1}, {"id": 2}]})
         if request.url.path == "/produtos":
             ids = request.url.params.get_list("idsProdutos[]")
             if ids == ["99"]:

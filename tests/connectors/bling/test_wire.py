@@ -44,6 +44,10 @@ def catalogue(request: httpx.Request) -> httpx.Response | None:
         return httpx.Response(200, json=PRODUCTS if request.url.params.get("pagina") == "1" else {"data": []})
     if request.url.path == "/estoques/saldos":
         return httpx.Response(200, json=SALDOS)
+    if request.url.path == "/depositos":
+        return httpx.Response(
+            200, json={"data": [{"id": 1, "descricao": "Geral"}, {"id": 2, "descricao": "Loja"}]}
+        )
     return None
 
 
@@ -137,19 +141,19 @@ async def test_reads_stop_at_their_share_and_sales_keep_the_reserve(wired) -> No
 
     erp = wired(
         answer,
-        account_requests_per_day=8,
+        account_requests_per_day=10,
         budget_share=1.0,
         movement_reserve=0.5,
         record_as="movement",
         deposits=[1],
     )
     await erp.read_stock()
-    await erp.read_stock()  # 4 calls: the reads' share (half of 8)
+    await erp.read_stock()  # 5 calls (deposits checked once): the reads' share, half of 10
     with pytest.raises(TransientError, match="stock reads"):
         await erp.read_stock()
     assert await erp.record_movements([SALE]) == ["shop:1001:1"]
     assert posted == ["/estoques"]
-    assert erp.budget_status()["used_today"] == 5
+    assert erp.budget_status()["used_today"] == 6
 
 
 @pytest.mark.parametrize(
