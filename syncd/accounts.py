@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from syncd.allocation import (
+    LOST_GRACE,
     Grant,
     Level,
     ListingAccount,
@@ -24,6 +25,7 @@ from syncd.allocation import (
     Write,
     WriteState,
     explain,
+    forgotten_until,
     grant,
     record_read,
     record_sale,
@@ -109,6 +111,21 @@ class Sale:
     sold_at: datetime
 
 
+def apply_sales(books: dict[str, SkuAccounts], sales: Sequence[Sale]) -> dict[str, int]:
+    """Apply reported sales to the books of their SKUs (all present in ``books``); returns the
+    held units they explained, per SKU."""
+    explained: dict[str, int] = {}
+    for sale in sales:
+        book = books[sale.sku]
+        book = book.with_listing(record_sale(book.listing(sale.channel), sale.units, sale.sold_at))
+        if sale.units > 0:
+            parts, units = explain(book.parts, sale.channel, sale.units, sale.sold_at)
+            book = replace(book, parts=tuple(parts))
+            explained[sale.sku] = explained.get(sale.sku, 0) + units
+        books[sale.sku] = book
+    return explained
+
+
 class Accounts:
     """The engine's handle on the allocation accounts: intent-named changes, each one transaction."""
 
@@ -117,22 +134,9 @@ class Accounts:
 
     def sales(self, sales: Sequence[Sale]) -> dict[str, int]:
         """Reported sales lower the levels that came before them and explain held units; returns
-        the units explained per SKU."""
-        explained: dict[str, int] = {}
-
-        def change(books: dict[str, SkuAccounts]) -> None:
-            for sale in sales:
-                book = books[sale.sku]
-                account = record_sale(book.listing(sale.channel), sale.units, sale.sold_at)
-                book = book.with_listing(account)
-                if sale.units > 0:
-                    parts, units = explain(book.parts, sale.channel, sale.units, sale.sold_at)
-                    book = replace(book, parts=tuple(parts))
-                    explained[sale.sku] = explained.get(sale.sku, 0) + units
-                books[sale.sku] = book
-
-        self.store.change_accounts({s.sku for s in sales}, change)
-        return explained
+        the units explained per SKU. (The ledger's order intake does this itself, in the same
+        transaction as the order lines.)"""
+        return self.store.change_accounts({s.sku for s in sales}, lambda books: apply_sales(books, sales))
 
     def read(
         self, channel: str, shown: Mapping[str, int], read_from: datetime, read_to: datetime
@@ -187,30 +191,39 @@ class Accounts:
             )
             book = book.with_listing(account)
             if decided.hold:
-                part = Part(channel, sku, PartKind.FORGOTTEN, decided.hold, racing_since, sent_at)
+                part = Part(channel, sku, PartKind.FORGOTTEN, decided.hold, racing_since, sent_at, push_id)
                 book = replace(book, parts=(*book.parts, part))
             books[sku] = book
             return decided
 
         return self.store.change_accounts([sku], change)
 
-    def _listing_change(self, channel: str, sku: str, fn: Callable[[ListingAccount], ListingAccount]) -> None:
+    def _write_change(
+        self, channel: str, sku: str, fn: Callable[[ListingAccount], ListingAccount], push_id: int, until: datetime | None
+    ) -> None:
         def change(books: dict[str, SkuAccounts]) -> None:
-            books[sku] = books[sku].with_listing(fn(books[sku].listing(channel)))
+            book = books[sku].with_listing(fn(books[sku].listing(channel)))
+            if until is not None:
+                book = replace(book, parts=tuple(forgotten_until(book.parts, push_id, until)))
+            books[sku] = book
 
         self.store.change_accounts([sku], change)
 
-    def acknowledged(self, channel: str, sku: str, push_id: int, shown: int | None = None) -> None:
-        """The channel took the write: its level is the confirmed one."""
-        self._listing_change(channel, sku, lambda a: write_acknowledged(a, push_id, shown))
+    def acknowledged(
+        self, channel: str, sku: str, push_id: int, at: datetime, shown: int | None = None
+    ) -> None:
+        """The channel took the write (answered at ``at``): its level is the confirmed one, and the
+        race a write without compare-and-set holds for ends with the answer."""
+        self._write_change(channel, sku, lambda a: write_acknowledged(a, push_id, shown, at), push_id, at)
 
     def undone(self, channel: str, sku: str, push_id: int) -> None:
         """The write surely did not land (stale, refused): it is exposed no more."""
-        self._listing_change(channel, sku, lambda a: write_undone(a, push_id))
+        self._write_change(channel, sku, lambda a: write_undone(a, push_id), push_id, None)
 
-    def lost(self, channel: str, sku: str, push_id: int) -> None:
-        """No answer for the write: it stays exposed until a read after the grace shows."""
-        self._listing_change(channel, sku, lambda a: write_lost(a, push_id))
+    def lost(self, channel: str, sku: str, push_id: int, sent_at: datetime) -> None:
+        """No answer for the write: it stays exposed until a read after the grace shows, and the
+        sales it may overwrite are held until it could no longer land."""
+        self._write_change(channel, sku, lambda a: write_lost(a, push_id), push_id, sent_at + LOST_GRACE)
 
     def polled(self, channel: str, started: datetime, since: datetime) -> None:
         """An order poll of ``channel`` from ``since``, started at ``started``, was ingested."""
@@ -236,6 +249,8 @@ class Accounts:
                     for write in account.writes:
                         if write.state is WriteState.SENT:
                             book = book.with_listing(write_lost(book.listing(account.channel), write.push_id))
+                            until = write.level.at + LOST_GRACE
+                            book = replace(book, parts=tuple(forgotten_until(book.parts, write.push_id, until)))
                             count += 1
                 found[sku] = book
 

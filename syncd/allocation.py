@@ -107,7 +107,9 @@ def record_sale(account: ListingAccount, units: int, sold_at: datetime) -> Listi
     """The channel reported ``units`` sold at ``sold_at`` (negative: a cancellation it restocked).
 
     A level counts the sale only when it surely came after the level began: a sale before a write
-    was overwritten by it, a sale before a read is in the value read."""
+    was overwritten by it, a sale before a read is in the value read. A write without
+    compare-and-set still on the wire counts none: the sale may have come before it landed, and
+    the write then overwrote it (its race allowance holds such sales)."""
 
     def counted(level: Level) -> Level:
         if units < 0 or sold_after(sold_at, level.at):
@@ -115,7 +117,9 @@ def record_sale(account: ListingAccount, units: int, sold_at: datetime) -> Listi
         return level
 
     confirmed = None if account.confirmed is None else counted(account.confirmed)
-    writes = tuple(replace(w, level=counted(w.level)) for w in account.writes)
+    writes = tuple(
+        w if w.compare is None and units > 0 else replace(w, level=counted(w.level)) for w in account.writes
+    )
     return replace(account, confirmed=confirmed, writes=writes)
 
 
@@ -124,13 +128,23 @@ def write_sent(account: ListingAccount, write: Write) -> ListingAccount:
     return replace(account, writes=(*(w for w in account.writes if w.push_id != write.push_id), write))
 
 
-def write_acknowledged(account: ListingAccount, push_id: int, shown: int | None = None) -> ListingAccount:
-    """The channel took the write: its level (with the sales reported since it was sent) becomes
-    the confirmed one. ``shown`` is what the channel answered it now shows, if it says."""
+def write_acknowledged(
+    account: ListingAccount, push_id: int, shown: int | None = None, at: datetime | None = None
+) -> ListingAccount:
+    """The channel took the write, answering at ``at``: its level becomes the confirmed one.
+
+    With compare-and-set the write landed on the level it was based on, so the sales reported
+    since it was sent came after it and count. Without, a sale before the answer may have been
+    overwritten or not: the level starts at the answer, and those sales are held as forgotten
+    (see ``forgotten_until``). ``shown`` is what the channel answered it now shows, if it says."""
     write = next((w for w in account.writes if w.push_id == push_id), None)
     if write is None:
         return account
-    level = write.level if shown is None else replace(write.level, quantity=shown + write.level.sold)
+    level = write.level
+    if write.compare is None and at is not None:
+        level = Level(level.quantity, max(at, level.at))
+    if shown is not None:
+        level = replace(level, quantity=shown + level.sold)
     rest = tuple(w for w in account.writes if w.push_id != push_id)
     return replace(account, confirmed=level, writes=rest)
 
@@ -171,25 +185,29 @@ def record_read(
 ) -> ReadOutcome:
     """A read of the listing, started at ``read_from`` and answered at ``read_to``, showed ``shown``.
 
-    Lost writes sent more than ``grace`` before the read have landed or never will: the read
-    shows which. With no write on the wire the read becomes the confirmed level (sales stamped up
-    to ``read_to`` are in it or are taken as such); units below the exposure are *missing* (sold,
-    not reported: the caller holds them as unaccounted). With writes on the wire a read can only
-    raise what is known (the write may land after it)."""
-    writes = tuple(
-        w for w in account.writes if not (w.state is WriteState.LOST and w.level.at + grace <= read_from)
-    )
-    account = replace(account, writes=writes)
+    With a write in transit (sent, no answer yet) the read can only raise what is known: the write
+    may land after it. Otherwise the read becomes the confirmed level (sales stamped up to
+    ``read_to`` are in it or are taken as such) and the units below the exposure, lost writes
+    included, are *missing*: sold and not reported, or a lost write that never landed; either way
+    the caller holds them until orders or a poll tell. Lost writes sent more than ``grace`` before
+    the read have landed or never will and are dropped; younger ones stay exposed."""
     low, high = account.floor, account.exposure
     level = Level(shown, read_to)
     if high is None:
         return ReadOutcome(replace(account, confirmed=level))
     above = max(0, shown - high)
-    if writes:
+    if any(w.state is WriteState.SENT for w in account.writes):
         if above:
             return ReadOutcome(replace(account, confirmed=level), above=above, low=low, high=high)
         return ReadOutcome(account, low=low, high=high)
-    return ReadOutcome(replace(account, confirmed=level), missing=max(0, high - shown), above=above, low=low, high=high)
+    writes = tuple(w for w in account.writes if w.level.at + grace > read_from)
+    return ReadOutcome(
+        replace(account, confirmed=level, writes=writes),
+        missing=max(0, high - shown),
+        above=above,
+        low=low,
+        high=high,
+    )
 
 
 # ---------------------------------------------------------------------------- unaccounted units
@@ -213,6 +231,16 @@ class Part:
     units: int
     since: datetime | None  # None: from the beginning (a listing syncd never saw before)
     until: datetime
+    push_id: int | None = None  # forgotten: the write whose race it holds (its window ends with it)
+
+
+def forgotten_until(parts: Sequence[Part], push_id: int, until: datetime) -> list[Part]:
+    """The window of the units a write without compare-and-set holds ends when it is known to
+    have landed (its answer) or could no longer land (a lost write's grace)."""
+    return [
+        replace(p, until=max(p.until, until)) if p.kind is PartKind.FORGOTTEN and p.push_id == push_id else p
+        for p in parts
+    ]
 
 
 def explain(parts: Sequence[Part], channel: str, units: int, sold_at: datetime) -> tuple[list[Part], int]:

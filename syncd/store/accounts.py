@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
-from syncd.accounts import AccountStore, Change, SkuAccounts, T
+from connectors.base import OrderLine
+from syncd.accounts import AccountStore, Change, Sale, SkuAccounts, T, apply_sales
 from syncd.allocation import Level, ListingAccount, Part, PartKind, Write, WriteState
 from syncd.store import models as t
 from syncd.store.queries import chunks
@@ -30,7 +31,7 @@ def _load(conn: Connection, skus: list[str]) -> dict[str, SkuAccounts]:
             write = Write(row.push_id, Level(row.quantity, row.at, row.sold), row.compare, WriteState(row.state))
             writes.setdefault((row.channel, row.sku), []).append(write)
         for row in conn.execute(select(pa).where(pa.c.sku.in_(batch)).order_by(pa.c.id)):
-            part = Part(row.channel, row.sku, PartKind(row.kind), row.units, row.since, row.until)
+            part = Part(row.channel, row.sku, PartKind(row.kind), row.units, row.since, row.until, row.push_id)
             parts.setdefault(row.sku, []).append(part)
     found: dict[str, SkuAccounts] = {}
     for channel, sku in sorted({*levels, *writes}):
@@ -82,6 +83,7 @@ def _save(conn: Connection, books: dict[str, SkuAccounts]) -> None:
                     "units": p.units,
                     "since": p.since,
                     "until": p.until,
+                    "push_id": p.push_id,
                 }
             )
     for table, rows in ((lv, level_rows), (wr, write_rows), (pa, part_rows)):
@@ -102,6 +104,26 @@ class AccountTables(AccountStore):
             result = change(current)
             _save(conn, current)
         return result
+
+    def account_sales(
+        self,
+        conn: Connection,
+        new: Sequence[OrderLine],
+        cancelled: Sequence[OrderLine],
+        first_seen_cancelled: Sequence[OrderLine],
+    ) -> None:
+        """Within an ingestion's transaction: new sales lower the levels after them and explain held
+        units; cancellations put units back (the channel restocks); a line first seen cancelled
+        was both sold and restocked."""
+        sales = [Sale(x.channel, x.sku, x.quantity, x.updated_at) for x in (*new, *first_seen_cancelled)]
+        sales += [Sale(x.channel, x.sku, -x.quantity, x.updated_at) for x in (*cancelled, *first_seen_cancelled)]
+        if not sales:
+            return
+        skus = sorted({s.sku for s in sales})
+        books = _load(conn, skus)
+        current = {s: books.get(s) or SkuAccounts(s, {}) for s in skus}
+        apply_sales(current, sales)
+        _save(conn, current)
 
     def load_accounts(self, skus: Iterable[str]) -> dict[str, SkuAccounts]:
         with self._db.transaction("read allocation accounts", write=False) as conn:

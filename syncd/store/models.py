@@ -268,6 +268,7 @@ class AllocationPartTable(LedgerTable, table=True):
     units: int = _int()
     since: datetime | None = _time(nullable=True)
     until: datetime = _time()
+    push_id: int | None = Field(default=None, sa_type=BigId, nullable=True)
 
 
 metadata = LedgerTable.metadata

@@ -360,6 +360,7 @@ class Store(TokenStore, ErpRecordStore, AccountTables):
         new: list[OrderLine] = []
         released: list[OrderLine] = []
         to_compensate: list[OrderLine] = []
+        first_seen_cancelled: list[OrderLine] = []
         duplicates = 0
         li = t.listing
         states = line_states(conn, [(line.channel, line.order_id, line.line_key) for line in lines])
@@ -374,6 +375,10 @@ class Store(TokenStore, ErpRecordStore, AccountTables):
                 to_compensate.append(line)
             elif outcome == "duplicate":
                 duplicates += 1
+            elif outcome == "stored":
+                first_seen_cancelled.append(line)
+        # The allocation accounts move with the lines, in the same transaction (see accounts.py).
+        self.account_sales(conn, new, [*released, *to_compensate], first_seen_cancelled)
         if new:
             # A sale the channel made before syncd's last write was overwritten by that write:
             # only later sales lower what the channel shows now.

@@ -74,7 +74,7 @@ def test_exposure_is_the_largest_level_less_its_sales(account: ListingAccount, e
 
 def test_sales_lower_only_the_levels_they_came_after() -> None:
     """A sale before a write was overwritten by it; one after it lowers it."""
-    account = ListingAccount("web", "S", Level(5, at(0)), (Write(1, Level(3, at(10))),))
+    account = ListingAccount("shop", "S", Level(5, at(0)), (Write(1, Level(3, at(10)), compare=5),))
     after_confirmed = record_sale(account, 1, at(5))
     assert after_confirmed.confirmed == Level(5, at(0), 1)
     assert after_confirmed.writes[0].level.sold == 0
@@ -112,10 +112,21 @@ def test_write_life_cycle() -> None:
     assert lost.writes[0].state is WriteState.LOST and lost.exposure == 6
 
 
-def test_an_acknowledged_write_keeps_the_sales_since_it_was_sent() -> None:
-    """Sales reported between sending and the answer still count against the written level."""
+def test_a_compare_and_set_write_keeps_the_sales_since_it_was_sent() -> None:
+    """A compare-and-set write landed on the level it was based on: later sales count against it."""
+    sent = record_sale(write_sent(listing("shop", 2), Write(7, Level(6, at(1)), compare=2)), 2, at(2))
+    assert sent.exposure == 4
+    assert write_acknowledged(sent, 7, at=at(3)).exposure == 4
+
+
+def test_an_absolute_write_counts_sales_only_after_its_answer() -> None:
+    """A write without compare-and-set may land after a sale and overwrite it: until it is answered
+    no sale lowers it, and its level starts at the answer."""
     sent = record_sale(write_sent(listing("web", 2), Write(7, Level(6, at(1)))), 2, at(2))
-    assert write_acknowledged(sent, 7).exposure == 4
+    assert sent.exposure == 6
+    acked = write_acknowledged(sent, 7, at=at(3))
+    assert acked.confirmed == Level(6, at(3))
+    assert record_sale(acked, 1, at(4)).exposure == 5
 
 
 # ---------------------------------------------------------------------------- reads
@@ -139,10 +150,21 @@ def test_reads(account: ListingAccount, shown: int, missing: int, above: int, ex
 
 
 def test_a_lost_write_stays_exposed_until_a_read_after_its_grace() -> None:
-    """A write without an answer may still land; a read long enough after it shows the truth."""
+    """A write without an answer may still land; a read long enough after it shows the truth.
+    Either way, what the read shows below the lost write is held as missing: the write may have
+    landed and sold, or never landed."""
     lost = write_lost(write_sent(listing("web", 2), Write(7, Level(6, at(1)))), 7)
-    assert record_read(lost, 2, at(10), at(11)).account.exposure == 6
-    assert record_read(lost, 2, at(100), at(101)).account.exposure == 2
+    early = record_read(lost, 2, at(10), at(11))
+    assert (early.account.exposure, early.missing) == (6, 4)
+    late = record_read(lost, 2, at(100), at(101))
+    assert (late.account.exposure, late.missing) == (2, 4)
+
+
+def test_a_read_while_a_write_is_in_transit_only_raises() -> None:
+    """The write may land after the read: a lower value proves nothing, a higher one is a change."""
+    sent = write_sent(listing("web", 2), Write(7, Level(6, at(1))))
+    assert record_read(sent, 1, at(2), at(3)).account == sent
+    assert record_read(sent, 9, at(2), at(3)).above == 3
 
 
 # ---------------------------------------------------------------------------- unaccounted units

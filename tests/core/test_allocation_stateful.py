@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from connectors.base import OrderLine, OrderLineStatus
 from syncd.accounts import Accounts, AccountStore, MemoryAccountStore, Sale
 from syncd.allocation import LOST_GRACE, Mode, allocate, mode_of
 from syncd.core import ChannelPolicy
@@ -117,6 +118,13 @@ class AllocationWorld(RuleBasedStateMachine):
         """syncd learns the order's current state (idempotently, as the ledger's unique key does)."""
         counted = self.reported.get(order.id)
         units = 0 if order.cancelled else order.units
+        if self.store is not None:
+            # On the ledger the order intake moves the accounts with the lines, in one transaction.
+            status: OrderLineStatus = "cancelled" if order.cancelled else "open"
+            line = OrderLine(order.channel, str(order.id), "1", SKU, order.units, status, order.stamp)
+            self.store.ingest_lines([line], self.now)
+            self.reported[order.id] = units if counted is None or counted else 0
+            return
         if counted is None:
             sale = Sale(order.channel, SKU, order.units, order.stamp)
             # First seen cancelled: the sale and the channel's restock both happened.
@@ -280,16 +288,16 @@ class AllocationWorld(RuleBasedStateMachine):
         if outcome == "ok":
             self.wire.remove(write)
             if self._land(write):
-                self.accounts.acknowledged(write.channel, SKU, write.push_id, write.quantity)
+                self.accounts.acknowledged(write.channel, SKU, write.push_id, self.now, write.quantity)
             else:
                 self.accounts.undone(write.channel, SKU, write.push_id)
         elif outcome == "timeout-applied":
             self.wire.remove(write)
             self._land(write)
-            self.accounts.lost(write.channel, SKU, write.push_id)
+            self.accounts.lost(write.channel, SKU, write.push_id, write.sent_at)
         else:
             write.answered = True
-            self.accounts.lost(write.channel, SKU, write.push_id)
+            self.accounts.lost(write.channel, SKU, write.push_id, write.sent_at)
 
     @rule(seconds=st.sampled_from([1, 30, 90]))
     def wait(self, seconds: int) -> None:

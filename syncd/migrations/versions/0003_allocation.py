@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("units", sa.Integer(), nullable=False),
         sa.Column("since", sa.DateTime(timezone=True), nullable=True),
         sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("push_id", _BIG_ID, nullable=True),
     )
     op.create_index("ix_allocation_part_sku", "allocation_part", ["sku"])
     op.create_index("ix_allocation_part_channel", "allocation_part", ["channel"])
