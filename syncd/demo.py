@@ -80,6 +80,7 @@ def build_sandbox(name: str, *, data_dir: str = "data/sandbox", webhook_url: str
             client_id=_env("SYNCD_DEMO_TINY_CLIENT_ID"),
             client_secret=_env("SYNCD_DEMO_TINY_CLIENT_SECRET"),
             requests_per_minute=600,
+            webhook_url=webhook_url,
         )
     if name == "woocommerce":
         from connectors.woocommerce.sandbox import create_app as woo_app
@@ -233,7 +234,7 @@ def demo_erp_settings(erp: str, base_url: str) -> Any:
             client_id=_env("SYNCD_DEMO_BLING_CLIENT_ID"),
             client_secret=SecretStr(_env("SYNCD_DEMO_BLING_CLIENT_SECRET")),
             contact_id=1,
-            budget_share=0.9,  # the demo account runs no other app
+            budget_share=0.6,  # the demo account runs no other app (2/3 at most: see BlingBudget)
         )
     if erp == "tiny":
         from pydantic import SecretStr

@@ -16,15 +16,17 @@ import random
 from collections import Counter
 from email.utils import formatdate
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connectors.sandbox_kit import FaultInjector
+from connectors.sandbox_kit import FaultInjector, webhook_lifespan
 from connectors.tiny.sandbox_account import Account
 from connectors.tiny.sandbox_api import SandboxApi, TinyFaults, TinySandbox, error
 from connectors.tiny.sandbox_hooks import SandboxHooks
+from connectors.tiny.sandbox_webhooks import StockWebhooks
 
 API = "/public-api/v3"
 AUTH = "/realms/tiny/protocol/openid-connect"
@@ -87,8 +89,11 @@ def create_app(
     faults: TinyFaults | None = None,
     seed: int | None = None,
     account: Account | None = None,
+    webhook_url: str | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Starlette:
-    """A sandbox account with one app registered (``client_id``/``client_secret``)."""
+    """A sandbox account with one app registered (``client_id``/``client_secret``); with
+    ``webhook_url``, each stock change is posted there as Tiny's (unsigned) stock webhook."""
     account = account or Account()
     account.tokens.clients[client_id] = client_secret
     sandbox = TinySandbox(account, faults or TinyFaults(), Counter(), random.Random(seed))
@@ -109,8 +114,14 @@ def create_app(
     ]
     throttled = error(429, "Limite de requisições atingido, tente novamente mais tarde.")
     throttled.headers.update(_limit_headers(requests_per_minute, 0, 5))
+    webhooks = (
+        StockWebhooks(webhook_url, account, sandbox.faults, sandbox.rng, webhook_transport)
+        if webhook_url
+        else None
+    )
     app = Starlette(
         routes=routes,
+        lifespan=webhook_lifespan(webhooks),
         middleware=[
             Middleware(
                 FaultInjector,
@@ -124,4 +135,5 @@ def create_app(
         ],
     )
     app.state.sandbox = sandbox
+    app.state.webhooks = webhooks
     return app

@@ -76,6 +76,8 @@ class Account:
         self.saldo: dict[tuple[int, int], float] = {}
         self.orders: dict[int, Order] = {}
         self.tokens = Tokens()
+        # Called with each product whose stock changed (the sandbox's stock webhook listens).
+        self.on_stock_change: list[Callable[[Product], None]] = []
         self._next_id = 1000
 
     def now(self) -> datetime:
@@ -109,7 +111,12 @@ class Account:
             self.products[product.id] = product
         self.saldo[(product.id, deposit_id)] = quantity
         product.changed = now
+        self._changed(product)
         return product
+
+    def _changed(self, product: Product) -> None:
+        for listener in self.on_stock_change:
+            listener(product)
 
     def reserved(self, product_id: int, deposit_id: int) -> float:
         return sum(
@@ -171,6 +178,7 @@ class Account:
         for product_id, _ in order.items:
             if product_id in self.products:
                 self.products[product_id].changed = now
+                self._changed(self.products[product_id])
 
     def create_order(
         self,

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.base import StockRecord
+from connectors.base import MemoryTokenStore, StockRecord
+from connectors.tiny.sandbox import create_app
+from connectors.tiny.sandbox_account import Account
 from connectors.tiny.webhooks import StockHint, parse_stock_webhook
 from syncd.errors import PayloadError
-from tests.connectors.tiny.support import handle
+from tests.connectors.support import Receiver
+from tests.connectors.tiny.support import CLIENT_ID, CLIENT_SECRET, authorise, build, handle
 
 
 def delivery(**dados: object) -> bytes:
@@ -124,3 +128,30 @@ def test_the_erp_webhook_surface_refuses_a_malformed_body(erp) -> None:
     """parse_webhook raises PayloadError (the route answers 400) for a body it cannot read."""
     with pytest.raises(PayloadError):
         erp.parse_webhook({}, b"{not json")
+
+
+async def test_the_sandbox_delivers_tinys_unsigned_stock_webhook(clock) -> None:
+    """With a webhook URL, a stock change in the sandbox reaches it with no signature header; the
+    connector turns the delivery into a read of that SKU."""
+    receiver = Receiver("/webhooks/erp")
+    app = create_app(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        account=Account(clock),
+        webhook_url="http://syncd.test/webhooks/erp",
+        webhook_transport=httpx.ASGITransport(receiver.app()),
+    )
+    async with app.router.lifespan_context(app):
+        handle(app).account.set_stock("MUG-1", 9)
+        await app.state.webhooks.drain()
+    tokens = MemoryTokenStore()
+    await authorise(app, tokens, clock)
+    erp = build(app, clock, tokens=tokens)
+
+    [(headers, body)] = receiver.received
+    event = erp.parse_webhook(headers, body)
+
+    assert not any("signature" in name.lower() for name in headers)
+    assert event.skus == ["MUG-1"]
+    assert await erp.event_stock([event]) == [StockRecord("MUG-1", 9)]
+    await erp.aclose()
