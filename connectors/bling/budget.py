@@ -40,7 +40,9 @@ class BlingBudget(RateLimiter):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ):
-        super().__init__(per_second, max(1, int(per_second)), clock=clock, sleep=sleep)
+        # Burst 1: in any second at most 1 + per_second calls go out, inside Bling's 3 for a share up
+        # to 2/3; above it Bling answers 429 now and then, which waits a second and retries.
+        super().__init__(per_second, 1, clock=clock, sleep=sleep)
         self.per_day = per_day
         self.reads_per_day = int(per_day * (1 - movement_reserve))
         self._now = now
