@@ -130,6 +130,7 @@ class TinyConnector(ErpConnector):
         self.tokens = TinyTokens(
             settings, tokens if tokens is not None else MemoryTokenStore(), self._auth_http, clock
         )
+        self._recording = asyncio.Lock()
         self._ids: dict[str, int] = {}  # SKU -> product id
         self._map_built = False
 
@@ -373,17 +374,24 @@ class TinyConnector(ErpConnector):
 
     async def record_movements(self, movements: Sequence[Movement]) -> list[str]:
         acknowledged: list[str] = []
-        with urgent_calls():
-            for m in movements:
-                try:
-                    done = await (self._reverse(m) if m.delta > 0 else self._sell(m))
-                except (RejectedError, TinyApiError) as exc:
-                    log.warning(
-                        "erp.movement_rejected", connector=self.name, key=m.key, sku=m.sku, reason=str(exc)
-                    )
-                    continue
-                if done:
-                    acknowledged.append(m.key)
+        # One batch at a time: two polls offering the same sale at once would both find no order
+        # and both create one. The second batch waits, then finds the first one's records.
+        async with self._recording:
+            with urgent_calls():
+                for m in movements:
+                    try:
+                        done = await (self._reverse(m) if m.delta > 0 else self._sell(m))
+                    except (RejectedError, TinyApiError) as exc:
+                        log.warning(
+                            "erp.movement_rejected",
+                            connector=self.name,
+                            key=m.key,
+                            sku=m.sku,
+                            reason=str(exc),
+                        )
+                        continue
+                    if done:
+                        acknowledged.append(m.key)
         return acknowledged
 
     def _save(self, key: str, erp_id: int | None, state: str) -> None:

@@ -6,12 +6,14 @@ ErpConnector's methods and the sandbox's hooks.
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
 from connectors.base import MemoryErpRecordStore, Movement, StockRecord
 from tests.connectors.tiny.conftest import Connect
-from tests.connectors.tiny.support import FakeTime, handle
+from tests.connectors.tiny.support import FakeTime, handle, relay
 
 
 def sale(key: str, sku: str, units: int = 1) -> Movement:
@@ -190,3 +192,20 @@ async def test_posting_an_orders_stock_leaves_on_hand_unchanged(erp, hooks, app)
     assert await erp.read_stock() == [StockRecord("A", 8)]
     rows = (await hooks.get("/_sandbox/stock")).json()
     assert (rows[0]["saldo"], rows[0]["reservado"]) == (8, 0)
+
+
+async def test_two_polls_recording_the_same_sale_at_once_make_one_order(connect: Connect, hooks, app) -> None:
+    """The order poll and the ERP poll may offer the same sale at the same moment: one order."""
+    await seed(hooks, {"A": 10})
+    movement = sale("shop:300:1", "A", 1)
+
+    async def slow_network(request, forward):
+        await asyncio.sleep(0.005)  # answers take a while, so the two calls interleave
+        return await forward(request)
+
+    erp = connect(transport=relay(app, slow_network))
+
+    results = await asyncio.gather(erp.record_movements([movement]), erp.record_movements([movement]))
+
+    assert results == [["shop:300:1"], ["shop:300:1"]]
+    assert len(handle(app).account.orders) == 1
