@@ -85,14 +85,14 @@ def channel_health(
     return result
 
 
-def sold_by_sku(events: Iterable[HistoryEvent]) -> Counter[str]:
-    """Units sold per SKU among these history events (orders less cancellations)."""
+def sold_by_sku(totals: Mapping[tuple[str, str], int]) -> Counter[str]:
+    """Units sold per SKU from history totals per (SKU, kind): orders less cancellations."""
     sold: Counter[str] = Counter()
-    for e in events:
-        if e.kind == "order":
-            sold[e.sku] += e.quantity or 0
-        elif e.kind == "cancel":
-            sold[e.sku] -= e.quantity or 0
+    for (sku, kind), units in totals.items():
+        if kind == "order":
+            sold[sku] += units
+        elif kind == "cancel":
+            sold[sku] -= units
     return sold
 
 
@@ -234,27 +234,20 @@ def run_rows(rows: Iterable[RunRow], now: datetime) -> list[dict[str, Any]]:
 
 
 def activity(
-    times: Iterable[tuple[str, datetime, int]], now: datetime, window: timedelta, buckets: int = 36
+    start: datetime,
+    size: float,
+    counts: Mapping[tuple[str, int], tuple[int, int]],
+    now: datetime,
+    buckets: int,
 ) -> dict[str, Any]:
-    """Units sold and pushes sent per time bucket over the last ``window`` (or less, since the
-    first event), for the chart."""
-    events = [(kind, at, q) for kind, at, q in times if now - window <= at <= now]
-    start = min((at for _, at, _ in events), default=now - window)
-    span = max((now - start).total_seconds(), 60.0)
-    size = span / buckets
-    sales, pushes = [0] * buckets, [0] * buckets
-    for kind, at, quantity in events:
-        index = min(buckets - 1, int((at - start).total_seconds() / size))
-        if kind == "order":
-            sales[index] += quantity
-        elif kind == "push":
-            pushes[index] += 1
+    """The chart's series from history counted per time slice ((kind, slice) -> (events, units)):
+    units sold and pushes sent per slice."""
     return {
         "start": iso(start),
         "end": iso(now),
         "bucket_seconds": round(size, 1),
-        "sales": sales,
-        "pushes": pushes,
+        "sales": [counts.get(("order", i), (0, 0))[1] for i in range(buckets)],
+        "pushes": [counts.get(("push", i), (0, 0))[0] for i in range(buckets)],
     }
 
 
@@ -448,6 +441,7 @@ def sku_report(
 # functions above. The daemon passes its engine's snapshot; the report commands pass none.
 RISK_WINDOW = timedelta(hours=1)  # "hot" means most units sold over this window
 CHART_WINDOW = timedelta(hours=3)
+CHART_BUCKETS = 36
 DRIFT_WINDOW = timedelta(hours=24)
 
 
@@ -456,9 +450,11 @@ def load_status(store: Any, config: Any, snapshot: Mapping[str, Any], now: datet
     pushes = store.pushes_in_states(("pending", "failed"))
     listings = store.listings()
     skus = store.skus()
-    recent = store.history(since=now - RISK_WINDOW, kinds=("order", "cancel"), limit=50_000)
-    sold = sold_by_sku(recent)
+    sold = sold_by_sku(store.history_totals(now - RISK_WINDOW, ("order", "cancel")))
     low = snapshot.get("low_stock", [])
+    chart: tuple[datetime, float, dict[tuple[str, int], tuple[int, int]]] = store.history_buckets(
+        now - CHART_WINDOW, now, CHART_BUCKETS, ("order", "push")
+    )
     chosen = {*(s["sku"] for s in low), *sold}
     return {
         "as_of": iso(now),
@@ -477,7 +473,7 @@ def load_status(store: Any, config: Any, snapshot: Mapping[str, Any], now: datet
         ),
         "drift_24h": drift_summary(store.drift_since(now - DRIFT_WINDOW)),
         "runs": run_rows(store.recent_runs_by_kind(8), now),
-        "activity": activity(store.history_times(now - CHART_WINDOW, ("order", "push")), now, CHART_WINDOW),
+        "activity": activity(*chart, now, CHART_BUCKETS),
         "outbox": {
             "pending": sum(1 for p in pushes if p.state == "pending"),
             "failed": sum(1 for p in pushes if p.state == "failed"),

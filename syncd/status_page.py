@@ -30,7 +30,7 @@ th{background:#f6f8fa;font-weight:600;font-size:.9rem}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#116329;font-weight:600}.bad{color:#b3261e;font-weight:600}.warn{color:#8a5a00;font-weight:600}
 .muted{color:#656d76}.small{font-size:.85rem}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(6.5rem,1fr));gap:.6rem}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(4.6rem,1fr));gap:.5rem}
 .card{border:1px solid #d0d7de;border-radius:8px;padding:.6rem .8rem}
 .card b{font-size:1.05rem}
 .figure{font-size:1.5rem;font-weight:650}
@@ -43,7 +43,7 @@ svg.chart{height:12rem;background:#fbfcfd;border:1px solid #eaeef2;border-radius
  main{padding:.5rem}section{padding:.7rem}
  table.stack thead{display:none}
  table.stack tr{display:block;border-bottom:2px solid #d0d7de;padding:.3rem 0}
- table.stack td{display:flex;justify-content:space-between;gap:1rem;border:0;padding:.15rem .2rem;text-align:right}
+ table.stack td{display:flex;gap:.75rem;border:0;padding:.15rem .2rem;text-align:left}
  table.stack td::before{content:attr(data-label);flex:0 0 38%;font-weight:600;color:#57606a;text-align:left}
  table.stack td .v{min-width:0;overflow-wrap:anywhere}
 }

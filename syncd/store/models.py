@@ -141,7 +141,11 @@ class HistoryTable(LedgerTable, table=True):
     """Per-SKU events over time for the operator's view (what the other tables overwrite)."""
 
     __tablename__ = "history"
-    __table_args__ = (Index("ix_history_sku_at", "sku", "at"), Index("ix_history_at", "at"))
+    __table_args__ = (
+        Index("ix_history_sku_at", "sku", "at"),
+        Index("ix_history_kind_at", "kind", "at"),  # the page's totals, chart and refused sales
+        Index("ix_history_at", "at"),  # pruning
+    )
 
     id: int | None = _id()
     at: datetime = _time()

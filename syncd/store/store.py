@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, delete, func, select, tuple_, update
+from sqlalchemy import Connection, Integer, bindparam, case, cast, delete, func, select, tuple_, update
 
 from connectors.base import ErpRecord, ErpRecordStore, Listing, OrderLine, StoredToken, TokenStore
 from syncd.core import Drift, PlannedPush
@@ -702,6 +702,51 @@ class Store(TokenStore, ErpRecordStore, AccountTables):
         with self._db.transaction("read history times", write=False) as conn:
             return [(r.kind, r.at, r.quantity or 0) for r in conn.execute(query)]
 
+    def history_totals(self, since: datetime, kinds: Iterable[str]) -> dict[tuple[str, str], int]:
+        """Units per (SKU, kind) of the events of these kinds since ``since`` (summed in SQL)."""
+        hi = t.history
+        query = (
+            select(hi.c.sku, hi.c.kind, func.sum(hi.c.quantity).label("units"))
+            .where(hi.c.at >= since, hi.c.kind.in_(sorted(set(kinds))))
+            .group_by(hi.c.sku, hi.c.kind)
+        )
+        with self._db.transaction("read history totals", write=False) as conn:
+            return {(r.sku, r.kind): int(r.units or 0) for r in conn.execute(query)}
+
+    def history_buckets(
+        self, since: datetime, until: datetime, buckets: int, kinds: Iterable[str]
+    ) -> tuple[datetime, float, dict[tuple[str, int], tuple[int, int]]]:
+        """Events of these kinds from ``since`` (or their first, if later) to ``until`` in
+        ``buckets`` equal slices, counted in SQL: (start, slice seconds, {(kind, slice): (events,
+        units)}). Slices are at least a second long."""
+        hi = t.history
+        wanted = sorted(set(kinds))
+        window = (hi.c.at >= since, hi.c.at <= until, hi.c.kind.in_(wanted))
+        with self._db.transaction("read history buckets", write=False) as conn:
+            first = conn.execute(select(func.min(hi.c.at)).where(*window)).scalar()
+            start = max(since, _aware(first)) if first is not None else since
+            size = max((until - start).total_seconds() / buckets, 1.0)
+            offset: Any  # seconds from ``start``, per dialect
+            if conn.dialect.name == "sqlite":
+                # SQLite keeps naive UTC text (see UtcDateTime); julianday() reads it.
+                base = start.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+                # Rounded to the millisecond: julianday's float arithmetic lands 300 s at 299.99999.
+                offset = func.round((func.julianday(hi.c.at) - func.julianday(base)) * 86400.0, 3)
+            else:
+                offset = func.extract("epoch", hi.c.at - bindparam("b_start", start, type_=UtcDateTime))
+            index = cast(func.floor(offset / size), Integer).label("slice")
+            query = (
+                select(hi.c.kind, index, func.count().label("events"), func.sum(hi.c.quantity).label("units"))
+                .where(*window)
+                .group_by(hi.c.kind, index)
+            )
+            counts: dict[tuple[str, int], tuple[int, int]] = {}
+            for r in conn.execute(query):
+                key = (r.kind, min(max(int(r.slice), 0), buckets - 1))
+                events, units = counts.get(key, (0, 0))
+                counts[key] = (events + int(r.events), units + int(r.units or 0))
+        return start, size, counts
+
     def drift_since(self, since: datetime, sku: str | None = None, limit: int = 10_000) -> list[DriftRow]:
         """Drift recorded since ``since`` (of one SKU), newest first."""
         dr = t.drift
@@ -982,3 +1027,10 @@ class AlertRow:
     resolved_at: datetime | None
     unsent: str  # the message still owed: "open" | "resolved" | ""
     attempts: int
+
+
+def _aware(value: datetime) -> datetime:
+    """An aggregate's time: SQLite hands back text or a naive value, both UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

@@ -82,3 +82,36 @@ def test_outbox_and_order_line_queries(store: Store) -> None:
     store.ingest_lines(lines, T0)
     assert [x.order_id for x in store.lines_of_sku("A")] == ["o2", "o1", "o0"]
     assert store.lines_of_sku("B") == []
+
+
+def test_history_is_summed_and_sliced_in_sql_as_in_python(store: Store) -> None:
+    """Totals per SKU and kind, and the chart's slices, match counting the same events by hand."""
+    offsets = [0, 1, 59, 60, 61, 299, 300, 301, 899, 900]
+    events = [
+        HistoryEvent(T0 + timedelta(seconds=s), f"S{i % 3}", "shop", ("order", "push", "read")[i % 3], i + 1)
+        for i, s in enumerate(offsets)
+    ] + [HistoryEvent(T0 - timedelta(seconds=5), "S0", "shop", "order", 100)]  # before the window
+    store.record_history(events)
+    totals = store.history_totals(T0, ["order", "push"])
+    expected: dict[tuple[str, str], int] = {}
+    for e in events[:-1]:
+        if e.kind in ("order", "push"):
+            expected[(e.sku, e.kind)] = expected.get((e.sku, e.kind), 0) + (e.quantity or 0)
+    assert totals == expected
+    start, size, counts = store.history_buckets(T0, T0 + timedelta(seconds=900), 3, ["order", "push"])
+    assert (start, size) == (T0, 300.0)
+    by_hand: dict[tuple[str, int], tuple[int, int]] = {}
+    for e in events[:-1]:
+        if e.kind in ("order", "push"):
+            key = (e.kind, min(2, int((e.at - T0).total_seconds() // 300)))
+            n, units = by_hand.get(key, (0, 0))
+            by_hand[key] = (n + 1, units + (e.quantity or 0))
+    assert counts == by_hand
+
+
+def test_the_chart_window_starts_at_the_first_event(store: Store) -> None:
+    """With events only in the window's last minutes, the slices cover those minutes, not hours."""
+    store.record_history([HistoryEvent(T0 + timedelta(minutes=170), "A", "shop", "order", 2)])
+    start, size, counts = store.history_buckets(T0, T0 + timedelta(hours=3), 10, ["order"])
+    assert start == T0 + timedelta(minutes=170) and size == 60.0
+    assert counts == {("order", 0): (1, 2)}

@@ -32,9 +32,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_history_sku_at", "history", ["sku", "at"])
     op.create_index("ix_history_at", "history", ["at"])
+    op.create_index("ix_history_kind_at", "history", ["kind", "at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_history_kind_at", table_name="history")
     op.drop_index("ix_history_at", table_name="history")
     op.drop_index("ix_history_sku_at", table_name="history")
     op.drop_table("history")
