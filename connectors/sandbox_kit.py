@@ -3,7 +3,8 @@
 A sandbox is a small Starlette app that behaves like one real API for the parts syncd uses.
 ``FaultInjector`` wraps its API routes (never the ``/_sandbox`` hooks) to add latency, errors and
 throttling on demand; ``POST /_sandbox/faults`` changes them at run time. ``SandboxHooks`` and
-``WebhookSender`` are the skeletons of a channel sandbox's hooks and webhook deliveries.
+``WebhookSender`` are the skeletons of a channel sandbox's hooks and webhook deliveries;
+``ChangeJournal`` keeps the true cause of every change of a shown quantity (``GET /_sandbox/changes``).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import asyncio
 import json
 import random
 from abc import ABC, abstractmethod
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import asdict, dataclass, fields
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -154,6 +156,105 @@ def listing_args(body: dict[str, Any]) -> tuple[str, int]:
     return sku, quantity
 
 
+CAUSES = ("seed", "purchase", "cancellation", "manual_edit", "syncd_write")
+JOURNAL_SIZE = 200_000
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of a listing's shown quantity and what truly made it.
+
+    ``order_id`` is set for a purchase or a cancellation (the id ``/_sandbox/purchase`` answered),
+    ``written`` for a write through the API (the quantity the listing was set to).
+    """
+
+    at: datetime
+    sku: str
+    cause: str
+    before: int | None
+    after: int | None
+    order_id: str | None = None
+    written: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "at": self.at.isoformat()}
+
+
+class _Acting:
+    """What a ``ChangeJournal.acting`` block knows only at its end (the order it created)."""
+
+    order_id: str | int | None = None
+
+
+class ChangeJournal:
+    """A ring of the last ``size`` changes of shown quantities, each with its true cause.
+
+    The shop calls ``changed`` wherever a quantity moves; the cause is the innermost ``acting``
+    block around the call, or ``syncd_write`` outside any block (only the API writes without one).
+    A block must never span an ``await`` (another request's changes would take its cause); the
+    shops mutate without awaiting, so blocks wrap only those synchronous calls.
+    """
+
+    def __init__(self, size: int = JOURNAL_SIZE, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self._changes: deque[Change] = deque(maxlen=size)
+        self._clock = clock
+        self._cause = "syncd_write"
+        self._held: list[Change] | None = None
+
+    @contextmanager
+    def acting(self, cause: str) -> Iterator[_Acting]:
+        """Journal the changes made inside as ``cause``; set ``.order_id`` on the answer to name
+        the order they belong to (it is often known only after the stock moved)."""
+        if cause not in CAUSES:
+            raise ValueError(f"unknown cause {cause!r}; known: {', '.join(CAUSES)}")
+        outer, held = self._cause, self._held
+        self._cause, self._held = cause, []
+        acting = _Acting()
+        try:
+            yield acting
+        finally:
+            mine, self._cause, self._held = self._held, outer, held
+            order = None if acting.order_id is None else str(acting.order_id)
+            for change in mine or []:
+                named = order is not None and change.order_id is None
+                self._keep(replace(change, order_id=order) if named else change)
+
+    def changed(self, sku: str, before: int | None, after: int | None) -> None:
+        """The shown quantity of ``sku`` went from ``before`` to ``after`` (no-ops are ignored)."""
+        if before == after:
+            return
+        written = after if self._cause == "syncd_write" else None
+        self._keep(Change(self._clock(), sku, self._cause, before, after, written=written))
+
+    def _keep(self, change: Change) -> None:
+        if self._held is not None:
+            self._held.append(change)
+        else:
+            self._changes.append(change)
+
+    def since(self, since: datetime | None = None) -> list[Change]:
+        """The changes after ``since`` (all kept ones if None), oldest first."""
+        if since is None:
+            return list(self._changes)
+        newer: list[Change] = []
+        for change in reversed(self._changes):
+            if change.at <= since:
+                break
+            newer.append(change)
+        return newer[::-1]
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """The ``since`` query parameter: an ISO 8601 time (UTC if it names no zone), or absent."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError as exc:
+        raise ValueError(f"'since' must be an ISO 8601 time, got {value!r}") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
 class StockShortage(Exception):
     """A purchase asked for more units than the shop shows."""
 
@@ -171,13 +272,15 @@ class SandboxHooks(ABC):
 
     cancel_path = HOOK_PREFIX + "/orders/{id:int}/cancel"
 
-    def __init__(self, faults: Faults, calls: Counter[str]):
+    def __init__(self, faults: Faults, calls: Counter[str], journal: ChangeJournal | None = None):
         self.faults = faults
         self.calls = calls
+        self.journal = journal if journal is not None else ChangeJournal()
 
     def routes(self) -> list[BaseRoute]:
         return [
             Route(HOOK_PREFIX + "/seed", self.seed, methods=["POST"]),
+            Route(HOOK_PREFIX + "/changes", self.changes, methods=["GET"]),
             Route(HOOK_PREFIX + "/listings", self.listings, methods=["GET", "POST"]),
             Route(HOOK_PREFIX + "/purchase", self.purchase, methods=["POST"]),
             Route(self.cancel_path, self.cancel, methods=["POST"]),
@@ -212,7 +315,8 @@ class SandboxHooks(ABC):
             entries = body.get("items")
             if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
                 raise ValueError("'items' must be a list of objects")
-            count = self.seed_items(entries)
+            with self.journal.acting("seed"):
+                count = self.seed_items(entries)
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"seeded": count}, status_code=201)
@@ -223,7 +327,8 @@ class SandboxHooks(ABC):
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         try:
-            order_id = self.place_order(request, sku, quantity)
+            with self.journal.acting("purchase") as acting:
+                order_id = acting.order_id = self.place_order(request, sku, quantity)
         except LookupError:
             return JSONResponse({"error": "unknown_sku", "sku": sku}, status_code=404)
         except StockShortage as shortage:
@@ -232,8 +337,18 @@ class SandboxHooks(ABC):
             )
         return JSONResponse({"order_id": order_id}, status_code=201)
 
+    async def changes(self, request: Request) -> Response:
+        """``GET /_sandbox/changes?since=<iso>``: the journaled changes after ``since``, oldest first."""
+        try:
+            since = parse_since(request.query_params.get("since"))
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse([change.as_json() for change in self.journal.since(since)])
+
     async def cancel(self, request: Request) -> Response:
-        order = self.cancel_order(request, request.path_params["id"])
+        with self.journal.acting("cancellation") as acting:
+            acting.order_id = request.path_params["id"]
+            order = self.cancel_order(request, request.path_params["id"])
         if order is None:
             return JSONResponse({"error": "unknown_order"}, status_code=404)
         return JSONResponse(order)

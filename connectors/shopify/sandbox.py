@@ -11,6 +11,7 @@ Hooks under ``/_sandbox`` (unauthenticated, never fault-injected):
   409 when the shown quantity is too low, 404 for an unknown SKU); webhook ``orders/create``.
 - ``POST /_sandbox/orders/{id}/cancel``: cancel and restock; webhook ``orders/cancelled``.
 - ``GET /_sandbox/bulk/{id}.jsonl``: results of a finished bulk query (the ``url`` it reports).
+- ``GET /_sandbox/changes?since=<iso>``: every change of a shown quantity with its true cause.
 - ``GET|POST /_sandbox/faults``, ``GET /_sandbox/stats``.
 """
 
@@ -143,7 +144,7 @@ class _Hooks(SandboxHooks):
     def __init__(
         self, api: Api, bucket: Bucket, faults: Faults, calls: Counter[str], webhooks: WebhookSender | None
     ):
-        super().__init__(faults, calls)
+        super().__init__(faults, calls, api.shop.journal)
         self.api = api
         self.shop = api.shop
         self.bucket = bucket
@@ -164,8 +165,8 @@ class _Hooks(SandboxHooks):
             variant = self.shop.by_sku(sku)
             if variant is None:
                 return JSONResponse({"error": "unknown_sku", "sku": sku}, status_code=404)
-            variant.tracked = True
-            variant.available = quantity
+            with self.journal.acting("manual_edit"):
+                self.shop.set_available(variant, quantity, track=True)
         shown = [
             {
                 "sku": v.sku,

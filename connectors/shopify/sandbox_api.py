@@ -332,7 +332,7 @@ class Api:
         if errors:
             return _set_answer(None, errors)
         for ident, quantity in planned.items():
-            self.shop.variants[ident].available = quantity
+            self.shop.set_available(self.shop.variants[ident], quantity)
         return _set_answer({"id": gid("InventoryAdjustmentGroup", self.shop.new_id())}, [])
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.sandbox_kit import StockShortage
+from connectors.sandbox_kit import ChangeJournal, StockShortage
 
 LOCATION_ID = 1
 LOCATION_GID = f"gid://shopify/Location/{LOCATION_ID}"
@@ -96,6 +96,7 @@ class Shop:
     bulk: dict[int, BulkRun] = field(default_factory=dict)
     products: dict[str, int] = field(default_factory=dict)
     idempotency: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    journal: ChangeJournal = field(default_factory=ChangeJournal)
     _next_id: int = 1000
 
     def new_id(self) -> int:
@@ -119,6 +120,7 @@ class Shop:
             tracked = entry.get("tracked", True) is not False
             ident = self.new_id()
             self.variants[ident] = Variant(ident, self.products[group], self.new_id(), sku, tracked, quantity)
+            self.journal.changed(sku, None, quantity if tracked else None)
         return len(entries)
 
     def by_sku(self, sku: str) -> Variant | None:
@@ -130,6 +132,14 @@ class Shop:
             return None
         return next((v for v in self.variants.values() if v.item_id == int(match.group(1))), None)
 
+    def set_available(self, variant: Variant, quantity: int, *, track: bool = False) -> None:
+        """Set ``variant``'s ``available`` units (and track it if ``track``): every change of stock
+        goes through here, so the journal sees it."""
+        before = variant.available if variant.tracked else None
+        variant.tracked = variant.tracked or track
+        variant.available = quantity
+        self.journal.changed(variant.sku, before, quantity if variant.tracked else None)
+
     def purchase(self, sku: str, quantity: int) -> Order:
         variant = self.by_sku(sku)
         if variant is None:
@@ -138,7 +148,7 @@ class Shop:
             available = variant.available or 0
             if available < quantity:
                 raise StockShortage(available)
-            variant.available = available - quantity
+            self.set_available(variant, available - quantity)
         now = utc_now()
         order = Order(self.new_id(), now, now, [Line(self.new_id(), variant.id, sku, quantity)])
         self.orders[order.id] = order
@@ -152,7 +162,7 @@ class Shop:
         for line in order.lines:
             variant = self.variants.get(line.variant_id)
             if variant is not None and variant.tracked and variant.available is not None:
-                variant.available += line.quantity
+                self.set_available(variant, variant.available + line.quantity)
         return True
 
     def order_rest(self, order: Order) -> dict[str, Any]:

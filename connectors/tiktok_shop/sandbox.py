@@ -16,6 +16,7 @@ Hooks under ``/_sandbox`` (unsigned, never fault-injected):
   (201 ``{"order_id"}``; 409 when the shown quantity is too low; 404 for an unknown SKU).
 - ``POST /_sandbox/orders/{id}/cancel``: cancel an order and restore its stock.
 - ``POST /_sandbox/tokens/expire``: expire every access token (the next call answers 105002).
+- ``GET /_sandbox/changes?since=<iso>``: every change of a shown quantity with its true cause.
 - ``GET|POST /_sandbox/faults``, ``GET /_sandbox/stats``.
 """
 
@@ -346,7 +347,7 @@ class _Hooks(SandboxHooks):
     cancel_path = "/_sandbox/orders/{id}/cancel"
 
     def __init__(self, shop: Shop, faults: Faults, calls: Counter[str], webhooks: WebhookSender | None):
-        super().__init__(faults, calls)
+        super().__init__(faults, calls, shop.journal)
         self.shop = shop
         self.webhooks = webhooks
 
@@ -369,7 +370,8 @@ class _Hooks(SandboxHooks):
                 stock = _edited_stock(item.stock, body)
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
-            self.shop.set_stock(item, stock)
+            with self.journal.acting("manual_edit"):
+                self.shop.set_stock(item, stock)
         shown = [
             {"sku": sku.seller_sku, "quantity": sku.total, "warehouses": dict(sku.stock)}
             for sku in self.shop.skus.values()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.sandbox_kit import StockShortage
+from connectors.sandbox_kit import ChangeJournal, StockShortage
 
 DEFAULT_WAREHOUSE = "7068517275539719942"
 LIVE = "ACTIVATE"
@@ -106,6 +106,7 @@ class Shop:
         self.products: dict[str, Product] = {}
         self.skus: dict[str, Sku] = {}
         self.orders: dict[str, Order] = {}
+        self.journal = ChangeJournal()
         self._product_id = _ids(1729380000000000001)
         self._sku_id = _ids(1729390000000000001)
         self._order_id = _ids(576650000000000001)
@@ -138,8 +139,7 @@ class Shop:
             stock = _stock_of(entry, seller_sku)
             existing = self.by_seller_sku(seller_sku)
             if existing is not None:
-                existing.stock = stock
-                self.products[existing.product_id].updated = self.now()
+                self.set_stock(existing, stock)
             else:
                 title = parent or seller_sku
                 product = next(
@@ -151,13 +151,16 @@ class Shop:
                     self.products[product.id] = product
                 sku = Sku(self._sku_id(), product.id, seller_sku, stock)
                 self.skus[sku.id] = sku
+                self.journal.changed(seller_sku, None, sku.total)
                 product.sku_ids.append(sku.id)
             count += 1
         return count
 
     def set_stock(self, sku: Sku, stock: dict[str, int]) -> None:
+        before = sku.total
         sku.stock = stock
         self.products[sku.product_id].updated = self.now()
+        self.journal.changed(sku.seller_sku, before, sku.total)
 
     def update_inventory(self, product_id: str, entries: list[Any]) -> list[dict[str, Any]]:
         """Apply ``skus[{id, inventory[{warehouse_id?, quantity}]}]``; the per-SKU errors."""
@@ -179,7 +182,9 @@ class Shop:
             if extra:
                 errors.append(_sku_error(sku.id, WAREHOUSE_NOT_FOUND, "Inventory update failed.", extra))
                 continue
+            before = sku.total
             sku.stock.update(changes)
+            self.journal.changed(sku.seller_sku, before, sku.total)
         product.updated = self.now()
         return errors
 
@@ -192,12 +197,14 @@ class Shop:
         if quantity > sku.total:
             raise StockShortage(sku.total)
         items: list[LineItem] = []
+        before = sku.total
         for warehouse in sku.stock:
             while sku.stock[warehouse] > 0 and len(items) < quantity:
                 sku.stock[warehouse] -= 1
                 items.append(
                     LineItem(self._item_id(), sku.id, sku.seller_sku, sku.product_id, warehouse, PAID)
                 )
+        self.journal.changed(sku.seller_sku, before, sku.total)
         now = self.now()
         order = Order(self._order_id(), PAID, now, now, items)
         self.orders[order.id] = order
@@ -207,11 +214,14 @@ class Shop:
         """Cancel the order and give its units back; False if it already was cancelled."""
         if order.status == CANCELLED:
             return False
+        before = {s.id: s.total for item in order.items if (s := self.skus.get(item.sku_id)) is not None}
         for item in order.items:
             sku = self.skus.get(item.sku_id)
             if sku is not None:
                 sku.stock[item.warehouse_id] = sku.stock.get(item.warehouse_id, 0) + 1
             item.status = CANCELLED
+        for ident, total in before.items():
+            self.journal.changed(self.skus[ident].seller_sku, total, self.skus[ident].total)
         order.status = CANCELLED
         order.cancel_reason = "Buyer requested cancellation"
         order.updated = self.now()

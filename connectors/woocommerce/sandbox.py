@@ -9,6 +9,7 @@ Hooks under ``/_sandbox`` (unauthenticated, never fault-injected):
 - ``POST /_sandbox/purchase`` ``{"sku", "quantity"}``: a shopper's order (201 ``{"order_id"}``,
   409 when the shown quantity is too low, 404 for an unknown SKU).
 - ``POST /_sandbox/orders/{id}/cancel``: cancel an order and restore its stock.
+- ``GET /_sandbox/changes?since=<iso>``: every change of a shown quantity with its true cause.
 - ``GET|POST /_sandbox/faults``, ``GET /_sandbox/stats``.
 """
 
@@ -359,7 +360,7 @@ class _Hooks(SandboxHooks):
     """The ``/_sandbox`` routes: seeding, shoppers, manual edits, faults and statistics."""
 
     def __init__(self, shop: Shop, faults: Faults, calls: Counter[str], webhooks: WebhookSender | None):
-        super().__init__(faults, calls)
+        super().__init__(faults, calls, shop.journal)
         self.shop = shop
         self.webhooks = webhooks
 
@@ -378,7 +379,8 @@ class _Hooks(SandboxHooks):
             item = self.shop.by_sku(sku)
             if item is None or item.type == "variable":
                 return JSONResponse({"error": "unknown_sku", "sku": sku}, status_code=404)
-            self.shop.update(item, {"manage_stock": True, "stock_quantity": quantity})
+            with self.journal.acting("manual_edit"):
+                self.shop.update(item, {"manage_stock": True, "stock_quantity": quantity})
         shown = [
             {"sku": item.sku, "quantity": item.stock_quantity}
             for item in self.shop.items.values()

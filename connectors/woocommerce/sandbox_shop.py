@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.sandbox_kit import StockShortage
+from connectors.sandbox_kit import ChangeJournal, StockShortage
 from connectors.woocommerce.payloads import format_gmt
 
 ORDER_STATUSES = ("pending", "processing", "on-hold", "completed", "cancelled", "refunded", "failed")
@@ -102,6 +102,7 @@ class Shop:
     def __init__(self, clock: Callable[[], datetime] = utc_now):
         self.items: dict[int, Item] = {}
         self.orders: dict[int, Order] = {}
+        self.journal = ChangeJournal()
         self._clock = clock
         self._next_id = 10
         self._next_line = 1
@@ -170,10 +171,13 @@ class Shop:
             quantity = as_int(fields["stock_quantity"], "stock_quantity")
         if "name" in fields:
             item.name = str(fields["name"])
+        before = item.stock_quantity if item.stock_bearing else None
         item.sku = sku
         item.manage_stock = manage
         # WooCommerce keeps a quantity only on items that manage stock; negatives are allowed.
         item.stock_quantity = (quantity if quantity is not None else 0) if manage else None
+        if item.sku:
+            self.journal.changed(item.sku, before, item.stock_quantity if item.stock_bearing else None)
 
     def delete(self, item: Item) -> None:
         for child in list(item.variations):

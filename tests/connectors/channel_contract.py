@@ -12,7 +12,8 @@ A concrete test module subclasses ``ChannelContract`` (as ``Test<Platform>Contra
 
 The sandbox hooks used here are the common ones: ``GET``/``POST /_sandbox/listings``,
 ``POST /_sandbox/purchase`` (201 ``{"order_id"}``, the id ``orders_since`` reports; 409
-``{"error": "insufficient_stock", "available"}``) and ``POST /_sandbox/orders/{id}/cancel``.
+``{"error": "insufficient_stock", "available"}``), ``POST /_sandbox/orders/{id}/cancel`` and
+``GET /_sandbox/changes?since=`` (every change of a shown quantity with its true cause).
 """
 
 from __future__ import annotations
@@ -215,3 +216,45 @@ class ChannelContract:
 
         [line] = lines_of(page.lines, order_id)
         assert (line.sku, line.quantity, line.status) == (item.sku, 1, "cancelled")
+
+    async def test_change_journal_names_the_true_cause_of_every_change(
+        self, channel: ChannelConnector, sandbox: httpx.AsyncClient
+    ) -> None:
+        """A purchase, a manual edit, a write through the API and a cancellation each appear in
+        ``/_sandbox/changes`` once, in order, with their cause, SKU, before and after (and order id)."""
+        item = next(i for i in contract_catalogue() if i.group is None and i.quantity >= 5)
+        [listing] = [x for x in await channel.list_listings() if x.sku == item.sku]
+        since = datetime.now(UTC)
+        order_id = str((await purchase(sandbox, item.sku, 2)).json()["order_id"])
+        edit = await sandbox.post("/_sandbox/listings", json={"sku": item.sku, "quantity": 30})
+        assert edit.status_code == 200
+        result = await channel.set_quantities([QuantityUpdate(item.sku, listing.ref, 12, compare=30)])
+        assert result.applied == {item.sku: 12}
+        assert (await sandbox.post(f"/_sandbox/orders/{order_id}/cancel")).status_code == 200
+
+        response = await sandbox.get("/_sandbox/changes", params={"since": since.isoformat()})
+
+        assert response.status_code == 200
+        changes = [c for c in response.json() if c["sku"] == item.sku]
+        assert [(c["cause"], c["before"], c["after"], c["order_id"], c["written"]) for c in changes] == [
+            ("purchase", item.quantity, item.quantity - 2, order_id, None),
+            ("manual_edit", item.quantity - 2, 30, None, None),
+            ("syncd_write", 30, 12, None, 12),
+            ("cancellation", 12, 14, order_id, None),
+        ]
+        times = [datetime.fromisoformat(c["at"]) for c in changes]
+        assert times == sorted(times) and times[0] > since
+
+    async def test_change_journal_since_leaves_older_changes_out(
+        self, channel: ChannelConnector, sandbox: httpx.AsyncClient
+    ) -> None:
+        """``since`` keeps only later changes, and a malformed ``since`` is a 400 that names it."""
+        await purchase(sandbox, "CT-0001", 1)
+        later = datetime.now(UTC)
+        await purchase(sandbox, "CT-0002", 1)
+
+        newer = (await sandbox.get("/_sandbox/changes", params={"since": later.isoformat()})).json()
+        bad = await sandbox.get("/_sandbox/changes", params={"since": "yesterday"})
+
+        assert [(c["sku"], c["cause"]) for c in newer] == [("CT-0002", "purchase")]
+        assert bad.status_code == 400 and "since" in bad.json()["error"]
