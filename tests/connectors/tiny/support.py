@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ class FakeTime:
         self.slept.append(seconds)
         # At least a microsecond: a tinier step is lost in the float of an epoch time.
         self.now += max(1e-6, seconds)
+        await asyncio.sleep(0)  # let other tasks run, as a real wait would
 
 
 def settings(**overrides: Any) -> TinySettings:

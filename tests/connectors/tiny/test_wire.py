@@ -3,6 +3,7 @@ bodies. The sandbox answers; a relay (httpx.MockTransport) cuts, replaces or tim
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -125,14 +126,28 @@ async def test_throttling_waits_out_the_minute_and_goes_on(clock: FakeTime) -> N
     await erp.aclose()
 
 
-async def test_a_sales_order_goes_before_queued_reads(connect: Connect, hooks) -> None:
-    """Sales share the minute with reads but are served first (urgent calls)."""
-    await seed(hooks, A=10)
-    erp = connect()
-    with capture_logs() as logs:
-        await erp.record_movements([SALE])
-    calls = [e for e in logs if e["event"] == "http.call"]
-    assert calls and all(e["urgent"] for e in calls)
+async def test_a_sale_goes_before_reads_queued_on_the_budget(connect: Connect, app, hooks) -> None:
+    """Sales share the minute with reads but go first: a sale handed over while a full read waits
+    on the budget is sent ahead of the reads already queued."""
+    await seed(hooks, **{f"P{n:02d}": 5 for n in range(40)}, A=10)
+    served: list[str] = []
+
+    async def log(request, forward):
+        served.append(f"{request.method} {request.url.path.rsplit('/v3', 1)[-1]}")
+        return await forward(request)
+
+    erp = connect(transport=relay(app, log), requests_per_minute=12, burst=2)
+    read = asyncio.create_task(erp.read_stock())
+    while len(served) < 6:  # noqa: ASYNC110 - the read under way, more of its calls queued on the budget
+        await asyncio.sleep(0)
+    handed_over = len(served)
+
+    assert await erp.record_movements([SALE]) == [SALE.key]
+    await read
+
+    look_up = served.index("GET /pedidos")
+    assert look_up - handed_over <= 1  # at most the read call already on its way went first
+    assert served[look_up + 1] == "POST /pedidos"  # no queued read between the look-up and the order
 
 
 async def test_a_refused_order_is_left_out_with_tinys_reason(connect: Connect, app, hooks) -> None:
