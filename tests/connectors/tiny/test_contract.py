@@ -1,8 +1,6 @@
-"""The ERP contract (connectors/base.py) held by the Tiny connector against its sandbox.
-
-No shared ERP contract suite exists yet, so these pin the contract here; each test speaks only of
-ErpConnector's methods and the sandbox's hooks.
-"""
+"""The ERP contract (connectors/base.py) held by the Tiny connector against its sandbox, beyond the
+shared suite (test_shared_contract.py): paging, the change feed's overlap, deposits, reservations,
+restarts with and without syncd's records, two polls at once."""
 
 from __future__ import annotations
 
