@@ -251,11 +251,12 @@ class TinyConnector(ErpConnector):
             kept.append(p)
         return kept
 
-    async def _product_id(self, sku: str) -> int | None:
+    async def _product_id(self, sku: str, *, look_up: bool = True) -> int | None:
+        """Tiny's id of ``sku``; ``look_up`` asks Tiny about a SKU the map does not hold."""
         if sku not in self._ids and not self._map_built:
             self._learn((await self._products())[0])
             self._map_built = True
-        if sku not in self._ids:
+        if sku not in self._ids and look_up:
             # A product added since the map was built.
             page, _ = products_page(
                 await self._call("GET", "/produtos", params={"codigo": sku, "situacao": "A"}), self.name
@@ -363,7 +364,9 @@ class TinyConnector(ErpConnector):
         """On-hand of these SKUs now (after a stock webhook, say); unknown SKUs are left out."""
         products = []
         for sku in dict.fromkeys(skus):
-            product_id = await self._product_id(sku)
+            # No look-up per unknown SKU: an unsigned webhook naming made-up SKUs must not spend
+            # the budget. A product created since the map was built arrives by the change feed.
+            product_id = await self._product_id(sku, look_up=False)
             if product_id is None:
                 log.info("tiny.unknown_sku", erp=self.name, sku=sku)
             else:

@@ -155,3 +155,15 @@ async def test_the_sandbox_delivers_tinys_unsigned_stock_webhook(clock) -> None:
     assert event.skus == ["MUG-1"]
     assert await erp.event_stock([event]) == [StockRecord("MUG-1", 9)]
     await erp.aclose()
+
+
+async def test_forged_hints_for_made_up_skus_cost_no_calls(erp, hooks, app) -> None:
+    """Once the SKU map is built, hints naming SKUs Tiny does not have spend no API calls."""
+    await hooks.post("/_sandbox/seed", json={"items": [{"sku": "MUG-1", "quantity": 3}]})
+    await erp.read_stock()
+    before = handle(app).calls["total"]
+
+    for n in range(20):
+        assert await erp.event_stock([erp.parse_webhook({}, delivery(sku=f"FAKE-{n}", saldo=1))]) == []
+
+    assert handle(app).calls["total"] == before
