@@ -346,18 +346,13 @@ class TinyConnector(ErpConnector):
         return list(found.values())
 
     async def read_hint(self, hint: StockHint) -> list[StockRecord]:
-        """On-hand now of what a stock webhook names (SKUs, or product ids when it gives no SKU)."""
+        """On-hand now of what a stock webhook names (SKUs, or product ids when it gives no SKU).
+        Products the SKU map does not hold are left out: they arrive by the change feed."""
+        if not self._map_built:
+            self._learn((await self._products())[0])
+            self._map_built = True
         by_id = {v: k for k, v in self._ids.items()}
-        skus = set(hint.skus)
-        for product_id in hint.product_ids:
-            if product_id in by_id:
-                skus.add(by_id[product_id])
-            elif not hint.skus:
-                # Unknown id: the balance itself carries the SKU (codigo).
-                b = read_balance(await self._call("GET", f"/estoque/{product_id}"), self.name)
-                if b.sku:
-                    self._ids.setdefault(b.sku, b.product_id)
-                    return [StockRecord(b.sku, self.on_hand(b))]
+        skus = set(hint.skus) | {by_id[i] for i in hint.product_ids if i in by_id}
         return await self.read_skus(sorted(skus))
 
     async def read_skus(self, skus: Sequence[str]) -> list[StockRecord]:

@@ -167,3 +167,17 @@ async def test_forged_hints_for_made_up_skus_cost_no_calls(erp, hooks, app) -> N
         assert await erp.event_stock([erp.parse_webhook({}, delivery(sku=f"FAKE-{n}", saldo=1))]) == []
 
     assert handle(app).calls["total"] == before
+
+
+async def test_forged_hints_for_made_up_product_ids_cost_no_calls(erp, hooks, app) -> None:
+    """Once the SKU map is built, hints naming product ids Tiny does not have spend no API calls."""
+    await hooks.post("/_sandbox/seed", json={"items": [{"sku": "MUG-1", "quantity": 3}]})
+    await erp.read_stock()
+    before = handle(app).calls["total"]
+
+    for n in range(20):
+        assert (
+            await erp.event_stock([erp.parse_webhook({}, delivery(idProduto=str(90_000 + n), saldo=1))]) == []
+        )
+
+    assert handle(app).calls["total"] == before
