@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from syncd.allocation import (
@@ -126,6 +126,40 @@ def apply_sales(books: dict[str, SkuAccounts], sales: Sequence[Sale]) -> dict[st
     return explained
 
 
+def _apply_read(
+    books: dict[str, SkuAccounts], channel: str, shown: Mapping[str, int], read_from: datetime, read_to: datetime
+) -> dict[str, ReadOutcome]:
+    outcomes: dict[str, ReadOutcome] = {}
+    for sku, quantity in shown.items():
+        book = books[sku]
+        before = book.listing(channel)
+        outcome = record_read(before, quantity, read_from, read_to)
+        book = book.with_listing(outcome.account)
+        if outcome.missing:
+            since = None if before.confirmed is None else before.confirmed.at
+            part = Part(channel, sku, PartKind.MISSING, outcome.missing, since, read_to)
+            book = replace(book, parts=(*book.parts, part))
+        books[sku] = book
+        outcomes[sku] = outcome
+    return outcomes
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """One write to decide: planned to ``target``, with what the allocator needs of its SKU."""
+
+    push_id: int
+    sku: str
+    target: int
+    compare: int | None
+    ats: int
+    threshold: int
+    in_flight: int = 0
+    limit: int | None = None
+    racing: int = 0
+    skip_if: int | None = None
+
+
 class Accounts:
     """The engine's handle on the allocation accounts: intent-named changes, each one transaction."""
 
@@ -143,23 +177,7 @@ class Accounts:
     ) -> dict[str, ReadOutcome]:
         """Listings read: each becomes confirmed where no write is on the wire; units a read shows
         sold beyond the reported sales are held (missing) until their orders or a poll explain them."""
-        outcomes: dict[str, ReadOutcome] = {}
-
-        def change(books: dict[str, SkuAccounts]) -> None:
-            for sku, quantity in shown.items():
-                book = books[sku]
-                before = book.listing(channel)
-                outcome = record_read(before, quantity, read_from, read_to)
-                book = book.with_listing(outcome.account)
-                if outcome.missing:
-                    since = None if before.confirmed is None else before.confirmed.at
-                    part = Part(channel, sku, PartKind.MISSING, outcome.missing, since, read_to)
-                    book = replace(book, parts=(*book.parts, part))
-                books[sku] = book
-                outcomes[sku] = outcome
-
-        self.store.change_accounts(shown, change)
-        return outcomes
+        return self.store.change_accounts(shown, lambda books: _apply_read(books, channel, shown, read_from, read_to))
 
     def send(
         self,
@@ -176,54 +194,100 @@ class Accounts:
         limit: int | None = None,
         racing: int = 0,
         racing_since: datetime | None = None,
+        skip_if: int | None = None,
     ) -> Grant:
-        """Decide what the write may set now and record it as sent, before it goes on the wire.
-        Units ``racing`` (sales a write without compare-and-set may overwrite, made since
-        ``racing_since``) are held as forgotten until reported or polled."""
+        """One write (see ``send_many``)."""
+        request = SendRequest(push_id, sku, target, compare, ats, threshold, in_flight, limit, racing, skip_if)
+        return self.send_many(channel, [request], sent_at, racing_since=racing_since)[sku]
 
-        def change(books: dict[str, SkuAccounts]) -> Grant:
-            book = books[sku]
-            decided = grant(
-                book.book(ats, threshold, in_flight), channel, target, limit=limit, racing=racing
-            )
-            account = write_sent(
-                book.listing(channel), Write(push_id, Level(decided.quantity, sent_at), compare)
-            )
-            book = book.with_listing(account)
-            if decided.hold:
-                part = Part(channel, sku, PartKind.FORGOTTEN, decided.hold, racing_since, sent_at, push_id)
-                book = replace(book, parts=(*book.parts, part))
-            books[sku] = book
-            return decided
+    def send_many(
+        self,
+        channel: str,
+        requests: Sequence[SendRequest],
+        sent_at: datetime,
+        *,
+        racing_since: datetime | None = None,
+        read: tuple[Mapping[str, int], datetime, datetime] | None = None,
+    ) -> dict[str, Grant]:
+        """Decide what each write may set now and record it as sent, before it goes on the wire,
+        in one transaction with the read the writes are based on (``read``: the levels shown, and
+        when the read started and was answered), if any.
 
-        return self.store.change_accounts([sku], change)
+        Units a request's ``racing`` names (sales a write without compare-and-set may overwrite,
+        made since ``racing_since``) are held as forgotten until reported or polled. When the
+        decision is the request's ``skip_if`` (what the channel was just read to show) nothing is
+        recorded: no write is due."""
+        grants: dict[str, Grant] = {}
 
-    def _write_change(
-        self, channel: str, sku: str, fn: Callable[[ListingAccount], ListingAccount], push_id: int, until: datetime | None
-    ) -> None:
         def change(books: dict[str, SkuAccounts]) -> None:
-            book = books[sku].with_listing(fn(books[sku].listing(channel)))
-            if until is not None:
-                book = replace(book, parts=tuple(forgotten_until(book.parts, push_id, until)))
-            books[sku] = book
+            if read is not None:
+                _apply_read(books, channel, *read)
+            for r in requests:
+                book = books[r.sku]
+                decided = grant(
+                    book.book(r.ats, r.threshold, r.in_flight), channel, r.target, limit=r.limit, racing=r.racing
+                )
+                if r.skip_if is not None and decided.quantity == r.skip_if:
+                    grants[r.sku] = replace(decided, hold=0, reason="already shown")
+                    continue
+                write = Write(r.push_id, Level(decided.quantity, sent_at), r.compare)
+                book = book.with_listing(write_sent(book.listing(channel), write))
+                if decided.hold:
+                    part = Part(channel, r.sku, PartKind.FORGOTTEN, decided.hold, racing_since, sent_at, r.push_id)
+                    book = replace(book, parts=(*book.parts, part))
+                books[r.sku] = book
+                grants[r.sku] = decided
 
-        self.store.change_accounts([sku], change)
+        skus = {r.sku for r in requests} | (set(read[0]) if read is not None else set())
+        self.store.change_accounts(skus, change)
+        return grants
+
+    def answered(
+        self,
+        channel: str,
+        at: datetime,
+        *,
+        applied: Mapping[int, tuple[str, int]] | None = None,
+        undone: Mapping[int, str] | None = None,
+        lost: Mapping[int, tuple[str, datetime]] | None = None,
+    ) -> None:
+        """A batch of writes answered at ``at``, by push id: ``applied`` (sku, quantity shown) are
+        confirmed and the race a write without compare-and-set holds for ends with the answer;
+        ``undone`` surely did not land (stale, refused); ``lost`` (sku, sent at) got no answer and
+        stay exposed until a read after the grace shows, holding what they may overwrite until
+        they could no longer land. One transaction."""
+        applied, undone, lost = applied or {}, undone or {}, lost or {}
+
+        def change(books: dict[str, SkuAccounts]) -> None:
+            for push_id, (sku, quantity) in applied.items():
+                book = books[sku]
+                book = book.with_listing(write_acknowledged(book.listing(channel), push_id, quantity, at))
+                books[sku] = replace(book, parts=tuple(forgotten_until(book.parts, push_id, at)))
+            for push_id, sku in undone.items():
+                books[sku] = books[sku].with_listing(write_undone(books[sku].listing(channel), push_id))
+            for push_id, (sku, sent_at) in lost.items():
+                book = books[sku].with_listing(write_lost(books[sku].listing(channel), push_id))
+                until = sent_at + LOST_GRACE
+                books[sku] = replace(book, parts=tuple(forgotten_until(book.parts, push_id, until)))
+
+        skus = {s for s, _ in applied.values()} | set(undone.values()) | {s for s, _ in lost.values()}
+        if skus:
+            self.store.change_accounts(skus, change)
 
     def acknowledged(
         self, channel: str, sku: str, push_id: int, at: datetime, shown: int | None = None
     ) -> None:
-        """The channel took the write (answered at ``at``): its level is the confirmed one, and the
-        race a write without compare-and-set holds for ends with the answer."""
-        self._write_change(channel, sku, lambda a: write_acknowledged(a, push_id, shown, at), push_id, at)
+        """The channel took the write (answered at ``at``): its level is the confirmed one."""
+        level = shown if shown is not None else self.get(sku).listing(channel).belief or 0
+        self.answered(channel, at, applied={push_id: (sku, level)})
 
     def undone(self, channel: str, sku: str, push_id: int) -> None:
         """The write surely did not land (stale, refused): it is exposed no more."""
-        self._write_change(channel, sku, lambda a: write_undone(a, push_id), push_id, None)
+        self.answered(channel, datetime.max.replace(tzinfo=UTC), undone={push_id: sku})
 
     def lost(self, channel: str, sku: str, push_id: int, sent_at: datetime) -> None:
-        """No answer for the write: it stays exposed until a read after the grace shows, and the
-        sales it may overwrite are held until it could no longer land."""
-        self._write_change(channel, sku, lambda a: write_lost(a, push_id), push_id, sent_at + LOST_GRACE)
+        """No answer for the write: it may have landed."""
+        self.answered(channel, sent_at, lost={push_id: (sku, sent_at)})
 
     def polled(self, channel: str, started: datetime, since: datetime) -> None:
         """An order poll of ``channel`` from ``since``, started at ``started``, was ingested."""

@@ -332,7 +332,7 @@ def allocate(
 ) -> Allocation:
     """Targets for every channel listing the SKU.
 
-    Shared: each channel its policy's part of ``ats - unaccounted - in_flight``. Split: channels
+    Shared: each channel its policy's part of ``ats - in_flight``. Split: channels
     keep what they may sell and sell it down by themselves (a write to a channel while it sells
     races its sales); when the exposures add up to more than the budget (``ats - unaccounted``)
     channels are lowered, those with compare-and-set (``exact``) first; free units go to channels
@@ -346,7 +346,9 @@ def allocate(
     sku_policies = [policies[c] for c in channels]
     mode = mode_of(book)
     if mode is Mode.SHARED:
-        pool = max(0, book.ats - unaccounted - book.in_flight)
+        # Channels share the pool on purpose: each may show all of it, and a sale is propagated
+        # long before it runs out (the threshold is for that). Held units only count once split.
+        pool = max(0, book.ats - book.in_flight)
         stock = SkuStock(book.sku, pool, 0, 0, 0)
         targets = targets_with_reserve(stock, sku_policies, reserve or {}, unavailable)
         return Allocation(
@@ -442,7 +444,7 @@ def grant(
     account = book.listings.get(channel)
     unaccounted = held(book.parts)
     if mode is Mode.SHARED:
-        pool = max(0, book.ats - unaccounted - book.in_flight)
+        pool = max(0, book.ats - book.in_flight)
         quantity, racing = min(target, pool), 0
         reason = "shared pool"
     else:

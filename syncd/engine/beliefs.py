@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from syncd.store import ListingRow, PushRow, Store
 from syncd.unseen import UnseenSales
+
+if TYPE_CHECKING:
+    from syncd.engine.allocations import Allocations
 
 
 def belief(row: ListingRow) -> int | None:
@@ -42,8 +46,14 @@ class UnseenReads:
         self.unseen = unseen
         self.clock = clock
 
-    def measure(self, name: str, shown: Mapping[str, int], read_from: datetime) -> None:
+    allocations: Allocations | None = None  # wired by the Engine
+
+    def measure(
+        self, name: str, shown: Mapping[str, int], read_from: datetime, *, accounts: bool = True
+    ) -> None:
         read_to = self.clock()
+        if accounts and self.allocations is not None:
+            self.allocations.read(name, shown, read_from, read_to)
         for row in self.store.listings(name, skus=sorted(shown)):
             believed = belief(row)
             if believed is not None and row.sku in shown:

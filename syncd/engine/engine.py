@@ -19,6 +19,7 @@ import structlog
 
 from connectors.base import ChannelConnector, ErpConnector, OrderLine, WebhookEvent
 from syncd.config import Config, EventSettings
+from syncd.engine.allocations import Allocations
 from syncd.engine.beliefs import UnseenReads, belief
 from syncd.engine.demand import Demand
 from syncd.engine.health import ConnectorHealth, Health
@@ -148,8 +149,19 @@ class Engine:
         for part in (self.intake, self.settlement, self.reconciler, writer):
             part.history = self.history
 
+        # The allocation accounts (design 2b): every read, poll and write goes through them, and
+        # each write takes its grant from them as it is sent. They live in the ledger, so a
+        # restart resumes with the exposures it had; writes left on the wire are lost, not gone.
+        self.allocations = Allocations(config, store, self.demand, self._channels_listing, now)
+        self.allocations.restarted()
+        for user in (reads, self.intake, self.reconciler, writer):
+            user.allocations = self.allocations
+
     def _now(self) -> datetime:
         return self.clock()
+
+    def _channels_listing(self, sku: str) -> int:
+        return max(1, len(self.channels))
 
     # ------------------------------------------------------------------ intake
     def ingest(self, lines: Sequence[OrderLine], report: CycleReport | None = None) -> IngestResult:

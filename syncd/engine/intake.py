@@ -9,6 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -27,6 +28,9 @@ from syncd.unseen import UnseenSales
 log = structlog.get_logger("syncd.engine")
 
 WEBHOOK_DEDUPE_TTL = timedelta(days=7)
+
+if TYPE_CHECKING:
+    from syncd.engine.allocations import Allocations
 
 
 class Outcome(enum.Enum):
@@ -59,6 +63,8 @@ def delivery_id(headers: Mapping[str, str]) -> str | None:
 
 
 class Intake:
+    allocations: Allocations | None = None  # wired by the Engine
+
     history: History = History.off()  # wired by the Engine
 
     def __init__(
@@ -122,6 +128,7 @@ class Intake:
             if page is None:
                 return []
             polled[name] = (asked, own)
+            covered[name] = since
             if own is not None:
                 return page.lines
             # Saved with the lines, in one transaction: a cursor past lines not recorded would
@@ -133,6 +140,7 @@ class Intake:
             return page.lines
 
         cursors: dict[str, str] = {}
+        covered: dict[str, datetime] = {}
         chosen = self.channels if names is None else {n: self.channels[n] for n in names}
         results = await asyncio.gather(*(pull(n, c) for n, c in chosen.items()))
         lines = [line for batch in results for line in batch]
@@ -143,6 +151,8 @@ class Intake:
         self.ingested(result, report)
         for name, (asked, since) in polled.items():
             self.unseen.polled(name, asked, since)
+            if self.allocations is not None:
+                self.allocations.polled(name, asked, covered[name])
         return result
 
     def ingest(self, lines: Sequence[OrderLine], report: CycleReport | None = None) -> IngestResult:

@@ -7,6 +7,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -27,8 +28,13 @@ log = structlog.get_logger("syncd.engine")
 # Plans the given SKUs (None: all) and pushes them, only to ``channels`` if given.
 PlanAndPush = Callable[..., Awaitable[Plan]]
 
+if TYPE_CHECKING:
+    from syncd.engine.allocations import Allocations
+
 
 class Reconciler:
+    allocations: Allocations | None = None  # wired by the Engine
+
     history: History = History.off()  # wired by the Engine
 
     def __init__(
@@ -124,9 +130,13 @@ class Reconciler:
 
         answered: set[str] = set()
         drifts: list[Drift] = []
+        read_from = self.clock()
         for name, listings in await asyncio.gather(*(read(n, c) for n, c in self.channels.items())):
             if listings is None:
                 continue
+            if self.allocations is not None:
+                levels = {x.sku: x.quantity for x in listings if x.managed and x.quantity is not None}
+                self.allocations.read(name, levels, read_from, self.clock())
             self.store.sync_listings(name, listings, self.clock())
             self.history.levels(name, {x.sku: x.quantity for x in listings}, self.clock())
             drifts += self._detect_drift(self.store.listings(name))

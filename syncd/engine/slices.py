@@ -14,6 +14,7 @@ import structlog
 from connectors.base import ChannelConnector, Listing, QuantityUpdate
 from syncd.config import Config
 from syncd.core import race_allowance
+from syncd.engine.allocations import Allocations, Intended
 from syncd.engine.beliefs import UnseenReads, belief, read_first, send_compare
 from syncd.engine.demand import Demand
 from syncd.engine.health import Health
@@ -49,6 +50,7 @@ def offered_units(push: PushRow, shown: int | None) -> int | None:
 
 
 class SliceWriter:
+    allocations: Allocations | None = None  # wired by the Engine
     history: History = History.off()  # wired by the Engine
 
     def __init__(
@@ -111,8 +113,10 @@ class SliceWriter:
         with channel.paired(1 + writes) if reading else contextlib.nullcontext():
             read_from = self.clock()
             shown = await self._read_before_write(name, channel, sendable, refs, report, urgent=urgent)
+            read_to = self.clock()
             if shown:
-                self.reads.measure(name, shown, read_from)
+                # The allocation accounts take this read with the grants below, in one transaction.
+                self.reads.measure(name, shown, read_from, accounts=False)
                 self.history.levels(name, shown, read_from)
             if version != self.version():
                 sendable = self._newest(name, sendable, rows)
@@ -137,6 +141,7 @@ class SliceWriter:
                 updates = [
                     replace(u, compare=None) if u.sku in absolute and u.sku in shown else u for u in updates
                 ]
+                updates = self._granted(name, sendable, updates, shown, spare, read_from, read_to, started)
                 updates = self._skip_unchanged(name, sendable, updates, shown)
                 if not updates:
                     return []
@@ -145,6 +150,15 @@ class SliceWriter:
                 result = await self.health.call(name, channel.set_quantities(updates, urgent=urgent), report)
         now = self.clock()
         self.history.wrote(name, sendable, result, shown, self.health[name].last_error, now)
+        if self.allocations is not None and shown is not None:
+            written = {p.sku: p.id for p in sendable}
+            if result is None:
+                self.allocations.lost(name, written, started)
+            else:
+                undone = [*result.stale, *result.rejected]
+                self.allocations.answered(
+                    name, written, applied=result.applied, undone=undone, at=now, sent_at=started
+                )
         if result is None:
             health = self.health[name]
             for push in sendable:
@@ -197,6 +211,43 @@ class SliceWriter:
         report.counts["pushes_rejected"] += len(result.rejected)
         report.counts["pushes_stale"] += len(result.stale)
         return [by_sku[s] for s in dict.fromkeys(result.stale) if s in by_sku]
+
+    def _granted(
+        self,
+        name: str,
+        pushes: Sequence[PushRow],
+        updates: list[QuantityUpdate],
+        shown: Mapping[str, int],
+        spare: Mapping[str, int],
+        read_from: datetime,
+        read_to: datetime,
+        sent_at: datetime,
+    ) -> list[QuantityUpdate]:
+        """The writes as the allocator grants them at the moment they are sent: an increase takes
+        at most the free units, a write without compare-and-set holds its race allowance. Each
+        write is recorded as sent in the ledger before it goes out."""
+        if self.allocations is None:
+            return updates
+        by_sku = {p.sku: p for p in pushes}
+        intended = [
+            Intended(by_sku[u.sku].id, u.sku, u.quantity, u.compare, spare.get(u.sku, 0), shown.get(u.sku))
+            for u in updates
+        ]
+        grants = self.allocations.grant(name, intended, sent_at, (shown, read_from, read_to))
+        out = []
+        for update in updates:
+            granted = grants[update.sku]
+            if granted.quantity < update.quantity:
+                log.debug(
+                    "push.granted_less",
+                    channel=name,
+                    sku=update.sku,
+                    planned=update.quantity,
+                    granted=granted.quantity,
+                    reason=granted.reason,
+                )
+            out.append(replace(update, quantity=min(update.quantity, granted.quantity)))
+        return out
 
     def _newest(self, name: str, pushes: Sequence[PushRow], rows: Mapping[str, ListingRow]) -> list[PushRow]:
         """The pushes to write after a read during which SKUs were planned again. A push still

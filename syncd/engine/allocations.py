@@ -1,0 +1,135 @@
+"""The engine's side of the allocation accounts: it feeds them every read, poll and write, and
+asks them, as each write is sent, how much it may set (``syncd/allocation.py`` decides)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from syncd.accounts import Accounts, SendRequest
+from syncd.allocation import Grant
+from syncd.config import Config
+from syncd.core import available_to_sell
+from syncd.engine.demand import Demand
+from syncd.store import Store
+
+log = structlog.get_logger("syncd.engine")
+
+
+@dataclass(frozen=True)
+class Intended:
+    """A write the sender means to make: ``quantity`` as planned (after the read), ``compare`` the
+    compare-and-set value (None: absolute), ``racing`` the units of the race allowance it holds."""
+
+    push_id: int
+    sku: str
+    quantity: int
+    compare: int | None
+    racing: int = 0
+    shown: int | None = None  # what the read just before showed (a write to that is skipped)
+
+
+class Allocations:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        demand: Demand,
+        channels_of: Callable[[str], int],
+        clock: Callable[[], datetime],
+    ) -> None:
+        """``channels_of(sku)`` is the number of channels listing the SKU (for its threshold)."""
+        self.config = config
+        self.store = store
+        self.accounts = Accounts(store)
+        self.demand = demand
+        self.channels_of = channels_of
+        self.clock = clock
+
+    def restarted(self) -> None:
+        """Writes that were on the wire when the daemon stopped get no answer: they stay exposed
+        until a read shows the listing (called once at start)."""
+        lost = self.accounts.restarted()
+        if lost:
+            log.warning("allocation.writes_lost_on_restart", writes=lost)
+
+    def read(self, channel: str, shown: Mapping[str, int], read_from: datetime, read_to: datetime) -> None:
+        """Every read of listings goes through here: the accounts confirm levels and hold missing units."""
+        if not shown:
+            return
+        outcomes = self.accounts.read(channel, shown, read_from, read_to)
+        missing = {sku: o.missing for sku, o in outcomes.items() if o.missing}
+        if missing:
+            log.debug("allocation.missing", channel=channel, units=missing)
+
+    def polled(self, channel: str, started: datetime, since: datetime) -> None:
+        self.accounts.polled(channel, started, since)
+
+    def grant(
+        self,
+        channel: str,
+        intended: Sequence[Intended],
+        sent_at: datetime,
+        read: tuple[Mapping[str, int], datetime, datetime] | None = None,
+    ) -> dict[str, Grant]:
+        """Record each write as sent (before it goes out) and return what it may set, in one
+        transaction with the read the writes are based on. A write whose grant equals what the
+        channel was just read to show is not recorded (it is not sent)."""
+        skus = sorted({i.sku for i in intended})
+        stock = self.store.skus(skus)
+        reserved = self.store.reserved_by_sku(skus)
+        now = self.clock()
+        latency = self.demand.latency()
+        requests: list[SendRequest] = []
+        kept: dict[str, Grant] = {}
+        for write in intended:
+            row = stock.get(write.sku)
+            if row is None:
+                # Never planned (the planner leaves SKUs the ERP does not know alone): keep it.
+                kept[write.sku] = Grant(write.quantity, 0, "SKU unknown to the ERP")
+                continue
+            safety = self.config.stock.safety_for(write.sku)
+            requests.append(
+                SendRequest(
+                    write.push_id,
+                    write.sku,
+                    write.quantity,
+                    write.compare,
+                    available_to_sell(row.on_hand, reserved.get(write.sku, 0), safety),
+                    self.demand.threshold(write.sku, self.channels_of(write.sku), now, latency),
+                    self.demand.in_flight(write.sku, now),
+                    racing=write.racing,
+                    skip_if=write.shown,
+                )
+            )
+        racing_since = read[1] if read is not None else sent_at
+        grants = self.accounts.send_many(channel, requests, sent_at, racing_since=racing_since, read=read)
+        return {**kept, **grants}
+
+    def answered(
+        self,
+        channel: str,
+        push_ids: Mapping[str, int],
+        *,
+        applied: Mapping[str, int],
+        undone: Sequence[str],
+        at: datetime,
+        sent_at: datetime,
+    ) -> None:
+        """The channel answered a batch: applied writes are confirmed, stale or refused ones undone,
+        the ones it said nothing of lost (they may have landed)."""
+        done = {*applied, *undone}
+        self.accounts.answered(
+            channel,
+            at,
+            applied={push_ids[s]: (s, q) for s, q in applied.items() if s in push_ids},
+            undone={push_ids[s]: s for s in undone if s in push_ids},
+            lost={p: (s, sent_at) for s, p in push_ids.items() if s not in done},
+        )
+
+    def lost(self, channel: str, push_ids: Mapping[str, int], sent_at: datetime) -> None:
+        """No answer (a time-out, a connection lost): the writes may have landed."""
+        self.accounts.answered(channel, sent_at, lost={p: (s, sent_at) for s, p in push_ids.items()})
