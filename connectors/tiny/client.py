@@ -31,12 +31,14 @@ from connectors.base import (
     MemoryErpRecordStore,
     MemoryTokenStore,
     Movement,
+    Quarantined,
     StockPage,
     StockRecord,
     TokenStore,
 )
 from connectors.circuit import CircuitBreaker
 from connectors.http import HttpClient, RateLimiter, RetryPolicy, parse_retry_after, urgent_calls
+from connectors.limits import quarantine
 from connectors.tiny.auth import ALL_ERRORS, TinyTokens
 from connectors.tiny.settings import TinySettings
 from connectors.tiny.webhooks import StockHint, parse_stock_webhook
@@ -276,25 +278,41 @@ class TinyConnector(ErpConnector):
         # Fractions of a unit cannot be sold; a negative balance offers nothing.
         return max(0, math.floor(figure + 1e-9))
 
-    async def _read(self, products: Sequence[Product]) -> list[StockRecord]:
-        """On-hand of each product; one that Tiny cannot read is logged and left out."""
+    async def _read(self, products: Sequence[Product]) -> tuple[list[StockRecord], list[Quarantined]]:
+        """On-hand of each product. One that Tiny refuses to give is logged and left out; one whose
+        answer is malformed or implausible is quarantined: the others are read all the same."""
         gate = asyncio.Semaphore(READS_IN_FLIGHT)
+        quarantined: list[Quarantined] = []
 
         async def one(p: Product) -> StockRecord | None:
+            where = f"GET /estoque/{p.id}"
             async with gate:
                 try:
-                    b = read_balance(await self._call("GET", f"/estoque/{p.id}"), self.name)
+                    response = await self._call("GET", f"/estoque/{p.id}")
                 except TinyApiError as exc:
                     log.warning("tiny.stock_unreadable", erp=self.name, sku=p.sku, error=str(exc))
                     return None
-            if b.product_id != p.id:
-                raise ProtocolError(
-                    f"GET /estoque/{p.id} answered the stock of product {b.product_id}", connector=self.name
+            raw = response.content[:500].decode("utf-8", "replace")
+            try:
+                b = read_balance(response, self.name)
+                if b.product_id != p.id:
+                    raise ProtocolError(
+                        f"{where} answered the stock of product {b.product_id}", connector=self.name
+                    )
+            except ProtocolError as exc:
+                quarantined.append(quarantine(self.name, "stock", p.sku, str(exc), raw))
+                return None
+            units = self.on_hand(b)
+            if units > self.settings.max_quantity:
+                reason = (
+                    f"{where}: on-hand must be an integer from 0 to {self.settings.max_quantity}, got {units}"
                 )
-            return StockRecord(sku=p.sku, on_hand=self.on_hand(b))
+                quarantined.append(quarantine(self.name, "stock", p.sku, reason, raw))
+                return None
+            return StockRecord(sku=p.sku, on_hand=units)
 
         results = await asyncio.gather(*(one(p) for p in products))
-        return [r for r in results if r is not None]
+        return [r for r in results if r is not None], quarantined
 
     async def read_stock(self) -> list[StockRecord]:
         return (await self.stock_changes(None)).records
@@ -317,7 +335,8 @@ class TinyConnector(ErpConnector):
         if since is not None and cursor is not None:
             stamps.append(cursor)
         latest = max(stamps, key=parse_time) if stamps else None
-        return StockPage(records=await self._read(kept), cursor=latest)
+        records, quarantined = await self._read(kept)
+        return StockPage(records=records, cursor=latest, quarantined=quarantined)
 
     def stock_hint(self, body: bytes) -> StockHint:
         """The SKUs an (unsigned) stock webhook names, to read now; never a quantity to trust."""
@@ -366,7 +385,7 @@ class TinyConnector(ErpConnector):
                 log.info("tiny.unknown_sku", erp=self.name, sku=sku)
             else:
                 products.append(Product(product_id, sku, None, False))
-        return await self._read(products)
+        return (await self._read(products))[0]
 
     # ------------------------------------------------------------------ sales
 

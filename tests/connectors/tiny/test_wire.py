@@ -200,20 +200,47 @@ async def test_one_unreadable_product_does_not_stop_the_others(connect: Connect,
             "saldo",
         ),
         (b'{"id": 10, "codigo": "A", "saldo": 1, "reservado": 0, "disponivel": 1}', "without 'depositos'"),
+        (
+            b'{"id": 77, "codigo": "A", "saldo": 1, "reservado": 0, "disponivel": 1, "depositos": []}',
+            "product 77",
+        ),
+        (
+            b'{"id": 10, "codigo": "A", "saldo": 1e12, "reservado": 0, "disponivel": 1e12, "depositos": []}',
+            "from 0 to",
+        ),
     ],
 )
-async def test_malformed_or_truncated_stock_is_a_protocol_error(
+async def test_a_malformed_or_implausible_balance_is_quarantined(
     connect: Connect, app, hooks, body, expected
 ) -> None:
-    """A balance Tiny cannot have meant raises ProtocolError naming what is wrong."""
+    """One product's balance that cannot be believed (cut short, not JSON, wrong types, another
+    product's, absurd) is quarantined with the reason; the other products are read all the same."""
+    await seed(hooks, A=1, B=2)
+    broken = handle(app).account.product_by_sku("A").id
+
+    async def handler(request, forward):
+        if request.url.path.endswith(f"/estoque/{broken}"):
+            return httpx.Response(200, content=body.replace(b'"id": 10', f'"id": {broken}'.encode()))
+        return await forward(request)
+
+    page = await connect(transport=relay(app, handler)).stock_changes(None)
+
+    assert page.records == [StockRecord("B", 2)]
+    [item] = page.quarantined
+    assert (item.kind, item.ref) == ("stock", "A") and expected in item.reason
+
+
+async def test_a_malformed_product_page_is_a_protocol_error(connect: Connect, app, hooks) -> None:
+    """A products page that cannot be read stops the read with ProtocolError naming it: nothing
+    is inferred from half a catalogue."""
     await seed(hooks, A=1)
 
     async def handler(request, forward):
-        if "/estoque/" in request.url.path:
-            return httpx.Response(200, content=body)
+        if request.url.path.endswith("/produtos"):
+            return httpx.Response(200, content=b'{"itens": [{"id": 5, "sku": "A"}], "paginacao": {"tot')
         return await forward(request)
 
-    with pytest.raises(ProtocolError, match=expected):
+    with pytest.raises(ProtocolError, match="GET /public-api/v3/produtos answered a body that is not JSON"):
         await connect(transport=relay(app, handler)).read_stock()
 
 
