@@ -127,6 +127,7 @@ def oversell_risk(
         ats = split["ats"] if split else available_to_sell(on_hand or 0, units_reserved, safety.get(sku, 0))
         channels: list[dict[str, Any]] = []
         risks: list[str] = []
+        catching_up: list[str] = []  # above their target, within what exists: a push on its way
         for row in sorted(by_sku.get(sku, []), key=lambda r: r.channel):
             shows = shown_now(row)
             part = (
@@ -135,8 +136,15 @@ def oversell_risk(
                 else queued.get((row.channel, sku), row.last_pushed)
             )
             over = shows is not None and part is not None and shows > part
-            if over:
+            if over and split:
+                # In low-stock mode the parts add up to what exists: a unit over is one that can
+                # be sold twice.
                 risks.append(f"{row.channel} shows {(shows or 0) - (part or 0)} more than its part")
+            elif shows is not None and shows > ats:
+                # Channels share the pool outside it; only more than the pool itself is at risk.
+                risks.append(f"{row.channel} shows {shows - ats} more than exist")
+            elif over:
+                catching_up.append(f"{row.channel} lowering {shows} to {part}")
             channels.append(
                 {
                     "channel": row.channel,
@@ -163,20 +171,42 @@ def oversell_risk(
                 "channels": channels,
                 "shown_total": total,
                 "risk": "; ".join(risks) or None,
+                "catching_up": "; ".join(catching_up) or None,
             }
         )
-    rows.sort(key=lambda r: (r["risk"] is None, r["ats"], r["sku"]))
+    # Sold out everywhere and not selling: nothing can go wrong there (the page counts them).
+    rows = [r for r in rows if r["risk"] or r["hot"] or r["ats"] > 0 or r["shown_total"] > 0]
+    # At risk first, fewest units first; then hot SKUs; then the rest, fewest units first.
+    rows.sort(key=lambda r: (r["risk"] is None, 0 if r["risk"] else not r["hot"], r["ats"], r["sku"]))
     return rows[:limit]
 
 
+def sold_out(low_stock: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Low-stock SKUs with nothing left to split: 0 available, 0 for every channel."""
+    return sorted(s["sku"] for s in low_stock if s["ats"] == 0 and not any(s["targets"].values()))
+
+
 def refused_sales(events: Iterable[HistoryEvent]) -> list[dict[str, Any]]:
-    """Sales the ERP refused to record (the stock was already gone: an oversell), newest first."""
-    found = [
-        {"at": iso(e.at), "channel": e.channel, "order": e.outcome, "sku": e.sku, "units": e.quantity}
-        for e in events
-        if e.kind == "refused"
-    ]
-    return sorted(found, key=lambda r: r["at"] or "", reverse=True)
+    """Sales the ERP refused to record (the stock was already gone: an oversell), newest first.
+    The engine offers a refused sale again and again (backing off); each sale is listed once,
+    with how often it was refused."""
+    by_sale: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for e in sorted((e for e in events if e.kind == "refused"), key=lambda e: e.at):
+        key = (e.channel, e.outcome, e.sku)
+        row = by_sale.setdefault(
+            key,
+            {
+                "at": iso(e.at),
+                "channel": e.channel,
+                "order": e.outcome,
+                "sku": e.sku,
+                "units": e.quantity,
+                "times": 0,
+            },
+        )
+        row["times"] += 1
+        row["last_at"] = iso(e.at)
+    return sorted(by_sale.values(), key=lambda r: r["at"] or "", reverse=True)
 
 
 def drift_summary(rows: Iterable[DriftRow]) -> list[dict[str, Any]]:
@@ -456,18 +486,20 @@ def load_status(store: Any, config: Any, snapshot: Mapping[str, Any], now: datet
         now - CHART_WINDOW, now, CHART_BUCKETS, ("order", "push")
     )
     chosen = {*(s["sku"] for s in low), *sold}
+    risk = oversell_risk(
+        low,
+        sold,
+        skus,
+        store.reserved_by_sku(chosen),
+        listings,
+        pushes,
+        {s: config.stock.safety_for(s) for s in chosen},
+    )
     return {
         "as_of": iso(now),
         "channels": channel_health(snapshot.get("connectors", []), pushes, now),
-        "oversell_risk": oversell_risk(
-            low,
-            sold,
-            skus,
-            store.reserved_by_sku(chosen),
-            listings,
-            pushes,
-            {s: config.stock.safety_for(s) for s in chosen},
-        ),
+        "oversell_risk": risk,
+        "sold_out": [sku for sku in sold_out(low) if sku not in {r["sku"] for r in risk}],
         "refused_sales": refused_sales(
             store.history(since=now - DRIFT_WINDOW, kinds=("refused",), limit=200)
         ),

@@ -29,7 +29,7 @@ td,th{border-bottom:1px solid #e4e7eb;padding:.35rem .5rem;text-align:left;verti
 th{background:#f6f8fa;font-weight:600;font-size:.9rem}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#116329;font-weight:600}.bad{color:#b3261e;font-weight:600}.warn{color:#8a5a00;font-weight:600}
-.muted{color:#656d76}.small{font-size:.85rem}
+.muted{color:#656d76}.small{font-size:.85rem}.nw{white-space:nowrap}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(4.6rem,1fr));gap:.5rem}
 .card{border:1px solid #d0d7de;border-radius:8px;padding:.6rem .8rem}
 .card b{font-size:1.05rem}
@@ -169,24 +169,25 @@ def _svg(body: str, label: str) -> str:
 
 
 def _activity_chart(activity: Mapping[str, Any]) -> str:
-    """Bars of units sold and a line of pushes sent per time bucket."""
+    """Bars of units sold and a line of pushes sent per time slice, each on its own scale (a
+    reconcile's hundreds of pushes would flatten the sales)."""
     sales: list[int] = list(activity.get("sales") or [])
     pushes: list[int] = list(activity.get("pushes") or [])
     if not sales or not (any(sales) or any(pushes)):
         return '<p class="muted">No sale or push in the last hours.</p>'
-    top = max(max(sales), max(pushes), 1)
+    top_sales, top_pushes = max(max(sales), 1), max(max(pushes), 1)
     step = _W / len(sales)
 
-    def y(v: float) -> float:
+    def y(v: float, top: int) -> float:
         return _H - 4 - (_H - 12) * v / top
 
     bars = "".join(
-        f'<rect x="{i * step + step * 0.15:.1f}" y="{y(v):.1f}" width="{step * 0.7:.1f}" '
-        f'height="{_H - 4 - y(v):.1f}" fill="#1f6feb" opacity=".8"><title>{v} sold</title></rect>'
+        f'<rect x="{i * step + step * 0.15:.1f}" y="{y(v, top_sales):.1f}" width="{step * 0.7:.1f}" '
+        f'height="{_H - 4 - y(v, top_sales):.1f}" fill="#1f6feb" opacity=".8"><title>{v} sold</title></rect>'
         for i, v in enumerate(sales)
         if v
     )
-    points = " ".join(f"{(i + 0.5) * step:.1f},{y(v):.1f}" for i, v in enumerate(pushes))
+    points = " ".join(f"{(i + 0.5) * step:.1f},{y(v, top_pushes):.1f}" for i, v in enumerate(pushes))
     line = (
         f'<polyline points="{points}" fill="none" stroke="#d1242f" stroke-width="2" '
         'vector-effect="non-scaling-stroke"/>'
@@ -196,12 +197,15 @@ def _activity_chart(activity: Mapping[str, Any]) -> str:
         bool(start and end)
         and (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() < 3600
     )
+    per = _e(_seconds(activity.get("bucket_seconds")))
     return (
-        f'<div class="axis"><span>peak {top}</span><span>per {_e(_seconds(activity.get("bucket_seconds")))}</span></div>'
+        f'<div class="axis"><span>top: {top_sales} sold</span><span>top: {top_pushes} pushes</span></div>'
         + _svg(bars + line, "Sales and pushes over time")
-        + f'<div class="axis"><span>{_e(_clock(start, seconds=fine))}</span><span>{_e(_clock(end, seconds=fine))} UTC</span></div>'
+        + f'<div class="axis"><span>{_e(_clock(start, seconds=fine))}</span>'
+        f"<span>{_e(_clock(end, seconds=fine))} UTC</span></div>"
         '<div class="legend small"><span><i style="background:#1f6feb"></i>units sold</span>'
-        '<span><i style="background:#d1242f"></i>pushes sent</span></div>'
+        '<span><i style="background:#d1242f"></i>pushes sent</span>'
+        f'<span class="muted">per {per}, each on its own scale</span></div>'
     )
 
 
@@ -344,11 +348,12 @@ def _risk_section(status: Mapping[str, Any]) -> str:
     rows = []
     for r in risk:
         shown = "<br>".join(
-            f"{_e(c['channel'])}: shows <b>{_e(c['shows'])}</b>, part {_e(c['part'])}"
-            + (' <span class="bad">over</span>' if c["over"] else "")
+            f'<span class="nw">{_e(c["channel"])} <b>{_e(c["shows"])}</b> of {_e(c["part"])}'
+            + (' <span class="bad">over</span>' if c["over"] and r["risk"] else "")
+            + "</span>"
             for c in r["channels"]
         )
-        tags = (["hot"] if r["hot"] else []) + ([f"low stock (≤ {r['threshold']})"] if r["low_stock"] else [])
+        tags = (["hot"] if r["hot"] else []) + ([f"low (≤\u00a0{r['threshold']})"] if r["low_stock"] else [])
         rows.append(
             [
                 _sku_link(r["sku"]),
@@ -358,30 +363,53 @@ def _risk_section(status: Mapping[str, Any]) -> str:
                 r["ats"],
                 r["sold_recently"],
                 _html(shown or '<span class="muted">not listed</span>'),
-                _html(f'<span class="bad">{_e(r["risk"])}</span>')
-                if r["risk"]
-                else _html('<span class="ok">none</span>'),
+                _risk(r),
             ]
         )
     table = _table(
-        ["SKU", "Why listed", "On hand", "Reserved", "Available", "Sold (1 h)", "Channels now", "Risk"],
+        [
+            "SKU",
+            "Why listed",
+            "On hand",
+            "Reserved",
+            "Available",
+            "Sold (1 h)",
+            "Shows now of its part",
+            "Risk",
+        ],
         rows,
         "No hot or low-stock SKU.",
         numeric={2, 3, 4, 5},
     )
-    return f"<section><h2>Oversell risk ({len(low)} SKUs in low-stock mode)</h2>{table}</section>"
+    gone = status.get("sold_out") or []
+    quiet = (
+        f'<p class="small muted">{len(gone)} more low-stock SKUs are sold out everywhere (0 available, every '
+        f"channel at 0): {_e(', '.join(gone[:12]))}{' …' if len(gone) > 12 else ''}</p>"
+        if gone
+        else ""
+    )
+    return f"<section><h2>Oversell risk ({len(low)} SKUs in low-stock mode)</h2>{table}{quiet}</section>"
+
+
+def _risk(row: Mapping[str, Any]) -> tuple[str, str]:
+    if row["risk"]:
+        return _html(f'<span class="bad">{_e(row["risk"])}</span>')
+    if row.get("catching_up"):
+        return _html(f'<span class="warn">none: {_e(row["catching_up"])}</span>')
+    return _html('<span class="ok">none</span>')
 
 
 def _refused_section(status: Mapping[str, Any], now: datetime | None) -> str:
     refused = status.get("refused_sales") or []
     rows = [
-        [_when(r["at"], now), r["channel"], r["order"], _sku_link(r["sku"]), r["units"]] for r in refused[:50]
+        [_when(r["at"], now), r["channel"], r["order"], _sku_link(r["sku"]), r["units"], r.get("times", 1)]
+        for r in refused[:50]
     ]
     table = _table(
-        ["When", "Channel", "Order", "SKU", "Units"],
+        ["First refused", "Channel", "Order", "SKU", "Units", "Times refused"],
         rows,
         "No sale was refused by the ERP in the last 24 h.",
-        numeric={4},
+        numeric={4, 5},
     )
     title = f"Sales the ERP refused ({len(refused)} in 24 h)" if refused else "Sales the ERP refused"
     note = (

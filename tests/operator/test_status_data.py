@@ -17,9 +17,11 @@ from syncd.status_data import (
     level_series,
     outbox,
     oversell_risk,
+    refused_sales,
     run_rows,
     sku_report,
     sold_by_sku,
+    sold_out,
 )
 from syncd.store import DriftRow, HistoryEvent, ListingRow, PushRow, RunRow, SkuRow
 
@@ -105,7 +107,7 @@ def test_oversell_risk_compares_what_each_channel_shows_now_with_its_part() -> N
         [push(1, "shop", "C", 28, 30)],
         {"C": 1},
     )
-    # C's queued decrease has not landed: it shows more than its part too.
+    # C (hot) is not in low-stock mode: its queued decrease is on its way, within what exists.
     assert [r["sku"] for r in rows] == ["A", "C", "B"]
     a = rows[0]
     assert (a["on_hand"], a["reserved"], a["ats"], a["shown_total"]) == (5, 2, 3, 4)
@@ -116,7 +118,7 @@ def test_oversell_risk_compares_what_each_channel_shows_now_with_its_part() -> N
     ]
     assert rows[2]["risk"] is None
     c = rows[1]
-    assert c["risk"] == "shop shows 2 more than its part"
+    assert c["risk"] is None and c["catching_up"] == "shop lowering 30 to 28"
     assert c["hot"] and not c["low_stock"] and c["ats"] == 36 and c["sold_recently"] == 7
     assert c["channels"][0]["part"] == 28 and c["channels"][0]["queued"] == 28
 
@@ -267,3 +269,52 @@ def test_sku_report_explains_each_channel() -> None:
     )
     assert shop["last_push"]["text"] == "push sent: shop set to 3 (read 4 just before)"
     assert sold_by_sku({("A", "order"): 3, ("A", "cancel"): 1, ("B", "read"): 9}) == {"A": 2}
+
+
+def test_a_sale_refused_again_and_again_is_listed_once() -> None:
+    """The engine offers a refused sale again after a back-off: it is one row, counted."""
+    events = [
+        HistoryEvent(T0 + timedelta(seconds=s), "A", "shop", "refused", 2, "shop:o1") for s in (0, 10, 30)
+    ] + [HistoryEvent(T0 + timedelta(seconds=5), "B", "shop", "refused", 1, "shop:o2")]
+    rows = refused_sales(events)
+    assert [(r["order"], r["times"]) for r in rows] == [("shop:o2", 1), ("shop:o1", 3)]
+    assert rows[1]["at"] == T0.isoformat() and rows[1]["last_at"] == (T0 + timedelta(seconds=30)).isoformat()
+
+
+def test_sold_out_skus_are_counted_not_listed() -> None:
+    """A low-stock SKU at 0 everywhere, not selling, is no risk: it is left out of the rows and
+    named among the sold-out ones; one a channel still shows is kept."""
+    low = [
+        {"sku": "GONE", "ats": 0, "threshold": 3, "targets": {"shop": 0}},
+        {"sku": "LEAK", "ats": 0, "threshold": 3, "targets": {"shop": 0}},
+    ]
+    rows = oversell_risk(
+        low,
+        {},
+        {"GONE": SkuRow("GONE", 0, T0), "LEAK": SkuRow("LEAK", 0, T0)},
+        {},
+        [listing("shop", "GONE", 0), listing("shop", "LEAK", 2)],
+        [],
+        {},
+    )
+    assert [(r["sku"], r["risk"]) for r in rows] == [
+        ("LEAK", "channels show 2 units, 0 available; shop shows 2 more than its part")
+    ]
+    assert sold_out(low) == ["GONE", "LEAK"]
+
+
+def test_outside_low_stock_only_more_than_exists_is_a_risk() -> None:
+    """Channels share the pool outside low-stock mode: a channel above the pool is at risk, one
+    above its target but within the pool is catching up."""
+    rows = oversell_risk(
+        [],
+        {"A": 5, "B": 5},
+        {"A": SkuRow("A", 10, T0), "B": SkuRow("B", 10, T0)},
+        {},
+        [listing("shop", "A", 12), listing("shop", "B", 9)],
+        [push(1, "shop", "A", 10, 12), push(2, "shop", "B", 8, 9)],
+        {},
+    )
+    by_sku = {r["sku"]: r for r in rows}
+    assert by_sku["A"]["risk"] == "shop shows 2 more than exist"
+    assert by_sku["B"]["risk"] is None and by_sku["B"]["catching_up"] == "shop lowering 9 to 8"
