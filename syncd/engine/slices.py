@@ -117,7 +117,6 @@ class SliceWriter:
             if shown:
                 # The allocation accounts take this read with the grants below, in one transaction.
                 self.reads.measure(name, shown, read_from, accounts=False)
-                self.history.levels(name, shown, read_from)
             if version != self.version():
                 sendable = self._newest(name, sendable, rows)
                 if not sendable:
