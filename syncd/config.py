@@ -104,7 +104,14 @@ class AutoThresholdSettings(_Model):
     ceil(sales per minute x propagation latency / 60 x channels), within [floor, cap]; the sales
     rate is the higher of the rates over ``window`` and over ``burst_window``."""
 
-    floor: int = Field(default=2, ge=0, description="Smallest threshold auto gives.")
+    floor: int = Field(
+        default=5,
+        ge=0,
+        description=(
+            "Smallest threshold auto gives: a SKU's last units are always split, since two or three"
+            " channels can sell the same last unit within milliseconds, faster than any push lands."
+        ),
+    )
     cap: int = Field(default=500, ge=0, description="Largest threshold auto gives.")
     window: Duration = Field(
         default=timedelta(minutes=15), gt=timedelta(0), description="Sales rate measured over this window."
@@ -131,7 +138,11 @@ class AutoThresholdSettings(_Model):
 class StockSettings(_Model):
     safety_stock: int = Field(default=0, ge=0, description="Units never offered anywhere, per SKU.")
     low_stock_threshold: Threshold = Field(
-        default=0, description="At or below this ats, channels split the units instead of sharing; or auto."
+        default="auto",
+        description=(
+            "At or below this ats, channels split the units instead of sharing: a whole number, or auto"
+            " (units likely to sell elsewhere before a push lands, at least auto_threshold.floor)."
+        ),
     )
     auto_threshold: AutoThresholdSettings = AutoThresholdSettings()
     hold_in_flight: bool = Field(

@@ -59,6 +59,26 @@ def test_valid_config_loads_with_env_secrets_and_durations(tmp_path: Path) -> No
     assert config.stock.threshold_for("HOT-1") == 10 and config.stock.threshold_for("OTHER") == 4
 
 
+def test_shipped_defaults_split_the_last_units() -> None:
+    """With no stock section the low-stock threshold is auto, never below 5 units."""
+    config = parse_config(
+        {
+            "erp": {"type": "mock_erp", "base_url": "http://erp.test", "api_key": "k"},
+            "channels": [
+                {
+                    "name": "web",
+                    "type": "woocommerce",
+                    "base_url": "http://web.test",
+                    "consumer_key": "ck",
+                    "consumer_secret": "cs",
+                }
+            ],
+        }
+    )
+    assert config.stock.threshold_for("ANY") == "auto"
+    assert config.stock.auto_threshold.floor == 5
+
+
 def test_secrets_stay_out_of_reprs_and_summary(tmp_path: Path) -> None:
     """Secrets never show in the config's repr or in the check-config summary."""
     config = load_config(write(tmp_path, GOOD), env=ENV)
@@ -139,7 +159,9 @@ BAD_CASES = [
         id="negative-sku-threshold",
     ),
     pytest.param(
-        GOOD.replace("type: mock_erp", "type: sap"), ["erp", "unknown type 'sap'", "mock_erp"], id="unknown-erp"
+        GOOD.replace("type: mock_erp", "type: sap"),
+        ["erp", "unknown type 'sap'", "mock_erp"],
+        id="unknown-erp",
     ),
     pytest.param(
         GOOD.replace("name: webstore", "name: Web Store"),
@@ -166,7 +188,8 @@ BAD_CASES = [
         id="event-without-time-zone",
     ),
     pytest.param(
-        GOOD.replace("\n    type: woocommerce", ""), ["channels[0]", "needs a type", "shopify, tiktok_shop, woocommerce"],
+        GOOD.replace("\n    type: woocommerce", ""),
+        ["channels[0]", "needs a type", "shopify, tiktok_shop, woocommerce"],
         id="channel-without-type",
     ),
 ]
@@ -272,15 +295,15 @@ def test_check_config_as_a_process_exits_2_on_bad_file(tmp_path: Path) -> None:
         (45, timedelta(seconds=45)),
     ],
 )
-def test_durations_are_read_as_people_write_them(tmp_path: Path, written: object, expected: timedelta) -> None:
+def test_durations_are_read_as_people_write_them(
+    tmp_path: Path, written: object, expected: timedelta
+) -> None:
     """Short units, spelled-out units, compounds, ISO 8601 and plain seconds all give the same timedelta."""
     text = GOOD.replace("reconcile_interval: 5m", f"reconcile_interval: {written}")
     assert load_config(write(tmp_path, text), env=ENV).schedule.reconcile_interval == expected
 
 
-@given(
-    hours=st.integers(0, 48), minutes=st.integers(0, 59), seconds=st.integers(0, 59), spaced=st.booleans()
-)
+@given(hours=st.integers(0, 48), minutes=st.integers(0, 59), seconds=st.integers(0, 59), spaced=st.booleans())
 def test_any_compound_duration_adds_up(hours: int, minutes: int, seconds: int, spaced: bool) -> None:
     """`<h>h<m>m<s>s` (with or without spaces) is the sum of its parts."""
     gap = " " if spaced else ""
@@ -378,7 +401,9 @@ def test_safe_settings_give_no_warnings() -> None:
     assert parse_config(data, "inline", env={}).warnings() == []
 
 
-def test_summary_shows_a_shopify_shop_by_its_domain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_summary_shows_a_shopify_shop_by_its_domain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A Shopify shop set by shop_domain is shown at its https address, never `at None`."""
     assert main(["check-config", str(write(tmp_path, RISKY))]) == 0
     out = capsys.readouterr().out
@@ -387,10 +412,16 @@ def test_summary_shows_a_shopify_shop_by_its_domain(tmp_path: Path, capsys: pyte
 
 
 MORE_BAD = [
-    pytest.param({"logging": "debug"}, "logging: must be a mapping of keys (got str); keys here: format, level"),
+    pytest.param(
+        {"logging": "debug"}, "logging: must be a mapping of keys (got str); keys here: format, level"
+    ),
     pytest.param({"erp": None}, "erp: must be a mapping of keys with a type (got nothing); valid types: "),
     pytest.param(
-        {"events": [{"name": "x", "channel": "web", "start": "tomorrow", "end": "2026-01-01T00:00Z", "share": 5}]},
+        {
+            "events": [
+                {"name": "x", "channel": "web", "start": "tomorrow", "end": "2026-01-01T00:00Z", "share": 5}
+            ]
+        },
         "events[0].start: 'tomorrow' is not a date-time: write it like 2026-11-27T18:00:00Z",
     ),
     pytest.param(
@@ -412,7 +443,13 @@ def test_each_kind_of_mistake_reads_as_words(patch: dict[str, object], expected:
     data = {
         "erp": {"type": "mock_erp", "base_url": "http://x", "api_key": "k" * 8},
         "channels": [
-            {"name": "web", "type": "woocommerce", "base_url": "http://y", "consumer_key": "a", "consumer_secret": "b"}
+            {
+                "name": "web",
+                "type": "woocommerce",
+                "base_url": "http://y",
+                "consumer_key": "a",
+                "consumer_secret": "b",
+            }
         ],
         **patch,
     }

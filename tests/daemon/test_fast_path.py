@@ -18,7 +18,7 @@ async def sale_lines(shops: Shops, channel: str) -> list[OrderLine]:
 
 async def test_sale_on_one_channel_reaches_the_other(make_shops: Any) -> None:
     """A webhook-delivered sale on `main` lowers `outlet` after the debounce, and is timed."""
-    shops: Shops = await make_shops({"safety_stock": 0}, {"A": 10})
+    shops: Shops = await make_shops({"safety_stock": 0, "low_stock_threshold": 0}, {"A": 10})
     await shops.engine.reconcile()
     assert await shops.listings("outlet") == {"A": 10}
     assert (await shops.buy("main", "A", 3)).status_code == 201
@@ -38,7 +38,7 @@ async def test_sale_on_one_channel_reaches_the_other(make_shops: Any) -> None:
 async def test_a_burst_is_batched_into_one_push_per_channel(make_shops: Any) -> None:
     """Ten sales of ten SKUs touched within the debounce cost one batch write to the other shop."""
     skus = {f"S{i}": 20 for i in range(10)}
-    shops: Shops = await make_shops({"safety_stock": 0}, skus)
+    shops: Shops = await make_shops({"safety_stock": 0, "low_stock_threshold": 0}, skus)
     await shops.engine.reconcile()
     before = (await shops.shops["outlet"].get("/_sandbox/stats")).json()["calls"]
     for sku in skus:
@@ -82,7 +82,7 @@ async def test_event_reserve_ring_fences_units_and_expires(make_shops: Any) -> N
 
     from syncd.config import EventSettings
 
-    shops: Shops = await make_shops({"safety_stock": 0}, {"A": 10})
+    shops: Shops = await make_shops({"safety_stock": 0, "low_stock_threshold": 0}, {"A": 10})
     await shops.engine.reconcile()
     now = shops.engine.clock()
     event = EventSettings(
@@ -131,7 +131,7 @@ async def test_auto_threshold_follows_the_sales_rate(make_shops: Any) -> None:
 async def test_push_leaves_out_sales_the_channel_made_that_syncd_has_not_heard_of(make_shops: Any) -> None:
     """Without compare-and-set, a write would put unseen sales back on sale; syncd reads the
     listing first and leaves them out, so no unit is offered twice."""
-    shops: Shops = await make_shops({"safety_stock": 0}, {"A": 10})
+    shops: Shops = await make_shops({"safety_stock": 0, "low_stock_threshold": 0}, {"A": 10})
     await shops.engine.reconcile()
     assert (await shops.buy("outlet", "A", 3)).status_code == 201  # its webhook is late
     assert (await shops.buy("main", "A", 2)).status_code == 201
@@ -155,3 +155,19 @@ async def test_planning_one_channel_keeps_the_low_stock_split_of_all(make_shops:
     plan = await shops.engine.plan_and_push({"A"}, CycleReport("replan"), channels={"outlet"})
     assert plan.pushes == []  # outlet's share of the split is still 0
     assert await shops.listings("outlet") == {"A": 0}
+
+
+async def test_shipped_defaults_split_the_last_units(make_shops: Any) -> None:
+    """With no stock settings at all, a SKU's last units are split: both shops buying all of them
+    at the same moment sell no more than exist."""
+    shops: Shops = await make_shops({}, {"A": 3, "B": 40})
+    await shops.engine.reconcile()
+    main, outlet = await shops.listings("main"), await shops.listings("outlet")
+    assert main["A"] + outlet["A"] <= 3
+    assert main["B"] == outlet["B"] == 40  # plenty: both show it all
+    sold = 0
+    for shop, shown in (("main", main["A"]), ("outlet", outlet["A"])):
+        for _ in range(3):
+            sold += (await shops.buy(shop, "A")).status_code == 201
+        assert sold <= 3, f"{shop} sold beyond the units it showed ({shown})"
+    assert sold == 3

@@ -19,7 +19,7 @@ async def test_a_listing_already_showing_the_value_to_write_is_not_written(make_
     read before the write finds `main` at 0, which is what the write would set (the target less
     the sales read): the push is done without a write and 0 becomes the listing's baseline. The
     other channel is still written."""
-    shops: Shops = await make_shops({"safety_stock": 0}, {"A": 2})
+    shops: Shops = await make_shops({"safety_stock": 0, "low_stock_threshold": 0}, {"A": 2})
     engine = shops.engine
     await engine.reconcile()
     assert await shops.listings("main") == {"A": 2}
@@ -54,7 +54,7 @@ async def test_a_routine_push_that_waited_too_long_goes_between_urgent_slices(
     ``routine_age`` seconds before them: once it has waited ROUTINE_MAX_WAIT it is sent after
     the current urgent slice instead of after all of them."""
     main = FakeChannel("main", {"R": 41, "U1": 3, "U2": 3, "U3": 3}, max_batch=1)
-    async with fake_engine(tmp_path, {"safety_stock": 0}, dict(main.shown), main) as engine:
+    async with fake_engine(tmp_path, {"safety_stock": 0, "low_stock_threshold": 0}, dict(main.shown), main) as engine:
         await engine.reconcile()  # the listings as they are: nothing to push
         assert main.writes() == []
         now = engine.clock()
@@ -94,7 +94,7 @@ async def test_two_slices_of_other_skus_go_out_at_once_and_a_sku_waits_for_its_o
     """A channel's sender keeps two slices in flight (here one push each), never two of the
     same SKU: a push queued for R1 while R1's slice is out waits for that slice to be answered."""
     main = FakeChannel("main", {"R1": 41, "R2": 41, "R3": 41}, push_slice=1, delay=0.01)
-    async with fake_engine(tmp_path, {"safety_stock": 0}, dict(main.shown), main) as engine:
+    async with fake_engine(tmp_path, {"safety_stock": 0, "low_stock_threshold": 0}, dict(main.shown), main) as engine:
         await engine.reconcile()
         main.calls.clear()
         out: set[str] = set()
@@ -147,7 +147,7 @@ async def test_a_push_planned_again_while_its_read_was_out_gives_way_to_the_newe
     faster than a read comes back, so a newer decrease takes the read over (else the SKU would
     wait read after read); an increase waits for its own turn and the sender's checks."""
     main = FakeChannel("main", {"A": 10})
-    async with fake_engine(tmp_path, {"safety_stock": 0}, {"A": 10}, main) as engine:
+    async with fake_engine(tmp_path, {"safety_stock": 0, "low_stock_threshold": 0}, {"A": 10}, main) as engine:
         await engine.reconcile()
         main.calls.clear()
         replanned = False

@@ -63,7 +63,7 @@ async def shopify_world(
     shop = shopify_app(access_token=TOKEN)
     config = make_config(
         tmp_path,
-        stock={"safety_stock": 0},
+        stock={"safety_stock": 0, "low_stock_threshold": 0},
         channels=[
             {
                 "name": "shopify",

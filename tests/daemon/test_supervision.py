@@ -3,6 +3,8 @@ one that keeps dying is given up with a reason that stops the daemon; none disap
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from pathlib import Path
 
 import httpx
@@ -13,7 +15,7 @@ from connectors.mock_erp.sandbox import create_app as erp_app
 from connectors.woocommerce.sandbox import create_app as woo_app
 from syncd.daemon import Daemon
 from syncd.engine.supervisor import Supervisor
-from tests.daemon.conftest import ERP_KEY, WC_KEY, WC_SECRET, two_shop_config
+from tests.daemon.conftest import ERP_KEY, WC_KEY, WC_SECRET, make_config, two_shop_config
 
 
 class BreaksOnce(httpx.AsyncBaseTransport):
@@ -43,7 +45,7 @@ async def test_a_sender_that_dies_is_restarted_and_its_push_lands(tmp_path: Path
         "main": httpx.ASGITransport(app=shops["main"]),
         "outlet": road,
     }
-    daemon = Daemon(two_shop_config(tmp_path, {"safety_stock": 0}), transports=transports)
+    daemon = Daemon(two_shop_config(tmp_path, {"safety_stock": 0, "low_stock_threshold": 0}), transports=transports)
     hooks = {
         n: httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url=f"http://{n}.test")
         for n, a in {"erp": erp, **shops}.items()
@@ -114,3 +116,35 @@ async def test_a_task_that_recovers_is_not_given_up() -> None:
     await supervisor.start("unseen-poll:main", flaky)
     assert supervisor.fatal is None
     assert supervisor.running() == []
+
+
+async def test_a_task_given_up_stops_the_serving_daemon_with_its_reason(tmp_path: Path) -> None:
+    """While the daemon serves, a watched task that may not run twice fails: the server stops
+    and ``serve`` ends with a message naming the task and its error (the process exits non-zero)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    erp = erp_app(api_key=ERP_KEY, db_path=str(tmp_path / "erp.db"))
+    shop = woo_app(consumer_key=WC_KEY, consumer_secret=WC_SECRET)
+    config = make_config(tmp_path, server={"host": "127.0.0.1", "port": port})
+    transports = {"erp": httpx.ASGITransport(app=erp), "webstore": httpx.ASGITransport(app=shop)}
+    daemon = Daemon(config, transports=transports)
+
+    async def lease_heartbeat() -> None:
+        raise RuntimeError("lease row vanished")
+
+    serving = asyncio.create_task(daemon.serve())
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        for _ in range(200):  # until it answers
+            try:
+                if (await client.get("/health")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    daemon.supervisor.start("lease-heartbeat", lease_heartbeat, restart=False)
+    with pytest.raises(SystemExit) as stopped:
+        await asyncio.wait_for(serving, timeout=30)
+    assert "background task 'lease-heartbeat' failed once (RuntimeError: lease row vanished)" in str(
+        stopped.value
+    )
