@@ -133,18 +133,21 @@ async def test_a_task_given_up_stops_the_serving_daemon_with_its_reason(tmp_path
     async def lease_heartbeat() -> None:
         raise RuntimeError("lease row vanished")
 
-    serving = asyncio.create_task(daemon.serve())
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-        for _ in range(200):  # until it answers
-            try:
-                if (await client.get("/health")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-    daemon.supervisor.start("lease-heartbeat", lease_heartbeat, restart=False)
+    async def fail_once_serving() -> None:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(200):  # until it answers
+                try:
+                    if (await client.get("/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+        daemon.supervisor.start("lease-heartbeat", lease_heartbeat, restart=False)
+
+    helper = asyncio.create_task(fail_once_serving())
     with pytest.raises(SystemExit) as stopped:
-        await asyncio.wait_for(serving, timeout=30)
+        await daemon.serve()  # returns once the server has stopped and drained
+    await helper
     assert "background task 'lease-heartbeat' failed once (RuntimeError: lease row vanished)" in str(
         stopped.value
     )
