@@ -33,14 +33,14 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(4.6rem,1fr));gap:.5rem}
 .card{border:1px solid #d0d7de;border-radius:8px;padding:.6rem .8rem}
 .card b{font-size:1.05rem}
-.figure{font-size:1.5rem;font-weight:650}
+.figure{font-size:1.4rem;font-weight:650;overflow-wrap:anywhere}
 svg{width:100%;height:auto;display:block}
 svg.chart{height:12rem;background:#fbfcfd;border:1px solid #eaeef2;border-radius:4px}
 .axis{display:flex;justify-content:space-between;font-size:.85rem;color:#57606a;margin:.2rem 0}
 .legend span{display:inline-block;margin-right:1rem}
 .legend i{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.3rem;vertical-align:-1px}
 @media (max-width:640px){
- main{padding:.5rem}section{padding:.7rem}
+ main{padding:.5rem}section{padding:.7rem}.figure{font-size:1.15rem}
  table.stack thead{display:none}
  table.stack tr{display:block;border-bottom:2px solid #d0d7de;padding:.3rem 0}
  table.stack td{display:flex;gap:.75rem;border:0;padding:.15rem .2rem;text-align:left}
@@ -313,11 +313,20 @@ def _channels_section(status: Mapping[str, Any], now: datetime | None) -> str:
     return f"<section><h2>Channels</h2>{table}</section>"
 
 
+def _figure(seconds: float | None) -> str:
+    """A percentile as a short figure: 0.37 s, 12.5 s, 2.1 min."""
+    if seconds is None:
+        return "n/a"
+    if seconds < 10:
+        return f"{seconds:.2f}\u00a0s"
+    return f"{seconds:.1f}\u00a0s" if seconds < 120 else f"{seconds / 60:.1f}\u00a0min"
+
+
 def _speed_section(status: Mapping[str, Any]) -> str:
     p = status.get("propagation_seconds") or {}
     if p.get("samples"):
         cards = "".join(
-            f'<div class="card"><div class="muted small">{label}</div><div class="figure">{_e(p[label])}&nbsp;s</div></div>'
+            f'<div class="card"><div class="muted small">{label}</div><div class="figure">{_e(_figure(p[label]))}</div></div>'
             for label in ("p50", "p95", "p99")
         )
         speed = f'<p class="small muted">A sale reaching every channel, over the last {_e(p["samples"])} sales:</p><div class="cards">{cards}</div>'

@@ -47,7 +47,7 @@ def test_page_escapes_and_fits_a_phone() -> None:
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
     assert "needs a human" in page and "reserve 5" in page
-    assert "last 12 sales" in page and "0.9&nbsp;s" in page  # propagation p95
+    assert "last 12 sales" in page and "0.90\u00a0s" in page and "1.40\u00a0s" in page  # p95, p99
     assert "http://" not in page and "https://" not in page  # no external asset of any kind
 
 
