@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from syncd.core import ChannelPolicy, SkuStock, policy_target, targets_with_reserve
+from syncd.core import ChannelPolicy, Drift, DriftCause, SkuStock, policy_target, targets_with_reserve
 
 # Channels stamp orders in whole seconds: such a time stands for any instant of its second.
 COARSE = timedelta(seconds=1)
@@ -178,6 +178,48 @@ class ReadOutcome:
     above: int = 0
     low: int | None = None
     high: int | None = None
+    shown: int | None = None
+    baseline_at: datetime | None = None  # when the level the read is judged against began
+
+
+def judge_read(
+    channel: str,
+    sku: str,
+    outcome: ReadOutcome,
+    *,
+    reported_meanwhile: int = 0,
+    explained_later: int = 0,
+    sold_near_baseline: int = 0,
+    cancelled: int = 0,
+) -> Drift | None:
+    """The drift a read shows, judged against the range of levels the listing could legitimately
+    show at the moment of the read (design 2b), or None.
+
+    The range runs from the lowest level on the wire less the sales reported since it, to the
+    highest plus ``reported_meanwhile`` (sales reported since the read began: it may have been
+    taken before them). Above it: units came back that no write of syncd's put there: a
+    cancellation the channel restocked (up to ``cancelled`` units) or a manual edit. Below it:
+    sales not reported at the time of the read; a missed order when orders found right after
+    explain the shortfall (``explained_later`` units), a manual edit when no sale of the listing
+    came near its baseline either (``sold_near_baseline``: a sale stamped on the same whole
+    second as the baseline may have been counted on the wrong side of it). A listing syncd never
+    saw nor set is a first sighting."""
+    shown = outcome.shown
+    if shown is None:
+        return None
+    if outcome.high is None or outcome.low is None:
+        return Drift(channel, sku, None, shown, DriftCause.UNKNOWN_BASELINE)
+    high = outcome.high + max(0, reported_meanwhile)
+    if shown > high:
+        cause = DriftCause.MISSED_CANCELLATION if shown - high <= cancelled else DriftCause.MANUAL_EDIT
+        return Drift(channel, sku, high, shown, cause)
+    if shown < outcome.low:
+        shortfall = outcome.low - shown
+        if explained_later > 0:
+            return Drift(channel, sku, outcome.low, shown, DriftCause.MISSED_ORDER)
+        if shortfall > sold_near_baseline:
+            return Drift(channel, sku, outcome.low, shown, DriftCause.MANUAL_EDIT)
+    return None
 
 
 def record_read(
@@ -193,13 +235,15 @@ def record_read(
     the read have landed or never will and are dropped; younger ones stay exposed."""
     low, high = account.floor, account.exposure
     level = Level(shown, read_to)
+    since = None if account.confirmed is None else account.confirmed.at
     if high is None:
-        return ReadOutcome(replace(account, confirmed=level))
+        return ReadOutcome(replace(account, confirmed=level), shown=shown, baseline_at=since)
     above = max(0, shown - high)
     if any(w.state is WriteState.SENT for w in account.writes):
         if above:
-            return ReadOutcome(replace(account, confirmed=level), above=above, low=low, high=high)
-        return ReadOutcome(account, low=low, high=high)
+            confirmed = replace(account, confirmed=level)
+            return ReadOutcome(confirmed, above=above, low=low, high=high, shown=shown, baseline_at=since)
+        return ReadOutcome(account, low=low, high=high, shown=shown, baseline_at=since)
     writes = tuple(w for w in account.writes if w.level.at + grace > read_from)
     return ReadOutcome(
         replace(account, confirmed=level, writes=writes),
@@ -207,6 +251,8 @@ def record_read(
         above=above,
         low=low,
         high=high,
+        shown=shown,
+        baseline_at=since,
     )
 
 

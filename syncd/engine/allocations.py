@@ -10,7 +10,7 @@ from datetime import datetime
 import structlog
 
 from syncd.accounts import Accounts, SendRequest
-from syncd.allocation import Grant
+from syncd.allocation import Grant, ReadOutcome
 from syncd.config import Config
 from syncd.core import available_to_sell
 from syncd.engine.demand import Demand
@@ -56,14 +56,18 @@ class Allocations:
         if lost:
             log.warning("allocation.writes_lost_on_restart", writes=lost)
 
-    def read(self, channel: str, shown: Mapping[str, int], read_from: datetime, read_to: datetime) -> None:
-        """Every read of listings goes through here: the accounts confirm levels and hold missing units."""
+    def read(
+        self, channel: str, shown: Mapping[str, int], read_from: datetime, read_to: datetime
+    ) -> dict[str, ReadOutcome]:
+        """Every read of listings goes through here: the accounts confirm levels and hold missing
+        units; returns what each read told (the range it is judged against, for drift)."""
         if not shown:
-            return
+            return {}
         outcomes = self.accounts.read(channel, shown, read_from, read_to)
         missing = {sku: o.missing for sku, o in outcomes.items() if o.missing}
         if missing:
             log.debug("allocation.missing", channel=channel, units=missing)
+        return outcomes
 
     def polled(self, channel: str, started: datetime, since: datetime) -> None:
         self.accounts.polled(channel, started, since)

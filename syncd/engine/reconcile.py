@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import structlog
 
-from connectors.base import ChannelConnector, ErpConnector, Listing
+from connectors.base import ChannelConnector, ErpConnector, Listing, OrderLine
+from syncd.allocation import ReadOutcome, judge_read
 from syncd.core import ChannelState, Drift, DriftCause, classify_drift
 from syncd.engine.health import Health
 from syncd.engine.intake import Intake
@@ -31,9 +32,15 @@ PlanAndPush = Callable[..., Awaitable[Plan]]
 if TYPE_CHECKING:
     from syncd.engine.allocations import Allocations
 
+# Sales recorded this close to a listing's baseline may be stamped on its whole second, so counted
+# on the wrong side of it: a shortfall they can explain is not called a manual edit.
+NEAR_BASELINE = timedelta(seconds=3)
+
 
 class Reconciler:
     allocations: Allocations | None = None  # wired by the Engine
+    reads: dict[str, dict[str, ReadOutcome]]  # the last read-back, per channel, to judge drift by
+    read_from: datetime
 
     history: History = History.off()  # wired by the Engine
 
@@ -64,6 +71,8 @@ class Reconciler:
         self.cancelled = cancelled
         self.metrics = metrics
         self.clock = clock
+        self.reads = {}
+        self.read_from = clock()
 
     async def reconcile(self, *, dry_run: bool = False) -> CycleReport:
         """Read everything back, record drift with its cause, push corrections.
@@ -85,6 +94,7 @@ class Reconciler:
             late = await self.intake.pull_orders(report)
             late_keys = {(line.channel, line.sku) for line in late.new}
             drifts = [d for d in drifts if (d.channel, d.sku) not in late_keys]
+            drifts += self._judge_reads(late.new)
             plan = await self.plan_and_push(None, report, channels=listed)
             corrections = {(p.channel, p.sku): p.target for p in plan.pushes}
             unmapped = set(plan.unmapped)
@@ -131,19 +141,55 @@ class Reconciler:
         answered: set[str] = set()
         drifts: list[Drift] = []
         read_from = self.clock()
+        self.reads = {}
+        self.read_from = read_from
         for name, listings in await asyncio.gather(*(read(n, c) for n, c in self.channels.items())):
             if listings is None:
                 continue
             if self.allocations is not None:
                 levels = {x.sku: x.quantity for x in listings if x.managed and x.quantity is not None}
-                self.allocations.read(name, levels, read_from, self.clock())
+                self.reads[name] = self.allocations.read(name, levels, read_from, self.clock())
             self.store.sync_listings(name, listings, self.clock())
             self.history.levels(name, {x.sku: x.quantity for x in listings}, self.clock())
-            drifts += self._detect_drift(self.store.listings(name))
+            if self.allocations is None:
+                drifts += self._detect_drift(self.store.listings(name))
             self.store.rebase_listings(name)
             report.counts["listings_read"] += len(listings)
             answered.add(name)
         return answered, drifts
+
+    def _judge_reads(self, late: Iterable[OrderLine]) -> list[Drift]:
+        """Drift of the listings just read, each judged against the range of levels it could show
+        at the moment of its read (``syncd.allocation.judge_read``), once the orders found right
+        after the reads are in."""
+        if not self.reads:
+            return []
+        explained: Counter[tuple[str, str]] = Counter()
+        for line in late:
+            explained[(line.channel, line.sku)] += line.quantity
+        meanwhile = self.store.sold_since(self.read_from)
+        baselines = [
+            o.baseline_at for outcomes in self.reads.values() for o in outcomes.values() if o.baseline_at is not None
+        ]
+        near = self.store.sold_since(min(baselines) - NEAR_BASELINE) if baselines else {}
+        drifts = []
+        for name, outcomes in self.reads.items():
+            for sku, outcome in outcomes.items():
+                key = (name, sku)
+                drift = judge_read(
+                    name,
+                    sku,
+                    outcome,
+                    # Orders found right after the reads were not reported when they were made.
+                    reported_meanwhile=meanwhile.get(key, 0) - explained[key],
+                    explained_later=explained[key],
+                    sold_near_baseline=near.get(key, 0),
+                    cancelled=self.cancelled.get(key, 0),
+                )
+                if drift is not None:
+                    drifts.append(drift)
+        self.reads = {}
+        return drifts
 
     def _detect_drift(self, rows: Iterable[ListingRow]) -> list[Drift]:
         drifts = []

@@ -22,6 +22,7 @@ from syncd.allocation import (
     explain,
     grant,
     held,
+    judge_read,
     mode_of,
     record_read,
     record_sale,
@@ -31,7 +32,7 @@ from syncd.allocation import (
     write_sent,
     write_undone,
 )
-from syncd.core import ChannelPolicy
+from syncd.core import ChannelPolicy, DriftCause
 
 T0 = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 CHANNELS = ("shop", "tiktok", "web")
@@ -167,6 +168,45 @@ def test_a_read_while_a_write_is_in_transit_only_raises() -> None:
     assert record_read(sent, 9, at(2), at(3)).above == 3
 
 
+# ---------------------------------------------------------------------------- drift
+
+
+@pytest.mark.parametrize(
+    ("shown", "meanwhile", "later", "near", "cancelled", "cause"),
+    [
+        (5, 0, 0, 0, 0, None),  # what it should show
+        (6, 1, 0, 0, 0, None),  # read before a sale reported since: still in range
+        (6, 0, 0, 0, 0, DriftCause.MANUAL_EDIT),
+        (6, 0, 0, 0, 1, DriftCause.MISSED_CANCELLATION),
+        (8, 0, 0, 0, 1, DriftCause.MANUAL_EDIT),
+        (3, 0, 2, 0, 0, DriftCause.MISSED_ORDER),  # the orders found right after explain it
+        (4, 0, 0, 1, 0, None),  # a sale on the baseline's second may sit on the wrong side of it
+        (3, 0, 0, 0, 0, DriftCause.MANUAL_EDIT),  # nothing explains it
+    ],
+)
+def test_drift_is_judged_against_the_range_of_legitimate_levels(
+    shown: int, meanwhile: int, later: int, near: int, cancelled: int, cause: DriftCause | None
+) -> None:
+    """A read is drift only outside the levels the listing could show at the moment of the read."""
+    outcome = record_read(listing("web", 5), shown, at(20), at(21))
+    drift = judge_read(
+        "web",
+        "S",
+        outcome,
+        reported_meanwhile=meanwhile,
+        explained_later=later,
+        sold_near_baseline=near,
+        cancelled=cancelled,
+    )
+    assert (drift.cause if drift else None) is cause
+
+
+def test_a_first_sighting_is_its_own_cause() -> None:
+    """A listing syncd never saw nor set has no range: its first read is a first sighting."""
+    drift = judge_read("web", "S", record_read(listing("web", None), 4, at(0), at(1)))
+    assert drift is not None and drift.cause is DriftCause.UNKNOWN_BASELINE
+
+
 # ---------------------------------------------------------------------------- unaccounted units
 
 
@@ -239,7 +279,10 @@ def test_a_sold_out_channel_gets_free_units() -> None:
 def test_a_channel_that_is_down_gets_zero_and_keeps_counting() -> None:
     """What a channel that cannot be reached shows stays counted against the units."""
     result = allocate(
-        book(4, threshold=10, shop=0, tiktok=3, web=0), POLICIES, exact=EXACT, unavailable=frozenset({"tiktok"})
+        book(4, threshold=10, shop=0, tiktok=3, web=0),
+        POLICIES,
+        exact=EXACT,
+        unavailable=frozenset({"tiktok"}),
     )
     assert result.targets["tiktok"] == 0
     assert result.targets["shop"] + result.targets["web"] <= 1
@@ -270,7 +313,10 @@ def test_an_increase_in_flight_takes_its_units_at_once() -> None:
     """Two increases planned from the same free units: the second gets what the first left."""
     start = book(4, threshold=10, shop=0, tiktok=0, web=0)
     first = grant(start, "web", 4)
-    sent = {**start.listings, "web": write_sent(start.listings["web"], Write(1, Level(first.quantity, at(1))))}
+    sent = {
+        **start.listings,
+        "web": write_sent(start.listings["web"], Write(1, Level(first.quantity, at(1)))),
+    }
     second = grant(SkuBook("S", 4, 10, sent), "tiktok", 4)
     assert first.quantity + second.quantity == 4
 

@@ -65,13 +65,22 @@ async def test_manual_edit_on_the_channel_is_drift_and_corrected(world: World) -
     assert recorded[0].cause == "manual_edit" and recorded[0].correction == 9
 
 
-async def test_missed_order_is_drift_with_its_cause(world: World) -> None:
-    """A channel showing fewer units than expected is drift caused by a missed order."""
+async def test_a_level_no_order_explains_is_a_manual_edit(world: World) -> None:
+    """A channel showing fewer units than it could, with no order to explain it, was edited by hand."""
     await world.seed({"A": 10}, {"A": 10})
     await world.engine.reconcile()
     await world.shop.post("/_sandbox/listings", json={"sku": "A", "quantity": 6})
     report = await world.engine.reconcile()
-    assert [(d.cause, d.observed) for d in report.drift] == [(DriftCause.MISSED_ORDER, 6)]
+    assert [(d.cause, d.observed) for d in report.drift] == [(DriftCause.MANUAL_EDIT, 6)]
+
+
+async def test_a_sale_reported_before_the_read_is_no_drift(world: World) -> None:
+    """A purchase whose order is in the ledger by the read is what the read shows: no drift."""
+    await world.seed({"A": 10}, {"A": 10})
+    await world.engine.reconcile()
+    assert (await world.shop.post("/_sandbox/purchase", json={"sku": "A", "quantity": 2})).status_code == 201
+    report = await world.engine.reconcile()
+    assert report.drift == []
 
 
 async def test_sku_unknown_to_the_erp_is_unmapped_not_zeroed(world: World) -> None:
