@@ -9,25 +9,28 @@ order lines are read (SQL on its SQLite file) and every reported drift is scored
 
 Matching rules (``score`` implements them; times are wall-clock UTC, one machine):
 
-- A drift row belongs to the last reconcile run that started at or before its ``at``. Its
-  *window* runs from the start of the reconcile before that one (the start of the benchmark if
-  none) to its ``at``: the read-back it judged happened in its own run, the listing's previous
-  read-back in the run before. Windows overlap by one run's duration, on the generous side.
+- A drift row belongs to the last reconcile run that started at or before its ``at``. The *read*
+  of a channel in a run is the ``observed_at`` the run stamped on all of that channel's listings
+  (the benchmark polls the ledger for it every 0.25 s); where none was seen, the run's start
+  stands for it, and the drift's ``at`` for the read of the drift's own run (wider, never
+  narrower). A drift's *window* runs from its channel's read in the previous reconcile (the
+  start of the benchmark if none) to its channel's read in its own run.
 - ``manual_edit`` is true iff a ``manual_edit`` change of that listing lies in the window.
 - ``missed_order`` is true iff a ``purchase`` of that listing lies in the window whose order syncd
-  had not stored by the drift's ``at`` (no order line of it, or its first line stored later).
+  had not stored by the window's end (no order line of it, or its first line stored later).
 - ``missed_cancellation`` is true iff a ``cancellation`` of that listing lies in the window whose
-  cancellation syncd had not stored by the drift's ``at`` (its lines still reserved, posted or
+  cancellation syncd had not stored by the window's end (its lines still reserved, posted or
   settled, or moved to a cancelled state later).
 - ``unknown_baseline`` is true iff syncd expected nothing (``expected`` is null) and had never
-  written the listing (no ``syncd_write`` change of it before the drift's own reconcile started).
+  written the listing before the read of its own run (before that run's start where no read was
+  seen): corrections pushed after the read do not count.
 - A drift has *no real cause* when none of the four holds, whatever its label says.
-- Recall. A manual edit is *real* when a reconcile starts after it (else ``unread``) and no other
-  manual edit of the listing comes before that start (else ``superseded``: nobody could see it);
-  it is *found* when a ``manual_edit`` drift of that listing has it in its window, which is only
-  possible before the listing's next edit. A purchase (cancellation) is a real miss when syncd had
-  not stored its order (its cancellation) by the end of the first reconcile after it; it is found
-  when a ``missed_order`` (``missed_cancellation``) drift of that listing has it in its window.
+- Recall. A manual edit is *real* when a reconcile reads its channel after it (else ``unread``)
+  and no other manual edit of the listing comes before that read (else ``superseded``: nobody
+  could see it); it is *found* when a ``manual_edit`` drift of that listing has it in its
+  window. A purchase (cancellation) is a real miss when syncd had not stored its order (its
+  cancellation) by the next read of its channel; it is found when a ``missed_order``
+  (``missed_cancellation``) drift of that listing has it in its window.
 
 Run ``python bench/drift.py --json bench/results/drift.json`` (10 minutes) or ``--quick`` (~60 s).
 """
@@ -51,7 +54,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -114,8 +117,11 @@ class Reported:
 
 @dataclass(frozen=True)
 class Reconcile:
+    """A reconcile run, and when it read each channel back (where the benchmark saw it)."""
+
     started: datetime
     finished: datetime | None
+    reads: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,13 +150,20 @@ def score(
         by_listing[(change.channel, change.sku)].append(change)
     drifts = sorted(reported, key=lambda d: d.at)
 
-    def own_start(drift: Reported) -> datetime:
-        own = bisect.bisect_right(starts, drift.at) - 1
-        return starts[own] if own >= 0 else EPOCH
+    def read_at(index: int, channel: str) -> datetime:
+        return runs[index].reads.get(channel, runs[index].started)
 
     def window(drift: Reported) -> tuple[datetime, datetime]:
         own = bisect.bisect_right(starts, drift.at) - 1
-        return (starts[own - 1] if own >= 1 else EPOCH), drift.at
+        end = runs[own].reads.get(drift.channel, drift.at) if own >= 0 else drift.at
+        return (read_at(own - 1, drift.channel) if own >= 1 else EPOCH), end
+
+    def next_read(change: Change) -> datetime | None:
+        """The first reconcile read of the change's channel after it."""
+        for index in range(max(0, bisect.bisect_right(starts, change.at) - 1), len(runs)):
+            if read_at(index, change.channel) > change.at:
+                return read_at(index, change.channel)
+        return None
 
     def stored_by(change: Change, when: datetime | None) -> bool:
         fact = known.get((change.channel, change.order_id or ""))
@@ -162,12 +175,13 @@ def score(
         inside = [c for c in by_listing[(drift.channel, drift.sku)] if start < c.at <= end]
         causes = {"manual_edit"} if any(c.cause == "manual_edit" for c in inside) else set()
         for kind, cause in (("purchase", "missed_order"), ("cancellation", "missed_cancellation")):
-            if any(c.cause == kind and not stored_by(c, drift.at) for c in inside):
+            if any(c.cause == kind and not stored_by(c, end) for c in inside):
                 causes.add(cause)
-        # Corrections this reconcile pushed before recording the drift do not count.
+        # Corrections this reconcile pushed after its read do not count.
+        own = bisect.bisect_right(starts, drift.at) - 1
+        read = read_at(own, drift.channel) if own >= 0 else drift.at
         written = any(
-            c.cause == "syncd_write" and c.at < own_start(drift)
-            for c in by_listing[(drift.channel, drift.sku)]
+            c.cause == "syncd_write" and c.at < read for c in by_listing[(drift.channel, drift.sku)]
         )
         if drift.expected is None and not written:
             causes.add("unknown_baseline")
@@ -199,15 +213,12 @@ def score(
     misses = {c: {"real": 0, "found": 0} for c in ("missed_order", "missed_cancellation")}
     for journal in by_listing.values():
         for i, change in enumerate(journal):
-            after = bisect.bisect_right(starts, change.at)
-            next_read = runs[after] if after < len(runs) else None
+            read = next_read(change)
             if change.cause == "manual_edit":
-                edits.append(
-                    _edit_verdict(change, journal[i + 1 :], next_read, found_by(change, "manual_edit"))
-                )
-            elif change.cause in ("purchase", "cancellation") and next_read is not None:
+                edits.append(_edit_verdict(change, journal[i + 1 :], read, found_by(change, "manual_edit")))
+            elif change.cause in ("purchase", "cancellation") and read is not None:
                 cause = "missed_order" if change.cause == "purchase" else "missed_cancellation"
-                if next_read.finished is not None and not stored_by(change, next_read.finished):
+                if not stored_by(change, read):
                     misses[cause]["real"] += 1
                     misses[cause]["found"] += found_by(change, cause)
     statuses = Counter(e["status"] for e in edits)
@@ -226,10 +237,22 @@ def score(
     }
     for row in recall.values():
         row["recall"] = _share(row["found"], row["real"])
+    labelled = len(drifts) - precision["unknown_baseline"]["reported"]
     return {
         "drifts": len(drifts),
         "no_real_cause": no_cause,
         "no_real_cause_share": _share(no_cause, len(drifts)),
+        # First sightings dilute the share; this one is over the drifts with another label.
+        "no_real_cause_share_of_other_labels": _share(
+            sum(
+                n
+                for label, row in confusion.items()
+                if label != "unknown_baseline"
+                for a, n in row.items()
+                if a == "none"
+            ),
+            labelled,
+        ),
         "precision": precision,
         "recall": recall,
         "confusion": {label: dict(counts) for label, counts in sorted(confusion.items())},
@@ -240,9 +263,9 @@ def score(
 
 
 def _edit_verdict(
-    edit: Change, later: list[Change], next_read: Reconcile | None, found: bool
+    edit: Change, later: list[Change], next_read: datetime | None, found: bool
 ) -> dict[str, Any]:
-    before_read = [c for c in later if next_read is None or c.at < next_read.started]
+    before_read = [c for c in later if next_read is None or c.at < next_read]
     status = (
         "unread"
         if next_read is None
@@ -282,7 +305,8 @@ def table(result: dict[str, Any]) -> str:
         )
     lines.append(
         f"\nReported drifts with no real cause: {result['no_real_cause']} of {result['drifts']} "
-        f"({pct(result['no_real_cause_share'])}); {result['reconciles']} reconciles."
+        f"({pct(result['no_real_cause_share'])}; {pct(result['no_real_cause_share_of_other_labels'])} of "
+        f"those not labelled `unknown_baseline`); {result['reconciles']} reconciles."
     )
     return "\n".join(lines)
 
@@ -324,6 +348,43 @@ def read_ledger(path: Path) -> tuple[list[Reported], list[Reconcile], dict[tuple
                 cancelled = at if cancelled is None or (at is not None and at > cancelled) else cancelled
             known[(channel, order_id)] = Known(stored, cancelled)
     return drifts, runs, known
+
+
+def with_reads(runs: list[Reconcile], stamps: Iterable[tuple[str, datetime]]) -> list[Reconcile]:
+    """The runs with each channel's read-back time: the first stamp of the channel inside the run."""
+    starts = [r.started for r in runs]
+    reads: list[dict[str, datetime]] = [dict(r.reads) for r in runs]
+    for channel, stamp in sorted(stamps, key=lambda s: s[1]):
+        index = bisect.bisect_right(starts, stamp) - 1
+        finished = runs[index].finished if index >= 0 else None
+        if index >= 0 and (finished is None or stamp <= finished):
+            reads[index].setdefault(channel, stamp)
+    return [Reconcile(r.started, r.finished, found) for r, found in zip(runs, reads, strict=True)]
+
+
+async def watch_reads(ledger: Path, stamps: set[tuple[str, datetime]]) -> None:
+    """Collect the times of the channels' full read-backs until cancelled.
+
+    A reconcile stores a channel's listings with one ``observed_at`` for all of them, so a time
+    most of a channel's listings share is the time of its last full read; polled every 0.25 s.
+    """
+    query = (
+        "SELECT channel, observed_at, COUNT(*) FROM listing WHERE observed_at IS NOT NULL "
+        "GROUP BY channel, observed_at"
+    )
+    while True:
+        with contextlib.suppress(sqlite3.Error):
+            with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as db:
+                rows = db.execute(query).fetchall()
+            totals: Counter[str] = Counter()
+            for channel, _stamp, count in rows:
+                totals[channel] += count
+            stamps.update(
+                (channel, _utc(stamp) or EPOCH)
+                for channel, stamp, count in rows
+                if 2 * count > totals[channel]
+            )
+        await asyncio.sleep(0.25)
 
 
 async def read_journals(clients: Mapping[str, httpx.AsyncClient], since: datetime) -> list[Change]:
@@ -397,6 +458,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 env = {**os.environ, **CRED, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
                 argv = [sys.executable, "-m", "syncd.cli", "run", "--config", str(config_path)]
                 child = Child(argv, Path(tmp) / "syncd.log", env)
+                stamps: set[tuple[str, datetime]] = set()
+                watcher = asyncio.create_task(watch_reads(Path(tmp) / "syncd.db", stamps))
                 daemon = await client(f"http://127.0.0.1:{daemon_port}")
                 await wait_until(
                     lambda: _reconciled(daemon), args.ready_timeout, "the first reconcile", child
@@ -423,6 +486,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     child,
                 )
                 shopping_seconds = time.monotonic() - started
+                watcher.cancel()
                 changes = await read_journals(shops, began)
         finally:
             uvicorn_errors = logging.getLogger("uvicorn.error")
@@ -438,7 +502,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 uvicorn_errors.setLevel(level)
         drifts, reconciles, known = read_ledger(Path(tmp) / "syncd.db")
+    reconciles = with_reads(reconciles, stamps)
     result = score(changes, drifts, reconciles, known)
+    result["reconciles_with_every_read_seen"] = sum(len(r.reads) == len(channels) for r in reconciles)
     injected = [e for e in result["manual_edits"] if (e["channel"], e["sku"]) == target]
     return {
         **result,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.drift import Change, Known, Reconcile, Reported, score, table
+from bench.drift import Change, Known, Reconcile, Reported, score, table, with_reads
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -129,6 +129,7 @@ def test_the_same_numbers_on_three_channels_with_one_edit_count_one_true_two_wit
     assert precision_row(result, "manual_edit") == (3, 1)
     assert result["precision"]["manual_edit"]["precision"] == pytest.approx(1 / 3, abs=1e-4)
     assert (result["drifts"], result["no_real_cause"]) == (3, 2)
+    assert result["no_real_cause_share_of_other_labels"] == pytest.approx(2 / 3, abs=1e-4)
     assert result["confusion"] == {"manual_edit": {"manual_edit": 1, "none": 2}}
 
 
@@ -196,7 +197,49 @@ def test_the_table_shows_each_cause_and_the_share_without_cause() -> None:
 
     assert "| `manual_edit` | 2 | 1 | 50.0% | 1 | 1 | 100.0% |" in text
     assert "| `missed_cancellation` | 0 | 0 | n/a |" in text
-    assert "no real cause: 1 of 2 (50.0%)" in text
+    assert "no real cause: 1 of 2 (50.0%; 50.0% of those not labelled `unknown_baseline`)" in text
+
+
+# The same reconciles, each reading the web channel 2 s after its start.
+READ_RUNS = [Reconcile(r.started, r.finished, {"web": r.started + timedelta(seconds=2)}) for r in RUNS]
+
+
+@pytest.mark.parametrize(
+    ("changes", "reported", "cause", "expected"),
+    [
+        # Between the previous read (102 s) and this one (202 s): true.
+        ([edit(150)], [drift(204, "manual_edit")], "manual_edit", (1, 1)),
+        # After this run's read, before the drift was recorded: the read could not see it.
+        ([edit(203)], [drift(204, "manual_edit")], "manual_edit", (1, 0)),
+        # After the previous run started but before it read: that run's to find.
+        ([edit(101)], [drift(204, "manual_edit")], "manual_edit", (1, 0)),
+        # A purchase just after the read explains nothing, even if syncd never stored it.
+        ([bought(203, "o1")], [drift(204, "missed_order")], "missed_order", (1, 0)),
+        # A write syncd made after its read (its correction) leaves the baseline unknown.
+        ([wrote(3)], [drift(4, "unknown_baseline", expected=None)], "unknown_baseline", (1, 1)),
+    ],
+)
+def test_windows_run_from_read_to_read_when_the_reads_are_known(
+    changes: list[Change], reported: list[Reported], cause: str, expected: tuple[int, int]
+) -> None:
+    """With each run's read time of the channel known, the window is exactly previous read to this read."""
+    assert precision_row(score(changes, reported, READ_RUNS, {}), cause) == expected
+
+
+def test_an_edit_before_a_run_reads_is_seen_by_that_run() -> None:
+    """An edit after a run started but before it read the channel is that run's to find (recall)."""
+    result = score([edit(101)], [drift(104, "manual_edit")], READ_RUNS, {})
+
+    assert [e["status"] for e in result["manual_edits"]] == ["found"]
+
+
+def test_read_stamps_are_given_to_the_run_they_fall_in() -> None:
+    """A read stamp belongs to the run whose span holds it; stamps outside any run are ignored."""
+    stamps = [("web", at(3)), ("web", at(4)), ("shop", at(101)), ("web", at(50))]
+
+    runs = with_reads(RUNS, stamps)
+
+    assert [dict(r.reads) for r in runs] == [{"web": at(3)}, {"shop": at(101)}, {}]
 
 
 changes_st = st.lists(
@@ -228,12 +271,18 @@ known_st = st.dictionaries(
 )
 
 
-@given(changes_st, drifts_st, known_st)
+runs_st = st.sampled_from([RUNS, READ_RUNS])
+
+
+@given(changes_st, drifts_st, known_st, runs_st)
 def test_scores_stay_within_their_counts(
-    changes: list[Change], reported: list[Reported], known: dict[tuple[str, str], Known]
+    changes: list[Change],
+    reported: list[Reported],
+    known: dict[tuple[str, str], Known],
+    runs: list[Reconcile],
 ) -> None:
     """True drifts never exceed reported ones, found never exceeds real, shares stay in [0, 1]."""
-    result = score(changes, reported, RUNS, known)
+    result = score(changes, reported, runs, known)
 
     assert sum(row["reported"] for row in result["precision"].values()) == result["drifts"] == len(reported)
     for row in result["precision"].values():
@@ -245,14 +294,17 @@ def test_scores_stay_within_their_counts(
     assert causeless == result["no_real_cause"]
 
 
-@given(changes_st, drifts_st, known_st)
+@given(changes_st, drifts_st, known_st, runs_st)
 def test_an_extra_manual_edit_never_makes_a_drift_less_true(
-    changes: list[Change], reported: list[Reported], known: dict[tuple[str, str], Known]
+    changes: list[Change],
+    reported: list[Reported],
+    known: dict[tuple[str, str], Known],
+    runs: list[Reconcile],
 ) -> None:
     """Adding a manual edit to the journal never lowers the true count of any cause."""
     extra = edit(120, sku="A", channel="web")
-    before = score(changes, reported, RUNS, known)
-    after = score([*changes, extra], reported, RUNS, known)
+    before = score(changes, reported, runs, known)
+    after = score([*changes, extra], reported, runs, known)
 
     for cause, row in before["precision"].items():
         assert after["precision"][cause]["true"] >= row["true"]
