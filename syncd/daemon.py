@@ -99,7 +99,9 @@ class Daemon:
         if task is not None:
             self._tasks.add(task)
         try:
-            await self._guard(record_run(self.store, kind, cycle, self.engine.clock), kind)
+            await self._guard(
+                record_run(self.store, kind, cycle, self.engine.clock, after=self.engine.history.flush), kind
+            )
         except asyncio.CancelledError:
             # Cancelled by the drain at shutdown: the outbox keeps what was not sent.
             log.warning("cycle.cancelled", kind=kind)

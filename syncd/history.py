@@ -265,11 +265,20 @@ class History:
 
 
 async def record_run(
-    store: Store, kind: str, cycle: Callable[[], Awaitable[ReportLike]], clock: Callable[[], datetime]
+    store: Store,
+    kind: str,
+    cycle: Callable[[], Awaitable[ReportLike]],
+    clock: Callable[[], datetime],
+    *,
+    after: Callable[[], None] = lambda: None,
 ) -> ReportLike | None:
-    """Run a scheduled cycle and keep it as a run (start, end, counts, error), as reconcile does."""
+    """Run a scheduled cycle and keep it as a run (start, end, counts, error), as reconcile does;
+    then call ``after`` (the daemon flushes the history: a quiet shop still gets pruned)."""
     if kind in SELF_RECORDED:
-        return await cycle()
+        try:
+            return await cycle()
+        finally:
+            after()
     run_id = store.start_run(kind, clock())
     counts: Mapping[str, int] = {}
     error: str | None = None
@@ -285,3 +294,4 @@ async def record_run(
             store.finish_run(run_id, clock(), dict(counts), error)
         except StoreError as exc:
             log.error("run.not_recorded", kind=kind, error=str(exc))
+        after()

@@ -3,7 +3,14 @@ holds after a reconcile, a sale and an ERP poll, and a sale the ERP refused."""
 
 from __future__ import annotations
 
-from tests.daemon.conftest import World
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from syncd.daemon import Daemon
+from syncd.errors import ConfigError
+from tests.daemon.conftest import World, make_config
 
 
 async def test_a_sale_leaves_reads_orders_decisions_and_pushes_in_the_history(world: World) -> None:
@@ -47,3 +54,14 @@ async def test_scheduled_order_polls_are_runs_with_durations(world: World) -> No
     await record_run(world.store, "orders", world.engine.poll_orders, world.engine.clock)
     (run,) = world.store.recent_runs()
     assert run.kind == "orders" and run.finished_at is not None and run.error is None
+
+
+def test_the_retention_comes_from_the_config_and_must_be_positive(tmp_path: Path) -> None:
+    """history.retention sets how long the recorder keeps rows; 0 is refused naming the key."""
+    daemon = Daemon(make_config(tmp_path, history={"retention": "2h"}))
+    try:
+        assert daemon.engine.history.retention == timedelta(hours=2)
+    finally:
+        daemon.store.close()
+    with pytest.raises(ConfigError, match=r"history\.retention"):
+        make_config(tmp_path, history={"retention": "0s"})

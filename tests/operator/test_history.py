@@ -203,3 +203,25 @@ async def test_a_crashing_cycle_still_finishes_its_run(ledger: Store, clock: Clo
         await record_run(ledger, "erp", broken, clock)
     (run,) = ledger.recent_runs()
     assert run.finished_at is not None and run.error == "RuntimeError: boom"
+
+
+async def test_every_scheduled_cycle_flushes_the_history_after_it(ledger: Store, clock: Clock) -> None:
+    """After each scheduled cycle, reconcile included, what was buffered is written, and old rows
+    are pruned within the hour even when nothing new happens (a quiet shop)."""
+    history = History(ledger, clock, retention=timedelta(days=1))
+
+    async def poll() -> Report:
+        history.on_hand({"A": 1})  # buffered: less than a second since the first event
+        return Report({})
+
+    async def idle() -> Report:
+        return Report({})
+
+    await record_run(ledger, "orders", poll, clock, after=history.flush)
+    assert [e.quantity for e in ledger.history()] == [1]
+    history.on_hand({"A": 2}, at=T0 - timedelta(days=2))
+    await record_run(ledger, "reconcile", idle, clock, after=history.flush)
+    assert [e.quantity for e in ledger.history()] == [2, 1]  # written; pruned at most hourly
+    clock.tick(3600)
+    await record_run(ledger, "erp", idle, clock, after=history.flush)
+    assert [e.quantity for e in ledger.history()] == [1]
