@@ -3,7 +3,7 @@ asks them, as each write is sent, how much it may set (``syncd/allocation.py`` d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,6 +48,9 @@ class Allocations:
         self.demand = demand
         self.channels_of = channels_of
         self.clock = clock
+        # SKUs whose increase was granted less than planned: units were still exposed elsewhere
+        # (a decrease not yet confirmed). They are planned again once a write of theirs is answered.
+        self.short: set[str] = set()
 
     def restarted(self) -> None:
         """Writes that were on the wire when the daemon stopped get no answer: they stay exposed
@@ -111,7 +114,15 @@ class Allocations:
             )
         racing_since = read[1] if read is not None else sent_at
         grants = self.accounts.send_many(channel, requests, sent_at, racing_since=racing_since, read=read)
+        self.short |= {r.sku for r in requests if grants[r.sku].quantity < r.target}
         return {**kept, **grants}
+
+    def freed(self, skus: Iterable[str]) -> set[str]:
+        """Of SKUs whose writes were just answered, those an earlier grant left short: to plan again
+        (the answer may have freed the units the grant lacked)."""
+        again = self.short & set(skus)
+        self.short -= again
+        return again
 
     def answered(
         self,

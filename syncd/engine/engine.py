@@ -156,6 +156,8 @@ class Engine:
         self.allocations.restarted()
         for user in (reads, self.intake, self.reconciler, writer):
             user.allocations = self.allocations
+        writer.regrant = self._regrant
+        self.sender.replan_skus = self._replan_short
 
     def _now(self) -> datetime:
         return self.clock()
@@ -301,6 +303,16 @@ class Engine:
     def kick(self) -> None:
         """Have every channel's sender drain the outbox in the background, each at its own pace."""
         self.sender.kick()
+
+    def _regrant(self, skus: set[str]) -> None:
+        """SKUs an earlier grant left short, a write of theirs just answered: planned again, by
+        the flush under way (it sends them before it ends) and by the fast path."""
+        self.sender.regranted |= skus
+        self.intake.touch(skus)
+
+    async def _replan_short(self, report: CycleReport, skus: set[str]) -> set[str]:
+        plan = await self.plan_and_push(skus, report, send=False)
+        return {p.channel for p in plan.pushes}
 
     async def _replan_stale(self, report: CycleReport, names: set[str]) -> set[str]:
         """A compare-and-set write came back stale: a sale landed between the read before it and

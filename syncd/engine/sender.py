@@ -73,6 +73,10 @@ class Sender:
         self.clock = clock
         self.supervisor = supervisor
         self.replan: Replan | None = None  # set by the engine
+        # SKUs whose increase was granted less than planned, and a write of theirs answered since:
+        # planned again (by the engine) at the end of a flush, so units a decrease freed are handed on.
+        self.regranted: set[str] = set()
+        self.replan_skus: Replan | None = None
         self.version = 0  # bumped whenever pushes are queued
         self.stale: defaultdict[str, set[str]] = defaultdict(set)  # channel -> SKUs to plan again
         self._flush_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -102,6 +106,12 @@ class Sender:
             if not waiting:
                 break
             await asyncio.gather(*(self.flush_channel(name, report) for name in waiting))
+        for _ in range(2):
+            skus, self.regranted = self.regranted, set()
+            if not skus or self.replan_skus is None:
+                break
+            names = await self.replan_skus(report, skus)
+            await asyncio.gather(*(self.flush_channel(name, report) for name in names))
 
     async def _replan(self, report: CycleReport, names: set[str]) -> set[str]:
         return set() if self.replan is None else await self.replan(report, names)

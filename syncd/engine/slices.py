@@ -51,6 +51,7 @@ def offered_units(push: PushRow, shown: int | None) -> int | None:
 
 class SliceWriter:
     allocations: Allocations | None = None  # wired by the Engine
+    regrant: Callable[[set[str]], None] = staticmethod(lambda skus: None)  # plans SKUs again (the Engine)
     history: History = History.off()  # wired by the Engine
 
     def __init__(
@@ -158,6 +159,9 @@ class SliceWriter:
                 self.allocations.answered(
                     name, written, applied=result.applied, undone=undone, at=now, sent_at=started
                 )
+                again = self.allocations.freed(result.applied)
+                if again:
+                    self.regrant(again)
         if result is None:
             health = self.health[name]
             for push in sendable:
