@@ -84,6 +84,11 @@ class Database:
             try:
                 if not memory:
                     cur.execute("PRAGMA journal_mode=WAL")
+                    # In WAL mode NORMAL syncs at checkpoints, not at every commit: a killed process
+                    # loses nothing, a power cut at worst the last commits, lines and cursors
+                    # together, which the next order poll's overlap reads again. FULL made each of
+                    # the fast path's commits wait for the disk.
+                    cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
             finally:
                 cur.close()

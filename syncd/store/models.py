@@ -231,48 +231,17 @@ class ErpRecordTable(LedgerTable, table=True):
     at: datetime = _time()
 
 
-class AllocationLevelTable(LedgerTable, table=True):
-    """A listing's last confirmed level in the allocation accounts (see ``syncd/allocation.py``)."""
+class AllocationBookTable(LedgerTable, table=True):
+    """A SKU's allocation accounts (see ``syncd/allocation.py``): its listings' confirmed levels,
+    the writes on the wire and the units held, as one JSON document (``syncd/store/accounts.py``)."""
 
-    __tablename__ = "allocation_level"
+    __tablename__ = "allocation_book"
+    __table_args__ = (Index("ix_allocation_book_writing", "writing"),)
 
-    channel: str = _text(primary_key=True)
     sku: str = _text(primary_key=True)
-    quantity: int = _int()
-    at: datetime = _time()
-    sold: int = _int()
-
-
-class AllocationWriteTable(LedgerTable, table=True):
-    """A write sent and not acknowledged: exposed until it lands or a read shows it did not."""
-
-    __tablename__ = "allocation_write"
-    __table_args__ = (Index("ix_allocation_write_sku", "sku"),)
-
-    push_id: int = Field(default=None, sa_type=BigId, primary_key=True, sa_column_kwargs={"autoincrement": False})
-    channel: str = _text()
-    sku: str = _text()
-    quantity: int = _int()
-    at: datetime = _time()
-    sold: int = _int()
-    compare: int | None = _int(nullable=True)
-    state: str = _text()
-
-
-class AllocationPartTable(LedgerTable, table=True):
-    """Units of a SKU held as unaccounted (probably sold, not reported), with their window."""
-
-    __tablename__ = "allocation_part"
-    __table_args__ = (Index("ix_allocation_part_sku", "sku"), Index("ix_allocation_part_channel", "channel"))
-
-    id: int | None = _id()
-    channel: str = _text()
-    sku: str = _text()
-    kind: str = _text()
-    units: int = _int()
-    since: datetime | None = _time(nullable=True)
-    until: datetime = _time()
-    push_id: int | None = Field(default=None, sa_type=BigId, nullable=True)
+    data: str = _text(long=True)
+    holding: str = _text()  # ",channel,channel," of the channels it holds units on
+    writing: int = _int()  # 1 while a write is on the wire
 
 
 metadata = LedgerTable.metadata
@@ -288,6 +257,4 @@ webhook_seen = metadata.tables["webhook_seen"]
 lease = metadata.tables["lease"]
 token = metadata.tables["token"]
 erp_record = metadata.tables["erp_record"]
-allocation_level = metadata.tables["allocation_level"]
-allocation_write = metadata.tables["allocation_write"]
-allocation_part = metadata.tables["allocation_part"]
+allocation_book = metadata.tables["allocation_book"]
