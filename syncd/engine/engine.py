@@ -289,12 +289,7 @@ class Engine:
 
     def _pending_targets(self, skus: Sequence[str] | None) -> dict[Key, int]:
         """Targets already queued in the outbox: what those listings will show once it drains."""
-        wanted = None if skus is None else set(skus)
-        return {
-            (p.channel, p.sku): p.target
-            for p in self.store.pending_pushes()
-            if wanted is None or p.sku in wanted
-        }
+        return {(p.channel, p.sku): p.target for p in self.store.pending_pushes(skus=skus)}
 
     async def flush(self, report: CycleReport | None = None) -> None:
         """Send every pending push now, each channel on its own (one down never stops the others)."""

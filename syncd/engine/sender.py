@@ -265,7 +265,7 @@ class Sender:
         down = self.unavailable()
         decreasing = {
             q.sku
-            for q in self.store.pending_pushes()
+            for q in self.store.pending_pushes(skus={p.sku for p in increases})
             if q.channel != name and q.channel not in down and (q.compare is None or q.target < q.compare)
         }
         return {p.id for p in increases if p.sku in decreasing}

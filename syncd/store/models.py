@@ -108,6 +108,7 @@ class PushTable(LedgerTable, table=True):
     __table_args__ = (
         Index("ix_push_state", "state"),
         Index("ix_push_channel_sku", "channel", "sku"),
+        Index("ix_push_sku_state", "sku", "state"),
     )
 
     id: int | None = _id()

@@ -519,11 +519,19 @@ class Store(TokenStore, ErpRecordStore, AccountTables):
             conn.execute(supersede, [{"b_channel": c, "b_sku": s} for c, s in sorted(last)])
             conn.execute(insert(conn, pu), rows)
 
-    def pending_pushes(self, channel: str | None = None, limit: int = 10_000) -> list[PushRow]:
+    def pending_pushes(
+        self, channel: str | None = None, limit: int = 10_000, skus: Iterable[str] | None = None
+    ) -> list[PushRow]:
+        """Pending pushes (of one channel, of some SKUs), oldest first. Looked up by SKU through
+        its index, planning a few SKUs costs the same whatever the outbox holds."""
         pu = t.push
         query = select(*(pu.c[name] for name in _PUSH_FIELDS)).where(pu.c.state == "pending")
         if channel is not None:
             query = query.where(pu.c.channel == channel)
+        if skus is not None:
+            with self._db.transaction("read pending pushes", write=False) as conn:
+                found = _select_some(conn, query, pu.c.sku, sorted(set(skus)))
+            return sorted((PushRow(**row._asdict()) for row in found), key=lambda p: p.id)[:limit]
         with self._db.transaction("read pending pushes", write=False) as conn:
             rows = conn.execute(query.order_by(pu.c.id).limit(limit))
             return [PushRow(**row._asdict()) for row in rows]

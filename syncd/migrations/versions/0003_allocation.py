@@ -25,7 +25,10 @@ def upgrade() -> None:
         sa.Column("writing", sa.Integer(), nullable=False),
     )
     op.create_index("ix_allocation_book_writing", "allocation_book", ["writing"])
+    # Pending pushes looked up by SKU: planning a SKU costs the same whatever the outbox holds.
+    op.create_index("ix_push_sku_state", "push", ["sku", "state"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_push_sku_state", table_name="push")
     op.drop_table("allocation_book")
