@@ -154,6 +154,26 @@ def create_app(daemon: Host) -> FastAPI:
         daemon.spawn(engine.replan_all, name="replan")
         return JSONResponse({"deleted": name})
 
+    # Declared before the channels' route, which would otherwise take "erp" for a channel name.
+    @app.post("/webhooks/erp")
+    async def erp_webhook(request: Request) -> JSONResponse:
+        limit = daemon.config.server.max_webhook_body
+        body = await _read_at_most(request, limit)
+        if body is None:
+            log.warning("webhook.too_large", channel="erp", limit=limit)
+            return JSONResponse(
+                {"error": f"webhook body is larger than {limit} bytes (server.max_webhook_body)"},
+                status_code=413,
+            )
+        receipt = engine.erp_events.receive(request.headers, body)
+        status = _WEBHOOK_STATUS[receipt.outcome]
+        if receipt.error:
+            return JSONResponse({"error": receipt.error}, status_code=status)
+        answer: dict[str, object] = {"ok": True}
+        if receipt.outcome is Outcome.DUPLICATE:
+            answer["duplicate"] = True
+        return JSONResponse(answer, status_code=status)
+
     @app.post("/webhooks/{channel}")
     async def webhook(channel: str, request: Request) -> JSONResponse:
         limit = daemon.config.server.max_webhook_body

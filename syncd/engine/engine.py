@@ -22,6 +22,7 @@ from syncd.config import Config, EventSettings
 from syncd.engine.allocations import Allocations
 from syncd.engine.beliefs import UnseenReads, belief
 from syncd.engine.demand import Demand
+from syncd.engine.erp_events import ErpEvents
 from syncd.engine.health import ConnectorHealth, Health
 from syncd.engine.intake import Intake
 from syncd.engine.planner import LowStock, Plan, Planner
@@ -108,6 +109,16 @@ class Engine:
             self.supervisor,
             self.push_skus,
         )
+        # ERP webhooks: the SKUs a delivery names are read again and go down the fast path.
+        self.erp_events = ErpEvents(
+            store,
+            erp,
+            self.settlement,
+            self.intake.touch,
+            self.supervisor,
+            now,
+            config.schedule.push_debounce.total_seconds(),
+        )
         writer = SliceWriter(
             config, store, self.health, self.demand, unseen, reads, self.propagation, cancelled, self.metrics, now
         )
@@ -180,7 +191,12 @@ class Engine:
     async def drain_fast_path(self) -> None:
         """Wait until every touched SKU has been planned and pushed (used at shutdown and in tests)."""
         while True:
-            busy = [*self.intake.running(), *self.sender.running(), *self.sold_out.running()]
+            busy = [
+                *self.erp_events.running(),
+                *self.intake.running(),
+                *self.sender.running(),
+                *self.sold_out.running(),
+            ]
             if not busy:
                 return
             await asyncio.wait(busy)

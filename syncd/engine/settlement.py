@@ -3,10 +3,10 @@ and on-hand read into the ledger, which settles the reservations the ERP now ref
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from connectors.base import ErpConnector, Movement
+from connectors.base import ErpConnector, ErpWebhookEvent, Movement, StockRecord
 from syncd.engine.health import Health
 from syncd.engine.reports import CycleReport
 from syncd.history import History
@@ -92,11 +92,24 @@ class Settlement:
             records, cursor = (page.records, page.cursor) if page else (None, None)
         if records is None:
             return None
+        self._apply(records, started, report)
+        if cursor is not None:
+            self.store.set_cursor("erp:stock", cursor)
+        return {r.sku for r in records}
+
+    async def read_events(self, events: Sequence[ErpWebhookEvent], report: CycleReport) -> set[str] | None:
+        """Read the on-hand of what ERP webhook events name into the ledger (as ``read_erp``
+        does, the poll's cursor left alone); the SKUs read, or None when the read failed."""
+        started = self.clock()
+        records = await self.health.call(self.erp.name, self.erp.event_stock(events), report)
+        if records is None:
+            return None
+        self._apply(records, started, report)
+        return {r.sku for r in records}
+
+    def _apply(self, records: Sequence[StockRecord], started: datetime, report: CycleReport) -> None:
         settled = self.store.apply_stock([(r.sku, r.on_hand) for r in records], started, self.clock())
         self.history.on_hand({r.sku: r.on_hand for r in records}, started)
         self.stock_known = True
-        if cursor is not None:
-            self.store.set_cursor("erp:stock", cursor)
         report.counts["skus_read"] += len(records)
         report.counts["lines_settled"] += settled
-        return {r.sku for r in records}
