@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -47,6 +48,7 @@ class Phases:
     settle: float  # the most a run waits for the system to settle after the fault
     hot_stock: tuple[int, int]  # units of each hot SKU, low and high
     schedule: dict[str, str]
+    short: bool = False
 
     @classmethod
     def full(cls) -> Phases:
@@ -56,7 +58,7 @@ class Phases:
     @classmethod
     def quick(cls) -> Phases:
         schedule = {"order_poll_interval": "5s", "erp_poll_interval": "5s", "reconcile_interval": "20s"}
-        return cls(10, 4, 4, 5, 2, 3, 25, (3, 8), schedule)
+        return cls(10, 6, 8, 5, 2, 3, 20, (3, 8), schedule, short=True)
 
 
 @dataclass
@@ -173,6 +175,10 @@ class Fault:
     replicas: int = 1
     tmpfs: bool = False
     settings: str = "shipped defaults"
+    # The short version's purchases per second, where the default would blur the fault: at 6 a
+    # second the shared pool's race for a last unit (shipped threshold 0) oversells now and then
+    # with no fault at all.
+    quick_rate: float | None = None
 
 
 FAULTS = [
@@ -187,7 +193,7 @@ FAULTS = [
         down_then_killed_in_startup,
     ),
     Fault("5xx-then-timeout", "TikTok Shop all-5xx, then the web store timing out", dead_then_timing_out),
-    Fault("erp-stopped", "ERP stopped", erp_stopped),
+    Fault("erp-stopped", "ERP stopped", erp_stopped, quick_rate=3.5),
     Fault("throttling", "every channel throttling (90% of calls 429)", every_channel_throttling),
     Fault(
         "disk-full",
@@ -220,6 +226,8 @@ def tmpfs(path: Path, size: str = "64m") -> Any:
 
 
 async def run_fault(fault: Fault, seed: int, phases: Phases, daemon_root: Path = ROOT) -> dict[str, Any]:
+    if phases.short and fault.quick_rate is not None:
+        phases = dataclasses.replace(phases, rate=fault.quick_rate)
     with tempfile.TemporaryDirectory(prefix=f"faults-{fault.name}-") as name, contextlib.ExitStack() as stack:
         tmp = Path(name)
         data_dir = stack.enter_context(tmpfs(tmp / "ledger")) if fault.tmpfs else None
@@ -232,6 +240,7 @@ async def run_fault(fault: Fault, seed: int, phases: Phases, daemon_root: Path =
 
 async def _run(fault: Fault, seed: int, phases: Phases, rig: Rig) -> dict[str, Any]:
     rng = random.Random(f"{fault.name}:{seed}")
+    began = time.monotonic()
     await rig.start()
     primary = rig.daemon(phases.schedule)
     replicas = [primary] + [rig.daemon(phases.schedule, free_port()) for _ in range(fault.replicas - 1)]
@@ -256,9 +265,16 @@ async def _run(fault: Fault, seed: int, phases: Phases, rig: Rig) -> dict[str, A
         if await rig.settled():
             recovered = time.monotonic() - fault_end
             break
+    settled_at = time.monotonic()
     for daemon in replicas:
         daemon.stop()
     result = rig.score(await rig.observe())
+    stages = {
+        "start": run.started - began,
+        "sales_and_fault": fault_end - run.started,
+        "settle": settled_at - fault_end,
+        "stop": time.monotonic() - settled_at,
+    }
     logs = {d.name: _events(d.log) for d in replicas}
     return {
         "fault": fault.name,
@@ -266,7 +282,9 @@ async def _run(fault: Fault, seed: int, phases: Phases, rig: Rig) -> dict[str, A
         **result,
         "time_to_recover": None if recovered is None else round(recovered, 1),
         "first_reconcile_seconds": round(ready, 1),
+        "purchases_per_second": phases.rate,
         "daemon_starts": sum(d.starts for d in replicas),
+        "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
         "log_events": logs,
     }
 
@@ -290,6 +308,7 @@ def summarise(fault: Fault, runs: list[dict[str, Any]], skipped: str | None) -> 
         "database": fault.database,
         "replicas": fault.replicas,
         "settings": fault.settings,
+        "purchases_per_second": runs[0]["purchases_per_second"] if runs else None,
         "skipped": skipped,
         "runs": len(runs),
         "seeds": [r["seed"] for r in runs],

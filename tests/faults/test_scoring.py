@@ -122,6 +122,7 @@ def test_table_shows_losses_in_bold_and_skips_with_their_reason() -> None:
     """A row with a lost order shows the count in bold; a skipped fault says why."""
     run = {
         "seed": 3,
+        "purchases_per_second": 5.0,
         "placed": 10,
         "counted_once": 9,
         "erp_movements_once": 10,
