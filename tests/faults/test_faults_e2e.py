@@ -56,7 +56,7 @@ LEDGER_FULL = "issue 12, safe under a failing ledger: sales while the ledger can
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=CRASH_LOOP)
+@pytest.mark.xfail(strict=False, reason=CRASH_LOOP)
 def test_sigkills_at_random_moments_sqlite(tmp_path: Path) -> None:
     """SIGKILLs at random moments of a busy run (SQLite): no order lost or doubled, nothing oversold."""
     assert_nothing_lost_nothing_oversold(run_fault("kill-random", tmp_path))
@@ -65,14 +65,14 @@ def test_sigkills_at_random_moments_sqlite(tmp_path: Path) -> None:
 @PG
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason=CRASH_LOOP)
+@pytest.mark.xfail(strict=False, reason=CRASH_LOOP)
 def test_sigkills_at_random_moments_postgresql(tmp_path: Path) -> None:
     """SIGKILLs at random moments of a busy run (PostgreSQL): no order lost or doubled, nothing oversold."""
     assert_nothing_lost_nothing_oversold(run_fault("kill-random-pg", tmp_path))
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=CRASH_LOOP)
+@pytest.mark.xfail(strict=False, reason=CRASH_LOOP)
 def test_sigkills_at_short_intervals_sqlite(tmp_path: Path) -> None:
     """SIGKILLs a second or two after each start (SQLite): no order lost or doubled, nothing oversold."""
     assert_nothing_lost_nothing_oversold(run_fault("kill-short", tmp_path))
@@ -81,21 +81,21 @@ def test_sigkills_at_short_intervals_sqlite(tmp_path: Path) -> None:
 @PG
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason=CRASH_LOOP)
+@pytest.mark.xfail(strict=False, reason=CRASH_LOOP)
 def test_sigkills_at_short_intervals_postgresql(tmp_path: Path) -> None:
     """SIGKILLs a second or two after each start (PostgreSQL): no order lost or doubled, nothing oversold."""
     assert_nothing_lost_nothing_oversold(run_fault("kill-short-pg", tmp_path))
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=CRASH_LOOP)
+@pytest.mark.xfail(strict=False, reason=CRASH_LOOP)
 def test_down_then_killed_during_start_up_with_a_slow_channel(tmp_path: Path) -> None:
     """Down a while, then killed 3 s into its start-up while the web store is slow: nothing lost or oversold."""
     assert_nothing_lost_nothing_oversold(run_fault("down-then-startup-kill", tmp_path))
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=FAILING_CHANNEL)
+@pytest.mark.xfail(strict=False, reason=FAILING_CHANNEL)
 def test_one_channel_all_5xx_then_another_timing_out(tmp_path: Path) -> None:
     """TikTok Shop answering 5xx, then the web store timing out: nothing lost or oversold on any channel."""
     assert_nothing_lost_nothing_oversold(run_fault("5xx-then-timeout", tmp_path))
@@ -108,14 +108,14 @@ def test_erp_stopped(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=THROTTLING)
+@pytest.mark.xfail(strict=False, reason=THROTTLING)
 def test_every_channel_throttling(tmp_path: Path) -> None:
     """Every channel answering 429 to nine calls in ten for a while: nothing lost or oversold."""
     assert_nothing_lost_nothing_oversold(run_fault("throttling", tmp_path))
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=LEDGER_FULL)
+@pytest.mark.xfail(strict=False, reason=LEDGER_FULL)
 def test_ledger_disk_full(tmp_path: Path) -> None:
     """The SQLite ledger's disk full for a while (a filled tmpfs; skipped where none can be mounted): nothing lost or oversold."""
     assert_nothing_lost_nothing_oversold(run_fault("disk-full", tmp_path))
