@@ -78,6 +78,9 @@ class Engine:
         )
         self.low_stock: list[LowStock] = []
         self._plan_lock = asyncio.Lock()
+        # Sales recorded in the ERP after the fast path's pushes, in the background (see push_skus).
+        self._sales_due = False
+        self._sales_task: asyncio.Task[None] | None = None
         # Units of cancelled orders per listing since its last push (drift judges them).
         cancelled: Counter[Key] = Counter()
         unseen = UnseenSales()  # sales reads showed and no report has explained yet
@@ -192,6 +195,7 @@ class Engine:
         """Wait until every touched SKU has been planned and pushed (used at shutdown and in tests)."""
         while True:
             busy = [
+                *[t for t in (self._sales_task,) if t is not None and not t.done()],
                 *self.erp_events.running(),
                 *self.intake.running(),
                 *self.sender.running(),
@@ -204,11 +208,24 @@ class Engine:
     # ------------------------------------------------------------------ cycles
     async def push_skus(self, skus: Iterable[str]) -> CycleReport:
         """The fast path after ingestion: queue pushes for the touched SKUs (each channel's sender
-        sends them at once, independently), then tell the ERP."""
+        sends them at once, independently), then have the sales recorded in the ERP."""
         report = CycleReport("fast-path")
         await self.plan_and_push(skus, report, wait=False)
-        await self.settlement.post_movements(report)
+        self._record_sales()
         return report
+
+    def _record_sales(self) -> None:
+        """Record the ledger's new sales in the ERP in the background, one run at a time: behind a
+        slow ERP (Bling records a sale in two calls at 1.5 a second) the fast path would otherwise
+        wait minutes before it planned the next sales, and the channels sold units already gone."""
+        self._sales_due = True
+        if self._sales_task is None or self._sales_task.done():
+            self._sales_task = self.supervisor.start("erp-sales", self._post_sales)
+
+    async def _post_sales(self) -> None:
+        while self._sales_due:
+            self._sales_due = False  # sales ingested meanwhile ask for another run
+            await self.settlement.post_movements(CycleReport("fast-path"))
 
     async def poll_orders(self, *, wait: bool = True) -> CycleReport:
         """Order poll: the safety net for lost webhooks. ``wait=False`` leaves the pushes it plans

@@ -4,9 +4,11 @@ malformed, repeated and out-of-order deliveries change nothing; an ERP without w
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from connectors.base import OrderLine
 from connectors.bling.sandbox import create_app as bling_app
 from connectors.bling.webhooks import sign
 from connectors.woocommerce.sandbox import create_app as woo_app
@@ -32,6 +35,22 @@ class LateApp:
         await self.app(scope, receive, send)
 
 
+class Gate(httpx.AsyncBaseTransport):
+    """The wire to Bling, holding sales-order requests while ``open`` is clear (a slow ERP)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.open = asyncio.Event()
+        self.open.set()
+        self.reached = asyncio.Event()  # a sales order was sent while held
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/pedidos/vendas" and not self.open.is_set():
+            self.reached.set()
+            await self.open.wait()
+        return await self.inner.handle_async_request(request)
+
+
 @dataclass
 class BlingWorld:
     daemon: Daemon
@@ -39,6 +58,7 @@ class BlingWorld:
     hooks: httpx.AsyncClient  # the Bling sandbox's hooks
     shop: httpx.AsyncClient  # the web store sandbox's hooks
     syncd: httpx.AsyncClient  # the daemon's HTTP app
+    gate: Gate
 
     async def shown(self, sku: str) -> int:
         rows = (await self.shop.get("/_sandbox/listings")).json()
@@ -93,7 +113,8 @@ async def bling(tmp_path: Path) -> AsyncIterator[BlingWorld]:
         "account_requests_per_second": 10_000,
     }
     config = make_config(tmp_path, erp=erp, schedule={"push_debounce": "10ms"})
-    transports = {"erp": httpx.ASGITransport(app=bling), "webstore": httpx.ASGITransport(app=shop)}
+    gate = Gate(httpx.ASGITransport(app=bling))
+    transports = {"erp": gate, "webstore": httpx.ASGITransport(app=shop)}
     daemon = Daemon(config, transports=transports)
     target.app = daemon.app()
     async with (
@@ -108,7 +129,7 @@ async def bling(tmp_path: Path) -> AsyncIterator[BlingWorld]:
         await daemon.engine.erp.auth.exchange_code(code)  # type: ignore[attr-defined]
         await daemon.engine.reconcile()
         async with bling.router.lifespan_context(bling):
-            yield BlingWorld(daemon, bling, b, s, d)
+            yield BlingWorld(daemon, bling, b, s, d, gate)
     await daemon.engine.drain_fast_path()
     await daemon.engine.aclose()
     daemon.store.close()
@@ -127,6 +148,27 @@ async def test_a_signed_stock_webhook_reads_the_sku_and_replans_the_channels(bli
     assert await bling.shown("MUG") == 1
     sku = (await bling.syncd.get("/api/status/sku/MUG")).json()
     assert sku["on_hand"] == 2
+
+
+async def test_a_sale_bling_is_still_recording_holds_back_no_later_change(bling: BlingWorld) -> None:
+    """While Bling has not answered the order that records a sale, a stock change it delivers by
+    webhook is still read and reaches the store (2 - 1 reserved - 1 safety = 0); the sale is then
+    recorded once."""
+    engine = bling.daemon.engine
+    bling.gate.open.clear()
+    sold = OrderLine("webstore", "77", "1", "MUG", 1, "open", datetime.now(UTC))
+    engine.ingest([sold])
+    engine.touch(["MUG"])
+    await asyncio.wait_for(bling.gate.reached.wait(), 30)  # the recording is on its way and held
+    await bling.hooks.post("/_sandbox/stock", json={"sku": "MUG", "on_hand": 2})
+    await bling.bling_app.state.webhooks.drain()
+    while busy := [*engine.erp_events.running(), *engine.intake.running(), *engine.sender.running()]:
+        await asyncio.wait_for(asyncio.wait(busy), 30)
+    assert await bling.shown("MUG") == 0
+    bling.gate.open.set()
+    await engine.drain_fast_path()
+    orders = (await bling.hooks.get("/_sandbox/orders")).json()
+    assert [o["numeroLoja"] for o in orders] == ["webstore:77:1"]
 
 
 async def test_a_bad_signature_is_refused_with_401_and_reads_nothing(bling: BlingWorld) -> None:
