@@ -77,6 +77,8 @@ CRED = {
     "SYNCD_BENCH_TTS_REFRESH": "bench-refresh-token",
     "SYNCD_BENCH_TTS_CIPHER": "bench-shop-cipher",
 }
+# --erp bling: the Bling sandbox's app credentials (its client secret also signs its webhooks).
+BLING_CRED = {"SYNCD_BENCH_BLING_ID": "bench-bling-client", "SYNCD_BENCH_BLING_SECRET": "bench-bling-secret"}
 
 
 # ---------------------------------------------------------------------------- scenario
@@ -355,6 +357,41 @@ def _config_dict(
     return config
 
 
+def _bling_sandbox(daemon_port: int | None, seed: int) -> ASGIApp:
+    """The Bling sandbox at Bling's own limit (3 requests a second per account), with the mock
+    ERP's API latency; its signed stock webhooks go to the daemon's /webhooks/erp when given."""
+    from connectors.bling.sandbox import create_app as bling_app
+    from connectors.bling.sandbox_webhooks import BlingFaults
+
+    return bling_app(
+        client_id=BLING_CRED["SYNCD_BENCH_BLING_ID"],
+        client_secret=BLING_CRED["SYNCD_BENCH_BLING_SECRET"],
+        webhook_url=f"http://127.0.0.1:{daemon_port}/webhooks/erp" if daemon_port else None,
+        faults=BlingFaults(latency_ms=ERP_LATENCY_MS),
+        seed=seed,
+    )
+
+
+def _bling_erp(url: str) -> dict[str, Any]:
+    """The daemon's Bling settings: the connector's defaults (its share of the account's budget
+    included), sales recorded as sales orders."""
+    return {
+        "type": "bling",
+        "base_url": url,
+        "authorize_url": f"{url}/oauth/authorize",
+        "client_id": "${SYNCD_BENCH_BLING_ID}",
+        "client_secret": "${SYNCD_BENCH_BLING_SECRET}",
+        "contact_id": 1,
+    }
+
+
+async def _authorise_bling(config: dict[str, Any], path: Path) -> None:
+    """The seller's consent and the first tokens in the daemon's ledger, as ``syncd demo --erp bling``."""
+    from syncd.demo import authorise_demo_bling
+
+    await authorise_demo_bling(parse_config(config, str(path), env={**CRED, **BLING_CRED}))
+
+
 def schedule_for(scale: float) -> dict[str, str]:
     """syncd's default poll and reconcile intervals, compressed by the time scale."""
     return {
@@ -448,14 +485,20 @@ async def run_once(args: argparse.Namespace, mode: str, seed: int, channels: lis
     daemon_port = free_port()
     with tempfile.TemporaryDirectory(prefix="flash-sale-") as tmp:
         try:
-            erp_faults = Faults(latency_ms=ERP_LATENCY_MS)
-            from connectors.mock_erp.sandbox import create_app as erp_app
+            if args.erp == "bling":
+                erp_url = await servers.start(_bling_sandbox(daemon_port if webhooks else None, seed))
+            else:
+                erp_faults = Faults(latency_ms=ERP_LATENCY_MS)
+                from connectors.mock_erp.sandbox import create_app as erp_app
 
-            erp_url = await servers.start(
-                erp_app(
-                    api_key=CRED["SYNCD_BENCH_ERP_KEY"], db_path=f"{tmp}/erp.db", faults=erp_faults, seed=seed
+                erp_url = await servers.start(
+                    erp_app(
+                        api_key=CRED["SYNCD_BENCH_ERP_KEY"],
+                        db_path=f"{tmp}/erp.db",
+                        faults=erp_faults,
+                        seed=seed,
+                    )
                 )
-            )
             urls: dict[str, str] = {}
             for i, name in enumerate(channels):
                 kind, _share, _weight, latency = CHANNELS[name]
@@ -471,8 +514,13 @@ async def run_once(args: argparse.Namespace, mode: str, seed: int, channels: lis
                     for name, url in {"erp": erp_url, **urls}.items()
                 }
                 items = [{"sku": sku, "quantity": qty} for sku, qty in scenario.stock.items()]
+                if args.erp == "bling":
+                    # Bling's webhooks of the seeded stock would find no daemon yet: none are sent.
+                    await clients["erp"].post("/_sandbox/faults", json={"webhook_drop_rate": 1.0})
                 for client in clients.values():
                     (await client.post("/_sandbox/seed", json={"items": items})).raise_for_status()
+                if args.erp == "bling":
+                    await clients["erp"].post("/_sandbox/faults", json={"webhook_drop_rate": 0.0})
 
                 config = _config_dict(
                     daemon_port,
@@ -486,9 +534,14 @@ async def run_once(args: argparse.Namespace, mode: str, seed: int, channels: lis
                     args.weights,
                 )
                 config_path = Path(tmp) / "syncd.yaml"
+                if args.erp == "bling":
+                    config["erp"] = _bling_erp(erp_url)
                 config_path.write_text(yaml.safe_dump(config, sort_keys=False))
                 daemon_root = args.daemon_root or ROOT
                 env = {**os.environ, **CRED, "PYTHONPATH": str(daemon_root), "PYTHONUNBUFFERED": "1"}
+                if args.erp == "bling":
+                    env |= BLING_CRED
+                    await _authorise_bling(config, config_path)
                 started = time.monotonic()
                 if mode == "naive":
                     argv = [
@@ -906,6 +959,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info"], help="the daemon's (debug: every plan)"
     )
+    parser.add_argument(
+        "--erp",
+        choices=["mock", "bling"],
+        default="mock",
+        help="the ERP sandbox: mock, or bling (at Bling's 3 requests a second; syncd modes only)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
     args = parser.parse_args(argv)
     if args.quick:
@@ -924,6 +983,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown mode(s) {sorted(unknown)}; known: {', '.join(MODES)}")
     if args.hot_skus < 1 or args.attempts < 0 or args.time_scale <= 0:
         parser.error("--hot-skus must be >= 1, --attempts >= 0, --time-scale > 0")
+    if args.erp == "bling" and "naive" in modes:
+        parser.error("--erp bling runs the syncd modes only (bench/naive_sync.py keeps no Bling tokens)")
     args.mode_list = modes
     args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
     return args
@@ -986,6 +1047,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 for c in channels
             },
             "erp_api_latency_ms": ERP_LATENCY_MS,
+            **(
+                {
+                    "erp": "bling sandbox: 3 requests/s per account; syncd's connector defaults "
+                    "(budget_share 0.5: 1.5 requests/s), sales recorded as sales orders; "
+                    "signed stock webhooks to /webhooks/erp in mode syncd"
+                }
+                if args.erp == "bling"
+                else {}
+            ),
             "webhook_faults": WEBHOOK_FAULTS,
             "schedule": schedule_for(args.time_scale),
             "connector_rate_limits": {c: args.rate_limit.get(c, "connector default") for c in channels},

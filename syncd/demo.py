@@ -342,8 +342,9 @@ async def run_demo(
     # The sandbox's root (its hooks), below Tiny's API path.
     erp_url = str(config.erp.base_url).removesuffix("/public-api/v3")
     erp_sandbox = "mock_erp" if erp_type == "mock" else erp_type
-    # No ERP webhooks yet: the daemon has no POST /webhooks/erp route; its polls read the changes.
-    erp_app = build_sandbox(erp_sandbox, data_dir=data_dir)
+    # Bling's signed stock webhooks go to the daemon's POST /webhooks/erp (its polls stay the safety net).
+    erp_hooks = f"{daemon_url}/webhooks/erp" if erp_type == "bling" else None
+    erp_app = build_sandbox(erp_sandbox, data_dir=data_dir, webhook_url=erp_hooks)
     await start(erp_app, erp_url, f"{erp_sandbox} sandbox")
     if erp_type == "bling":
         await authorise_demo_bling(config)
@@ -358,7 +359,12 @@ async def run_demo(
     erp = httpx.AsyncClient(base_url=erp_url, timeout=30)
     shops = {c.name: httpx.AsyncClient(base_url=_channel_url(c), timeout=30) for c in channels}
     try:
+        if erp_hooks:
+            # The catalogue's stock, set before the daemon listens, is read by its first reconcile.
+            await erp.post("/_sandbox/faults", json={"webhook_drop_rate": 1.0})
         catalogue = await seed(erp, shops, skus, rng)
+        if erp_hooks:
+            await erp.post("/_sandbox/faults", json={"webhook_drop_rate": 0.0})
         log.info(
             "demo.seeded",
             skus=len(catalogue),
