@@ -96,6 +96,14 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric_level)
+    # Libraries that set up logging of their own (uvicorn's default config gives "uvicorn" its
+    # own handler and stops it propagating) would print plain text past this handler.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "apscheduler", "httpx", "httpcore", "alembic"):
+        library = logging.getLogger(name)
+        library.handlers.clear()
+        library.propagate = True
+        library.disabled = False
+        library.setLevel(logging.NOTSET)  # the levels below are set on the parents only
     # APScheduler logs every job start and finish at info; only its warnings (a run skipped
     # because the previous one still runs, a misfire) say something an operator needs.
     quiet = numeric_level if level == "debug" else logging.WARNING
