@@ -3,15 +3,13 @@ SQLite, and a Daemon wired to them through ASGI transports (no sockets)."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import structlog
 
 from connectors.mock_erp.sandbox import create_app as erp_app
 from connectors.woocommerce.sandbox import create_app as woo_app
@@ -22,19 +20,6 @@ ERP_KEY = "erp-test-key-1234"
 WC_KEY = "ck_test_abcdef"
 WC_SECRET = "cs_test_987654"
 WEBHOOK_SECRET = "whsec-test-5555"
-
-
-@pytest.fixture(autouse=True)
-def logging_put_back() -> Iterator[None]:
-    """A test that runs a command in-process sets logging up onto its captured output, which is
-    closed afterwards: put the set-up back, or every later test would log to a closed stream."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.configure(**saved)
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
