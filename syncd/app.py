@@ -65,16 +65,27 @@ def create_app(daemon: Host) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/ready")
-    async def ready() -> JSONResponse:
-        reasons = []
+    async def ready(connectors: str = "") -> JSONResponse:
+        """Ready while the ledger takes a write, so webhooks are recorded: one channel down does
+        not stop the others' webhooks behind a readiness probe. The connectors' state is detail;
+        ``?connectors=all`` also fails on any of them (for monitoring, not for load balancers)."""
+        ledger: list[str] = []
         try:
-            await asyncio.to_thread(store.ping)
+            await asyncio.to_thread(store.probe_write, engine.clock())
         except StoreError as exc:
-            reasons.append(f"store: {exc}")
-        reasons += engine.readiness(daemon.config.readiness.max_success_age)
-        if reasons:
-            return JSONResponse({"ready": False, "reasons": reasons}, status_code=503)
-        return JSONResponse({"ready": True})
+            ledger.append(f"ledger: {exc}")
+        degraded = engine.readiness(daemon.config.readiness.max_success_age)
+        circuits = {
+            name: circuit.state
+            for name, connector in [(engine.erp.name, engine.erp), *engine.channels.items()]
+            if (circuit := connector.circuit) is not None and circuit.state != "closed"
+        }
+        degraded += [f"{name}: circuit {state}" for name, state in sorted(circuits.items())]
+        failing = ledger + (degraded if connectors == "all" else [])
+        body: dict[str, object] = {"ready": not failing, "degraded": degraded}
+        if failing:
+            body["reasons"] = failing
+        return JSONResponse(body, status_code=503 if failing else 200)
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -145,6 +145,12 @@ class Store(TokenStore, ErpRecordStore, AccountTables):
         """Bring the schema to the newest version (Alembic ``upgrade head``)."""
         self._db.migrate()
 
+    def probe_write(self, now: datetime) -> None:
+        """Raise StoreError unless the ledger takes a write (a full disk, a read-only file or a
+        lost database fail here, where a SELECT would still answer)."""
+        with self._db.transaction("write probe") as conn:
+            self._save_cursor(conn, "ready:probe", now.isoformat())
+
     def ping(self) -> None:
         """Raise StoreError unless the database answers a trivial query."""
         with self._db.transaction("ping", write=False) as conn:

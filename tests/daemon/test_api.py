@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -77,11 +78,15 @@ async def test_no_token_configured_means_events_api_is_off(tmp_path: Path) -> No
 
 
 async def test_status_and_readiness_before_any_cycle(api: tuple[Daemon, httpx.AsyncClient]) -> None:
-    """Before the first cycle /ready is 503 naming each connector; /api/status has no secret."""
+    """Before the first cycle /ready is 200 (the ledger takes webhooks) naming each connector as
+    degraded, and 503 with ?connectors=all; /api/status has no secret."""
     _, client = api
     ready = await client.get("/ready")
-    assert ready.status_code == 503
-    assert any(r.startswith("erp:") for r in ready.json()["reasons"])
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    assert any(r.startswith("erp:") for r in ready.json()["degraded"])
+    strict = await client.get("/ready", params={"connectors": "all"})
+    assert strict.status_code == 503
+    assert any(r.startswith("erp:") for r in strict.json()["reasons"])
     status = (await client.get("/api/status")).text
     assert TOKEN not in status and "propagation_seconds" in status
 
@@ -120,3 +125,24 @@ def test_the_http_app_and_the_daemon_do_not_import_each_other() -> None:
 
     assert not [name for name, _ in imports(syncd.app) if name.startswith("syncd.daemon")]
     assert [at_top for name, at_top in imports(syncd.daemon) if name == "syncd.app"] == [True]
+
+
+async def test_ready_fails_when_the_ledger_cannot_write(
+    api: tuple[Daemon, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    """A ledger that answers reads but refuses writes (a full disk) makes /ready 503 naming the
+    ledger: webhooks could not be recorded."""
+    _, client = api
+    refuse = sqlite3.connect(tmp_path / "syncd.db")
+    try:
+        for when in ("INSERT", "UPDATE"):
+            refuse.execute(
+                f"CREATE TRIGGER full_{when.lower()} BEFORE {when} ON cursor "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        refuse.commit()
+    finally:
+        refuse.close()
+    ready = await client.get("/ready")
+    assert ready.status_code == 503
+    assert any(r.startswith("ledger:") and "disk is full" in r for r in ready.json()["reasons"])
