@@ -25,6 +25,7 @@ from syncd.engine.demand import Demand
 from syncd.engine.erp_events import ErpEvents
 from syncd.engine.health import ConnectorHealth, Health
 from syncd.engine.intake import Intake
+from syncd.engine.mapping import ListingSkus, held_by_mapping
 from syncd.engine.planner import LowStock, Plan, Planner
 from syncd.engine.reconcile import Reconciler
 from syncd.engine.reports import CycleReport, Key, Propagation, finish
@@ -34,6 +35,7 @@ from syncd.engine.slices import SliceWriter
 from syncd.engine.sold_out import RECHECK_DELAY, SoldOutChecks
 from syncd.engine.supervisor import Supervisor
 from syncd.history import History, channel_policies
+from syncd.mapping import SkuMap, load_mapping
 from syncd.metrics import Metrics
 from syncd.store import IngestResult, Store
 from syncd.unseen import UnseenSales
@@ -173,6 +175,12 @@ class Engine:
         writer.regrant = self._regrant
         self.sender.replan_skus = self._replan_short
 
+        # SKU mapping: channel codes become ERP SKUs where listings and order lines come in, and
+        # reads ask each channel by its own codes (engine/mapping.py).
+        self.skus = ListingSkus(load_mapping(config.mapping.file) if config.mapping.file else SkuMap())
+        for translated in (self.intake, self.reconciler, writer, self.sold_out):
+            translated.skus = self.skus
+
     def _now(self) -> datetime:
         return self.clock()
 
@@ -280,7 +288,8 @@ class Engine:
             sku_list = None if skus is None else sorted(set(skus))
             # Every channel's listing takes part in the plan (the low-stock split depends on all
             # of them); ``channels`` only limits which of them get pushes.
-            rows = self.store.listings(skus=sku_list)
+            # A listing the mapping cannot place (a conflict, a kit) is never planned.
+            rows = [r for r in self.store.listings(skus=sku_list) if not held_by_mapping(r)]
             on_hand = {sku: row.on_hand for sku, row in self.store.skus(sku_list).items()}
             reserved = self.store.reserved_by_sku(sku_list)
             believed: dict[Key, int | None] = {(row.channel, row.sku): belief(row) for row in rows}

@@ -17,6 +17,7 @@ from connectors.base import ChannelConnector, OrderLine, WebhookEvent
 from syncd.config import Config
 from syncd.engine.demand import Demand
 from syncd.engine.health import Health
+from syncd.engine.mapping import ListingSkus
 from syncd.engine.reports import CycleReport, Key, Propagation
 from syncd.engine.supervisor import Supervisor
 from syncd.errors import PayloadError, SignatureError, StoreError
@@ -66,6 +67,8 @@ class Intake:
     allocations: Allocations | None = None  # wired by the Engine
 
     history: History = History.off()  # wired by the Engine
+    # Wired by the Engine: every line's SKU becomes its ERP SKU before it reaches the ledger.
+    skus: ListingSkus = ListingSkus()
 
     def __init__(
         self,
@@ -143,7 +146,7 @@ class Intake:
         covered: dict[str, datetime] = {}
         chosen = self.channels if names is None else {n: self.channels[n] for n in names}
         results = await asyncio.gather(*(pull(n, c) for n, c in chosen.items()))
-        lines = [line for batch in results for line in batch]
+        lines = self.skus.lines([line for batch in results for line in batch])
         if lines or cursors:
             result = self.store.ingest_polled(lines, cursors, self.clock())
         else:
@@ -157,6 +160,7 @@ class Intake:
 
     def ingest(self, lines: Sequence[OrderLine], report: CycleReport | None = None) -> IngestResult:
         """Record order lines in the ledger, idempotently; count what was new."""
+        lines = self.skus.lines(lines)
         result = self.store.ingest_lines(lines, self.clock()) if lines else IngestResult()
         self.ingested(result, report)
         return result
@@ -213,7 +217,7 @@ class Intake:
             return Receipt(Outcome.ACCEPTED)
         try:
             result = self.store.ingest_delivery(
-                event.lines, [dedupe] if dedupe else [], self.clock(), WEBHOOK_DEDUPE_TTL
+                self.skus.lines(event.lines), [dedupe] if dedupe else [], self.clock(), WEBHOOK_DEDUPE_TTL
             )
         except StoreError as exc:
             log.error("webhook.store_failed", channel=channel, error=str(exc), delivery=delivery_id(headers))
@@ -261,7 +265,7 @@ class Intake:
                 continue
             # The deliveries are remembered in the transaction that records their lines.
             keys = [dedupe for _, dedupe in fresh if dedupe]
-            result = self.store.ingest_delivery(lines, keys, self.clock(), WEBHOOK_DEDUPE_TTL)
+            result = self.store.ingest_delivery(self.skus.lines(lines), keys, self.clock(), WEBHOOK_DEDUPE_TTL)
             if result is not None:
                 self.ingested(result)
                 touched |= result.touched_skus

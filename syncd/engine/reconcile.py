@@ -16,6 +16,7 @@ from syncd.allocation import ReadOutcome, judge_read
 from syncd.core import ChannelState, Drift, DriftCause, classify_drift
 from syncd.engine.health import Health
 from syncd.engine.intake import Intake
+from syncd.engine.mapping import ListingSkus
 from syncd.engine.planner import Plan, Planner
 from syncd.engine.reports import CycleReport, Key, finish
 from syncd.engine.settlement import Settlement
@@ -43,6 +44,7 @@ class Reconciler:
     read_from: datetime
 
     history: History = History.off()  # wired by the Engine
+    skus: ListingSkus = ListingSkus()  # wired by the Engine: channel codes -> ERP SKUs
 
     def __init__(
         self,
@@ -146,10 +148,13 @@ class Reconciler:
         for name, listings in await asyncio.gather(*(read(n, c) for n, c in self.channels.items())):
             if listings is None:
                 continue
+            # Kept under their ERP SKUs from here on (refs unchanged), whatever the channel calls them.
+            listings, unmapped = self.skus.listings(name, listings)
             if self.allocations is not None:
                 levels = {x.sku: x.quantity for x in listings if x.managed and x.quantity is not None}
                 self.reads[name] = self.allocations.read(name, levels, read_from, self.clock())
             self.store.sync_listings(name, listings, self.clock())
+            self.skus.mark(self.store, name, unmapped)
             self.history.levels(name, {x.sku: x.quantity for x in listings}, self.clock())
             if self.allocations is None:
                 drifts += self._detect_drift(self.store.listings(name))
@@ -212,7 +217,10 @@ class Reconciler:
         believed: dict[Key, int | None] = {}
         for name, channel in self.channels.items():
             listings = await self.health.call(name, channel.list_listings(), report)
-            for listing in listings or []:
+            mapped, unmapped = self.skus.listings(name, listings or [])
+            for listing in mapped:
+                if listing.sku in unmapped:
+                    continue
                 if listing.managed or listing.quantity is not None:
                     believed[(name, listing.sku)] = listing.quantity
         plan = self.planner.plan(on_hand, self.store.reserved_by_sku(), believed, "reconcile")

@@ -18,6 +18,7 @@ from syncd.engine.allocations import Allocations, Intended
 from syncd.engine.beliefs import UnseenReads, belief, read_first, send_compare
 from syncd.engine.demand import Demand
 from syncd.engine.health import Health
+from syncd.engine.mapping import ListingSkus
 from syncd.engine.reports import CycleReport, Key, Propagation
 from syncd.history import History
 from syncd.metrics import Metrics
@@ -53,6 +54,7 @@ class SliceWriter:
     allocations: Allocations | None = None  # wired by the Engine
     regrant: Callable[[set[str]], None] = staticmethod(lambda skus: None)  # plans SKUs again (the Engine)
     history: History = History.off()  # wired by the Engine
+    skus: ListingSkus = ListingSkus()  # wired by the Engine: reads ask by the channel's codes
 
     def __init__(
         self,
@@ -345,4 +347,5 @@ class SliceWriter:
         if not fresh:
             return {}
         listings = [Listing(p.sku, refs[p.sku], None) for p in fresh]
-        return await self.health.call(name, channel.read_quantities(listings, urgent=urgent), report)
+        read = self.skus.read_quantities(name, channel, listings, urgent=urgent)
+        return await self.health.call(name, read, report)

@@ -16,6 +16,7 @@ from connectors.base import ChannelConnector, Listing
 from syncd.engine.beliefs import UnseenReads, belief
 from syncd.engine.demand import IN_FLIGHT_WINDOW
 from syncd.engine.health import Health
+from syncd.engine.mapping import ListingSkus
 from syncd.engine.reports import CycleReport, Key
 from syncd.engine.supervisor import Supervisor
 from syncd.errors import StoreError
@@ -32,6 +33,8 @@ PullOrders = Callable[..., Awaitable[IngestResult]]
 
 
 class SoldOutChecks:
+    skus: ListingSkus = ListingSkus()  # wired by the Engine: reads ask by the channel's codes
+
     def __init__(
         self,
         store: Store,
@@ -123,7 +126,8 @@ class SoldOutChecks:
     async def _look(self, name: str, listed: list[ListingRow], report: CycleReport) -> None:
         started = self.clock()
         reading = [Listing(r.sku, r.ref, None) for r in listed]
-        shown = await self.health.call(name, self.channels[name].read_quantities(reading, urgent=True), report)
+        read = self.skus.read_quantities(name, self.channels[name], reading, urgent=True)
+        shown = await self.health.call(name, read, report)
         if not shown:
             return
         now_rows = {r.sku: r for r in self.store.listings(name, skus=[r.sku for r in listed])}
