@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TypeVar
 
 from syncd.allocation import (
@@ -245,7 +245,7 @@ class Accounts:
     def answered(
         self,
         channel: str,
-        at: datetime,
+        at: datetime | None = None,
         *,
         applied: Mapping[int, tuple[str, int]] | None = None,
         undone: Mapping[int, str] | None = None,
@@ -257,10 +257,13 @@ class Accounts:
         stay exposed until a read after the grace shows, holding what they may overwrite until
         they could no longer land. One transaction."""
         applied, undone, lost = applied or {}, undone or {}, lost or {}
+        if applied and at is None:
+            raise ValueError("applied writes need the time of their answer")
 
         def change(books: dict[str, SkuAccounts]) -> None:
             for push_id, (sku, quantity) in applied.items():
                 book = books[sku]
+                assert at is not None
                 book = book.with_listing(write_acknowledged(book.listing(channel), push_id, quantity, at))
                 books[sku] = replace(book, parts=tuple(forgotten_until(book.parts, push_id, at)))
             for push_id, sku in undone.items():
@@ -283,7 +286,7 @@ class Accounts:
 
     def undone(self, channel: str, sku: str, push_id: int) -> None:
         """The write surely did not land (stale, refused): it is exposed no more."""
-        self.answered(channel, datetime.max.replace(tzinfo=UTC), undone={push_id: sku})
+        self.answered(channel, undone={push_id: sku})
 
     def lost(self, channel: str, sku: str, push_id: int, sent_at: datetime) -> None:
         """No answer for the write: it may have landed."""

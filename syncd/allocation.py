@@ -507,8 +507,3 @@ def grant(
         quantity = min(quantity, limit)
     # The sales a write without compare-and-set overwrites are gone whatever it sets: all held.
     return Grant(max(0, quantity), max(0, racing), reason)
-
-
-def sellable(book: SkuBook) -> int:
-    """Units the channels can sell between them as far as syncd's accounts go."""
-    return sum(a.exposure or 0 for a in book.listings.values())
