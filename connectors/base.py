@@ -220,6 +220,11 @@ class Connector(abc.ABC):
         """The circuit breaker in front of this connector's API; None for connectors without one."""
         return None
 
+    def api_budget(self) -> Mapping[str, object] | None:
+        """The connector's share of an API budget counted per day (requests used, allowed, when the
+        count resets), for the status page; None where the API has none."""
+        return None
+
 
 class ErpConnector(Connector):
     """The seller's ERP: the single source of truth for on-hand stock.

@@ -107,6 +107,9 @@ class BlingConnector(ErpConnector):
         """The day's request count against syncd's share (for /status)."""
         return self.budget.status()
 
+    def api_budget(self) -> dict[str, object]:
+        return self.budget_status()
+
     # ------------------------------------------------------------------ the one call path
     async def call(self, method: str, path: str, *, write: bool = False, **kwargs: Any) -> httpx.Response:
         """One API call: budget, token, throttling and the error envelope. A write is tried once

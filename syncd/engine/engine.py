@@ -404,11 +404,23 @@ class Engine:
                 for e in self.events
                 if e.end > self.clock()
             ],
-            "connectors": [h.as_dict() for h in self.health.connectors.values()],
+            "connectors": [self._connector_status(h.as_dict()) for h in self.health.connectors.values()],
             "low_stock": [
                 {"sku": s.sku, "ats": s.ats, "threshold": s.threshold, "targets": s.targets}
                 for s in self.low_stock
             ],
+        }
+
+    def _connector_status(self, health: dict[str, Any]) -> dict[str, Any]:
+        """A connector's health with its circuit breaker and, where its API has one, its daily budget."""
+        connector = self.erp if health["name"] == self.erp.name else self.channels.get(health["name"])
+        if connector is None:
+            return health
+        circuit = connector.circuit
+        return {
+            **health,
+            "circuit": None if circuit is None else circuit.state,
+            "api_budget": connector.api_budget(),
         }
 
     def readiness(self, max_age: timedelta) -> list[str]:

@@ -232,3 +232,16 @@ async def test_an_oversized_erp_delivery_is_refused_with_413(bling: BlingWorld) 
     limit = bling.daemon.config.server.max_webhook_body
     response = await bling.deliver(b"x" * (limit + 1))
     assert response.status_code == 413 and "max_webhook_body" in response.json()["error"]
+
+
+async def test_the_status_shows_blings_daily_budget_and_each_circuit(bling: BlingWorld) -> None:
+    """/api/status shows, per connector, its circuit breaker and, for Bling, the day's requests
+    against syncd's share of the account's budget."""
+    status = (await bling.syncd.get("/api/status")).json()
+    connectors = {c["name"]: c for c in status["connectors"]}
+    erp = connectors[bling.daemon.engine.erp.name]
+    assert erp["circuit"] in (None, "closed")
+    budget = erp["api_budget"]
+    assert budget is not None and int(str(budget["used_today"])) > 0
+    shop = next(c for name, c in connectors.items() if name != bling.daemon.engine.erp.name)
+    assert shop["api_budget"] is None and "circuit" in shop
