@@ -13,7 +13,7 @@ import structlog
 
 from connectors.base import ChannelConnector, ErpConnector, Listing, OrderLine
 from syncd.allocation import ReadOutcome, judge_read
-from syncd.core import ChannelState, Drift, DriftCause, classify_drift
+from syncd.core import Drift, DriftCause
 from syncd.engine.health import Health
 from syncd.engine.intake import Intake
 from syncd.engine.mapping import ListingSkus
@@ -23,7 +23,7 @@ from syncd.engine.settlement import Settlement
 from syncd.errors import StoreError
 from syncd.history import History
 from syncd.metrics import Metrics
-from syncd.store import ListingRow, Store
+from syncd.store import Store
 
 log = structlog.get_logger("syncd.engine")
 
@@ -156,8 +156,6 @@ class Reconciler:
             self.store.sync_listings(name, listings, self.clock())
             self.skus.mark(self.store, name, unmapped)
             self.history.levels(name, {x.sku: x.quantity for x in listings}, self.clock())
-            if self.allocations is None:
-                drifts += self._detect_drift(self.store.listings(name))
             self.store.rebase_listings(name)
             report.counts["listings_read"] += len(listings)
             answered.add(name)
@@ -194,17 +192,6 @@ class Reconciler:
                 if drift is not None:
                     drifts.append(drift)
         self.reads = {}
-        return drifts
-
-    def _detect_drift(self, rows: Iterable[ListingRow]) -> list[Drift]:
-        drifts = []
-        for row in rows:
-            if row.status == "unmapped":
-                continue
-            state = ChannelState(row.channel, row.sku, row.last_pushed, row.sold_since_push, row.observed)
-            drift = classify_drift(state, self.cancelled.get((row.channel, row.sku), 0))
-            if drift is not None:
-                drifts.append(drift)
         return drifts
 
     async def _dry_run(self, report: CycleReport) -> CycleReport:
