@@ -16,9 +16,12 @@ LABEL org.opencontainers.image.title="syncd" \
       org.opencontainers.image.description="Keeps a seller's stock in step across sales channels from the ERP." \
       org.opencontainers.image.licenses="Apache-2.0"
 # SYNCD_CONFIG is the file every syncd command reads by default (the HEALTHCHECK's among them).
+# syncd listens on loopback unless told otherwise; in a container that would be unreachable, so the
+# image says 0.0.0.0 here, which the example config's server.host reads (${SYNCD_SERVER_HOST:-...}).
 ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    SYNCD_CONFIG=/etc/syncd/syncd.yaml
+    SYNCD_CONFIG=/etc/syncd/syncd.yaml \
+    SYNCD_SERVER_HOST=0.0.0.0
 
 # A fixed uid lets volume ownership and runAsNonRoot policies be set ahead of time.
 RUN groupadd --system --gid 10001 syncd \

@@ -1,14 +1,20 @@
-"""The HTTP face of the daemon: health, readiness, metrics, status and webhook intake."""
+"""The HTTP face of the daemon: health, readiness, metrics, status and webhook intake.
+
+With ``api.token`` set, everything but /health, /ready and the (signed) webhooks needs it: a
+bearer header, or for a person in a browser ``/status?token=...`` once, which leaves a cookie
+derived from the token (never the token itself) that the read-only pages and APIs accept.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import structlog
 from fastapi import FastAPI, Request
@@ -24,6 +30,8 @@ from syncd.status_page import render_sku_page, render_status_page
 from syncd.store import Store
 
 log = structlog.get_logger("syncd.http")
+
+SESSION_COOKIE = "syncd_session"
 
 _WEBHOOK_STATUS = {
     Outcome.RECORDED: 200,
@@ -87,29 +95,76 @@ def create_app(daemon: Host) -> FastAPI:
             body["reasons"] = failing
         return JSONResponse(body, status_code=503 if failing else 200)
 
+    token = daemon.config.api.token
+    session = _session_value(token.get_secret_value()) if token is not None else ""
+
+    def bearer_ok(request: Request) -> bool:
+        if token is None:
+            return False
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode())
+
+    def reader(request: Request, *, page: bool = False) -> Response | None:
+        """None when the request may read status (no token configured, the bearer token, or the
+        session cookie); else the answer to send. On a page, a right ``?token=`` sets the cookie
+        and redirects to the same address without it, so the token leaves the address bar."""
+        if token is None or bearer_ok(request):
+            return None
+        if hmac.compare_digest(request.cookies.get(SESSION_COOKIE, "").encode(), session.encode()):
+            return None
+        given = request.query_params.get("token")
+        if page and given is not None and hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+            rest = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
+            answer = RedirectResponse(quote(request.url.path) + (f"?{rest}" if rest else ""), status_code=303)
+            answer.set_cookie(
+                SESSION_COOKIE,
+                session,
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+            )
+            return answer
+        if page:
+            return HTMLResponse(_LOCKED_PAGE, status_code=401)
+        return JSONResponse(
+            {"error": "missing or wrong bearer token (api.token)"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if (refusal := reader(request)) is not None:
+            return refusal
         body = await asyncio.to_thread(engine.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/api/status")
-    async def api_status() -> JSONResponse:
+    async def api_status(request: Request) -> Response:
+        if (refusal := reader(request)) is not None:
+            return refusal
         return JSONResponse(await asyncio.to_thread(daemon_status, daemon))
 
     @app.get("/status", response_class=HTMLResponse)
-    async def status_page(sku: str | None = None) -> Response:
+    async def status_page(request: Request, sku: str | None = None) -> Response:
+        if (refusal := reader(request, page=True)) is not None:
+            return refusal
         if sku and sku.strip():  # the page's search box
             return RedirectResponse(f"/status/sku/{quote(sku.strip(), safe='')}", status_code=303)
         return HTMLResponse(render_status_page(await asyncio.to_thread(daemon_status, daemon)))
 
     @app.get("/status/sku/{sku:path}", response_class=HTMLResponse)
-    async def sku_page(sku: str) -> HTMLResponse:
+    async def sku_page(sku: str, request: Request) -> Response:
+        if (refusal := reader(request, page=True)) is not None:
+            return refusal
         status, report, near = await asyncio.to_thread(daemon_sku, daemon, sku)
         found = report["known"] or bool(report["channels"])
         return HTMLResponse(render_sku_page(status, report, near), status_code=200 if found else 404)
 
     @app.get("/api/status/sku/{sku:path}")
-    async def api_sku(sku: str) -> JSONResponse:
+    async def api_sku(sku: str, request: Request) -> Response:
+        if (refusal := reader(request)) is not None:
+            return refusal
         _, report, near = await asyncio.to_thread(daemon_sku, daemon, sku)
         found = report["known"] or bool(report["channels"])
         return JSONResponse(
@@ -118,18 +173,20 @@ def create_app(daemon: Host) -> FastAPI:
         )
 
     def authorised(request: Request) -> JSONResponse | None:
-        """None when the request carries the API token; else the error response to send."""
-        token = daemon.config.api.token
+        """None when the request carries the API token as a bearer header (a change needs the
+        header: a browser sends the cookie with any site's form); else the error response."""
         if token is None:
             return JSONResponse({"error": "no API token is configured (api.token)"}, status_code=403)
-        given = request.headers.get("authorization", "")
-        expected = f"Bearer {token.get_secret_value()}"
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+        if not bearer_ok(request):
+            return JSONResponse(
+                {"error": "missing or wrong bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
         return None
 
     @app.get("/api/events")
-    async def list_events() -> JSONResponse:
+    async def list_events(request: Request) -> Response:
+        if (refusal := reader(request)) is not None:
+            return refusal
         now = engine.clock()
         return JSONResponse(
             [{**e.model_dump(mode="json"), "active": e.active(now)} for e in engine.events if e.end > now]
@@ -209,6 +266,23 @@ def create_app(daemon: Host) -> FastAPI:
         return JSONResponse(answer, status_code=status)
 
     return app
+
+
+def _session_value(token: str) -> str:
+    """The cookie a browser keeps after ``?token=``: derived from the token, so a leaked cookie
+    reads status but cannot make changes, and changing the token ends every session."""
+    return hmac.new(token.encode(), b"syncd status session", hashlib.sha256).hexdigest()
+
+
+_LOCKED_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>syncd: token needed</title></head>
+<body style="font-family: system-ui, sans-serif; max-width: 40em; margin: 2em auto; padding: 0 1em">
+<h1>syncd needs its API token</h1>
+<p>This daemon has <code>api.token</code> set. Open <code>/status?token=</code> followed by that token
+once; the browser then keeps a session cookie for these pages.</p>
+</body></html>
+"""
 
 
 async def _read_at_most(request: Request, limit: int) -> bytes | None:

@@ -110,11 +110,14 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    url = args.url
+    url, token = args.url, os.environ.get("SYNCD_API_TOKEN", "")
     if url is None:
-        url = _daemon_url(load_config(args.config))
+        config = load_config(args.config)
+        url = _daemon_url(config)
+        token = config.api.token.get_secret_value() if config.api.token is not None else ""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(f"{url.rstrip('/')}/api/status", timeout=10)
+        response = httpx.get(f"{url.rstrip('/')}/api/status", headers=headers, timeout=10)
         response.raise_for_status()
         status: dict[str, Any] = response.json()
     except (httpx.HTTPError, ValueError) as exc:
@@ -255,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", help="show a running daemon's status")
     with_config(p)
-    p.add_argument("--url", help="daemon address (default: from the config's server section)")
+    p.add_argument(
+        "--url",
+        help="daemon address (default: from the config's server section; with --url the token is SYNCD_API_TOKEN)",
+    )
     p.add_argument("--json", action="store_true", help="print the raw JSON")
     p.set_defaults(func=cmd_status)
 

@@ -47,8 +47,11 @@ class _Model(BaseModel):
 
 class ServerSettings(_Model):
     host: str = Field(
-        default="0.0.0.0",
-        description="Address the HTTP server listens on (0.0.0.0: every interface; 127.0.0.1: this machine only).",
+        default="127.0.0.1",
+        description=(
+            "Address the HTTP server listens on (127.0.0.1: this machine only; 0.0.0.0: every interface,"
+            " as in the container image; then set api.token)."
+        ),
     )
     port: int = Field(
         default=8080, ge=1, le=65535, description="Port of /health, /ready, /metrics, /status, the API and webhooks."
@@ -203,7 +206,13 @@ class EventSettings(_Model):
 
 
 class ApiSettings(_Model):
-    token: SecretStr | None = Field(default=None, description="Bearer token for POST/DELETE /api/events.")
+    token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Bearer token for POST/DELETE /api/events; when set, /status, /api/status, GET /api/events"
+            " and /metrics need it too (/status?token=... once in a browser); /health and /ready stay open."
+        ),
+    )
 
     @field_validator("token")
     @classmethod
@@ -386,10 +395,11 @@ class Config(_Model):
                 "events: configured but api.token is not set, so /api/events cannot add, change or end"
                 " an event while syncd runs; set api.token (at least 16 characters)"
             )
-        elif self.api.token is None and not _loopback(self.server.host):
+        if self.api.token is None and not _loopback(self.server.host):
             found.append(
-                f"api: server.host {self.server.host} is reachable from other machines and api.token is"
-                " not set, so the events API is off; set api.token (at least 16 characters) to use it"
+                f"server.host: {self.server.host} is reachable from other machines and api.token is not"
+                " set, so anyone who can reach it reads /status, /api/status and /metrics (SKUs,"
+                " quantities, errors); set api.token (at least 16 characters) or server.host: 127.0.0.1"
             )
         zero = "0 means channels share the last unit and two of them can sell it; use a few units or auto"
         if self.stock.low_stock_threshold == 0:

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from syncd.config import Config
+from syncd.config import Config, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
@@ -249,6 +249,16 @@ def test_exposed_port_is_the_servers_default() -> None:
     """EXPOSE documents the port the server listens on when the config does not say."""
     exposed = {int(word.split("/")[0]) for i in final_stage().all("EXPOSE") for word in i.args.split()}
     assert Config.model_fields["server"].default.port in exposed
+
+
+def test_image_listens_on_every_interface() -> None:
+    """syncd listens on loopback by default, unreachable from outside a container: the image's ENV
+    makes the example config it documents listen on 0.0.0.0."""
+    assert Config.model_fields["server"].default.host == "127.0.0.1"
+    assert env_of(final_stage()).get("SYNCD_SERVER_HOST") == "0.0.0.0"
+    env = {**env_of(final_stage()), "SYNCD_ERP_API_KEY": "k" * 8, "SYNCD_WC_CONSUMER_KEY": "k" * 8}
+    env |= {"SYNCD_WC_CONSUMER_SECRET": "k" * 8, "SYNCD_WC_WEBHOOK_SECRET": "k" * 8}
+    assert load_config(REPO / "config" / "syncd.example.yaml", env=env).server.host == "0.0.0.0"
 
 
 def test_daemon_runs_as_a_fixed_unprivileged_user() -> None:

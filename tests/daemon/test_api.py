@@ -58,10 +58,10 @@ async def test_event_is_validated_saved_listed_and_deleted(api: tuple[Daemon, ht
     assert naive.status_code == 400 and "start" in str(naive.json()["problems"])
     created = await client.post("/api/events", json=EVENT, headers=auth)
     assert created.status_code == 201
-    listed = (await client.get("/api/events")).json()
+    listed = (await client.get("/api/events", headers=auth)).json()
     assert [(e["name"], e["active"]) for e in listed] == [("friday-live", False)]
     assert (await client.delete("/api/events/friday-live", headers=auth)).status_code == 200
-    assert (await client.get("/api/events")).json() == []
+    assert (await client.get("/api/events", headers=auth)).json() == []
     assert (await client.delete("/api/events/friday-live", headers=auth)).status_code == 404
 
 
@@ -87,8 +87,81 @@ async def test_status_and_readiness_before_any_cycle(api: tuple[Daemon, httpx.As
     strict = await client.get("/ready", params={"connectors": "all"})
     assert strict.status_code == 503
     assert any(r.startswith("erp:") for r in strict.json()["reasons"])
-    status = (await client.get("/api/status")).text
+    status = (await client.get("/api/status", headers={"Authorization": f"Bearer {TOKEN}"})).text
     assert TOKEN not in status and "propagation_seconds" in status
+
+
+READ_PATHS = ["/status", "/status/sku/TEE-1", "/api/status", "/api/status/sku/TEE-1", "/api/events", "/metrics"]
+
+
+async def test_status_and_metrics_need_the_token_health_and_ready_do_not(
+    api: tuple[Daemon, httpx.AsyncClient],
+) -> None:
+    """With api.token set, every status, events and metrics read is 401 without it or with a wrong
+    one, and answers with the bearer token; /health and /ready answer anyone."""
+    _, client = api
+    for path in READ_PATHS:
+        assert (await client.get(path)).status_code == 401, path
+        wrong = await client.get(path, headers={"Authorization": "Bearer api-token-for-tests-43"})
+        assert wrong.status_code == 401 and TOKEN not in wrong.text, path
+        right = await client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert right.status_code in (200, 404), (path, right.status_code)  # 404: no such SKU yet
+    refused = await client.get("/api/status")
+    assert refused.headers["www-authenticate"] == "Bearer" and "api.token" in refused.json()["error"]
+    assert (await client.get("/health")).status_code == 200
+    assert (await client.get("/ready")).status_code == 200
+
+
+async def test_every_read_route_but_health_and_ready_is_guarded(api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    """No GET route the app serves, bar /health and /ready, answers without the token (a new
+    route that forgets the guard fails here)."""
+    daemon, client = api
+    paths = {
+        route.path.replace("{sku:path}", "TEE-1")
+        for route in daemon.app().routes
+        if "GET" in getattr(route, "methods", set())
+    }
+    assert set(READ_PATHS) <= paths
+    for path in sorted(paths - {"/health", "/ready"}):
+        assert (await client.get(path)).status_code == 401, path
+
+
+async def test_a_browser_opens_the_page_with_the_token_once(api: tuple[Daemon, httpx.AsyncClient]) -> None:
+    """/status without the token explains how to open it; /status?token=... redirects to the
+    address without the token and leaves an HttpOnly cookie (not the token) that the pages and
+    read APIs accept, but that cannot change events."""
+    daemon, client = api
+    locked = await client.get("/status")
+    assert locked.status_code == 401 and "/status?token=" in locked.text
+    assert (await client.get("/status", params={"token": "api-token-for-tests-43"})).status_code == 401
+    opened = await client.get("/status/sku/TEE-1", params={"token": TOKEN, "x": "1"})
+    assert opened.status_code == 303 and opened.headers["location"] == "/status/sku/TEE-1?x=1"
+    cookie = opened.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and TOKEN not in cookie
+    page = await client.get("/status")  # the client keeps the cookie, as a browser does
+    assert page.status_code == 200 and "<h1>" in page.text
+    assert (await client.get("/api/status")).status_code == 200
+    assert (await client.get("/metrics")).status_code == 200
+    assert (await client.post("/api/events", json=EVENT)).status_code == 401
+    assert daemon.engine.events == []
+    # The token itself is no cookie, and ?token= opens pages only, not the APIs.
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=daemon.app()), base_url="http://syncd", cookies={"syncd_session": TOKEN}
+    ) as other:
+        assert (await other.get("/status")).status_code == 401
+        assert (await other.get("/api/status", params={"token": TOKEN})).status_code == 401
+
+
+async def test_without_a_token_status_and_metrics_are_open(tmp_path: Path) -> None:
+    """With no api.token (a daemon on loopback, say), status, events and metrics answer anyone."""
+    daemon = Daemon(make_config(tmp_path))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=daemon.app()), base_url="http://syncd"
+    ) as client:
+        for path in READ_PATHS:
+            assert (await client.get(path)).status_code in (200, 404), path
+    await daemon.engine.aclose()
+    daemon.store.close()
 
 
 async def test_empty_token_turns_the_api_off(tmp_path: Path) -> None:

@@ -371,9 +371,10 @@ def test_check_config_warns_about_risky_settings(tmp_path: Path, capsys: pytest.
     """check-config passes a risky file (exit 0) but warns of each risk with its key and fix."""
     assert main(["check-config", str(write(tmp_path, RISKY))]) == 0
     out = capsys.readouterr().out
-    assert "OK with 5 warning(s)" in out
+    assert "OK with 6 warning(s)" in out
     warnings = [line.strip() for line in out.splitlines() if line.strip().startswith("warning:")]
-    assert len(warnings) == 5
+    assert len(warnings) == 6
+    assert any(w.startswith("warning: server.host: 0.0.0.0") and "/status" in w for w in warnings)
     assert any("channels[0] (webstore): no webhook_secret" in w and "401" in w for w in warnings)
     assert any("channels[1] (shopify): no webhook_secret" in w for w in warnings)
     assert any(w.startswith("warning: events:") and "api.token" in w for w in warnings)
@@ -382,13 +383,20 @@ def test_check_config_warns_about_risky_settings(tmp_path: Path, capsys: pytest.
 
 
 def test_api_reachable_beyond_loopback_without_token_is_a_warning(tmp_path: Path) -> None:
-    """Without events, a server open beyond loopback and no api.token still warns; on loopback it does not."""
+    """Without events, a server open beyond loopback and no api.token still warns; on loopback, with
+    a token, or with the default host (loopback) it does not."""
     data = yaml.safe_load(RISKY)
     del data["events"]
     warned = parse_config(data, "inline", env={}).warnings()
-    assert any(w.startswith("api: server.host 0.0.0.0") for w in warned)
+    assert any(w.startswith("server.host: 0.0.0.0") and "api.token" in w for w in warned)
     data["server"]["host"] = "127.0.0.1"
-    assert not any(w.startswith("api:") for w in parse_config(data, "inline", env={}).warnings())
+    assert not any(w.startswith("server.host") for w in parse_config(data, "inline", env={}).warnings())
+    del data["server"]
+    assert parse_config(data, "inline", env={}).server.host == "127.0.0.1"
+    assert not any(w.startswith("server.host") for w in parse_config(data, "inline", env={}).warnings())
+    data["server"] = {"host": "0.0.0.0"}
+    data["api"] = {"token": "t" * 20}
+    assert not any(w.startswith("server.host") for w in parse_config(data, "inline", env={}).warnings())
 
 
 def test_safe_settings_give_no_warnings() -> None:

@@ -29,6 +29,8 @@ from tests.daemon.test_e2e import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
+# The demo sets api.token, which guards /api/status.
+DEMO_AUTH = {"Authorization": "Bearer demo-api-token-0123456789"}
 
 
 def test_demo_converges_every_channel_to_its_target(tmp_path: Path) -> None:
@@ -55,7 +57,7 @@ def test_demo_converges_every_channel_to_its_target(tmp_path: Path) -> None:
     )
     base = f"http://127.0.0.1:{ports['daemon']}"
     try:
-        with httpx.Client(base_url=base, timeout=10) as daemon:
+        with httpx.Client(base_url=base, timeout=10, headers=DEMO_AUTH) as daemon:
             wait_for(lambda: daemon.get("/health").status_code == 200, timeout=30, what="/health within 30 s")
             assert time.monotonic() - started < 30
             wait_for(

@@ -60,5 +60,10 @@ def test_compose_config_points_the_ledger_at_the_db_service() -> None:
     )
     published = {int(p.split(":")[-1]) for p in syncd["ports"]}
     assert config.server.port in published
+    # Inside the container loopback is unreachable from the published port: every interface, and
+    # then the token that guards status and metrics.
+    assert config.server.host == "0.0.0.0"
+    assert config.api.token is not None
+    assert not config.warnings()
     volumes = {v.split(":")[0] for v in syncd["volumes"]}
     assert set(compose["volumes"]) >= {v for v in volumes if not v.startswith(".")}

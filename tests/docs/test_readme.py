@@ -233,9 +233,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _get_json(url: str) -> object:
+def _get_json(url: str, token: str | None = None) -> object:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=2) as response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with opener.open(urllib.request.Request(url, headers=headers), timeout=2) as response:
         return json.loads(response.read())
 
 
@@ -279,7 +280,7 @@ def test_events_example_works_against_the_demo_config(tmp_path: Path) -> None:
         script = example.body.replace("http://127.0.0.1:8080", base)
         result = subprocess.run(["bash", "-e", "-c", script], env=env, capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
-        events = _get_json(f"{base}/api/events")
+        events = _get_json(f"{base}/api/events", token="demo-api-token-0123456789")  # the demo's api.token
         assert isinstance(events, list)
         (event,) = [e for e in events if e["name"] == "friday-live"]
         assert event["active"] is True and event["channel"] == "tiktok" and event["reserve"] == 50

@@ -17,6 +17,8 @@ from tests.daemon.test_e2e import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]
+# The demo sets api.token, which guards /api/status.
+DEMO_AUTH = {"Authorization": "Bearer demo-api-token-0123456789"}
 
 
 def test_demo_runs_on_the_bling_sandbox(tmp_path: Path) -> None:
@@ -54,7 +56,7 @@ def test_demo_runs_on_the_bling_sandbox(tmp_path: Path) -> None:
         cwd=REPO,
     )
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{daemon_port}", timeout=10) as daemon:
+        with httpx.Client(base_url=f"http://127.0.0.1:{daemon_port}", timeout=10, headers=DEMO_AUTH) as daemon:
             wait_for(lambda: daemon.get("/health").status_code == 200, timeout=60, what="/health")
 
             def reconciled() -> bool:
