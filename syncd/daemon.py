@@ -44,6 +44,25 @@ class QuietServer(uvicorn.Server):
         self.should_exit = True
 
 
+# Connectors that refresh OAuth tokens themselves and keep them in the ledger.
+_TOKEN_KEEPERS = frozenset({"tiktok_shop", "bling", "tiny"})
+
+
+def _check_tokens(store: Store, config: Config) -> None:
+    """Open the saved tokens (a wrong SYNCD_SECRET_KEY stops the start here, by name) and seal
+    plain ones; without a key, say once that refreshed tokens are kept in plain text."""
+    sealed = store.check_tokens()
+    if sealed:
+        log.info("tokens.sealed", count=sealed)
+    keepers = sorted(s.name for s in [config.erp, *config.channels] if s.type in _TOKEN_KEEPERS)
+    if keepers and not store.seals_tokens:
+        log.warning(
+            "tokens.unencrypted",
+            connectors=keepers,
+            hint="SYNCD_SECRET_KEY is not set, so refreshed OAuth tokens are saved in the ledger in plain text",
+        )
+
+
 class Daemon:
     def __init__(
         self,
@@ -57,6 +76,7 @@ class Daemon:
         self.drain_timeout = drain_timeout
         self.store = Store(config.database_url)
         self.store.migrate()
+        _check_tokens(self.store, config)
         transports = transports or {}
         erp = build_erp(config.erp, transports.get(config.erp.name), tokens=self.store, records=self.store)
         channels = {

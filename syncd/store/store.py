@@ -31,6 +31,7 @@ from syncd.store.queries import (
     split_line_key,
     split_order_ref,
 )
+from syncd.store.sealing import TokenSeal
 
 _MAX_ERROR_CHARS = 2000
 
@@ -135,8 +136,10 @@ class HistoryEvent:
 class Store(TokenStore, ErpRecordStore, AccountTables):
     """The ledger. ``url`` is an SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://...``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, seal: TokenSeal | None = None) -> None:
         self._db = Database(url)
+        # Tokens are sealed with SYNCD_SECRET_KEY unless the caller brings its own seal.
+        self._seal = seal if seal is not None else TokenSeal.from_env()
 
     def __repr__(self) -> str:
         return f"Store({self._db.name!r})"
@@ -839,6 +842,7 @@ class Store(TokenStore, ErpRecordStore, AccountTables):
             value: str | None = conn.execute(select(tk.c.value).where(tk.c.name == name)).scalar()
         if value is None:
             return None
+        value = self._seal.open(value, name)
         try:
             data = json.loads(value)
             return StoredToken(
@@ -855,6 +859,25 @@ class Store(TokenStore, ErpRecordStore, AccountTables):
             # Never echo the row: it holds secrets.
             raise StoreError(f"the saved token {name!r} is unreadable ({type(exc).__name__})") from None
 
+    @property
+    def seals_tokens(self) -> bool:
+        """Whether tokens are saved encrypted (a key is set)."""
+        return self._seal.enabled
+
+    def check_tokens(self) -> int:
+        """Open every saved token, so a missing or wrong key stops a start with a clear StoreError
+        rather than a refresh hours later; with a key, plain rows (saved before it was set) and
+        rows of an older key are sealed under the current one. Returns how many were."""
+        tk = t.token
+        with self._db.transaction("check tokens") as conn:
+            renewed = 0
+            for row in conn.execute(select(tk.c.name, tk.c.value)).all():
+                value = self._seal.renewed(row.value, row.name)
+                if value is not None:
+                    conn.execute(update(tk).where(tk.c.name == row.name).values(value=value))
+                    renewed += 1
+        return renewed
+
     def save_token(self, name: str, token: StoredToken) -> None:
         value = json.dumps(
             {
@@ -866,6 +889,7 @@ class Store(TokenStore, ErpRecordStore, AccountTables):
                 else None,
             }
         )
+        value = self._seal.seal(value)
         with self._db.transaction("save token") as conn:
             stmt = insert(conn, t.token).values(name=name, value=value, expires_at=token.access_expires_at)
             conn.execute(
