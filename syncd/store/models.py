@@ -122,6 +122,9 @@ class PushTable(LedgerTable, table=True):
     created_at: datetime = _time()
     updated_at: datetime = _time()
     last_error: str = _text(long=True)
+    # The replica writing it (see syncd/store/replicas.py): set just before the write, kept after.
+    claimed_by: str | None = _text(nullable=True)
+    claimed_at: datetime | None = _time(nullable=True)
 
 
 class DriftTable(LedgerTable, table=True):
@@ -194,6 +197,16 @@ class LeaseTable(LedgerTable, table=True):
     expires_at: datetime = _time()
 
 
+class HandoffTable(LedgerTable, table=True):
+    """SKUs a standby replica took sales for, waiting for the syncer to plan and push them."""
+
+    __tablename__ = "handoff"
+
+    id: int | None = _id()
+    sku: str = _text()
+    at: datetime = _time()
+
+
 class AlertTable(LedgerTable, table=True):
     """An alert condition syncd notified (or is about to): kept so a restart neither sends an open
     alert again nor forgets to resolve it. ``unsent`` is the message still owed: open, resolved or
@@ -256,6 +269,7 @@ cursor = metadata.tables["cursor"]
 run = metadata.tables["run"]
 webhook_seen = metadata.tables["webhook_seen"]
 lease = metadata.tables["lease"]
+handoff = metadata.tables["handoff"]
 token = metadata.tables["token"]
 erp_record = metadata.tables["erp_record"]
 allocation_book = metadata.tables["allocation_book"]

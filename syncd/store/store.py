@@ -31,6 +31,7 @@ from syncd.store.queries import (
     split_line_key,
     split_order_ref,
 )
+from syncd.store.replicas import ReplicaTables
 from syncd.store.sealing import TokenSeal
 
 _MAX_ERROR_CHARS = 2000
@@ -133,7 +134,7 @@ class HistoryEvent:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class Store(TokenStore, ErpRecordStore, AccountTables):
+class Store(TokenStore, ErpRecordStore, AccountTables, ReplicaTables):
     """The ledger. ``url`` is an SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://...``."""
 
     def __init__(self, url: str, *, seal: TokenSeal | None = None) -> None:
@@ -418,6 +419,8 @@ class Store(TokenStore, ErpRecordStore, AccountTables):
         cancelled = [*released, *to_compensate]
         if cancelled:
             self._unsell(conn, cancelled)
+        if self.standby:
+            self._hand_off(conn, {line.sku for line in [*new, *cancelled]}, now)
         return IngestResult(new=new, released=released, to_compensate=to_compensate, duplicates=duplicates)
 
     @staticmethod
@@ -577,7 +580,8 @@ class Store(TokenStore, ErpRecordStore, AccountTables):
                 )
 
     def fail_push(self, push_id: int, error: str, now: datetime, *, give_up: bool) -> None:
-        """Count a failed attempt; ``give_up`` marks it failed for good, else it stays pending."""
+        """Count a failed attempt; ``give_up`` marks it failed for good, else it stays pending (and
+        its claim is given back: the attempt is over)."""
         pu = t.push
         stmt = (
             update(pu)
@@ -591,6 +595,8 @@ class Store(TokenStore, ErpRecordStore, AccountTables):
         )
         with self._db.transaction("record failed push") as conn:
             conn.execute(stmt)
+            if not give_up:
+                self._unclaim(conn, [push_id])
 
     # -- drift, runs, cursors ---------------------------------------------------------------
     def record_drift(
@@ -913,7 +919,7 @@ class Store(TokenStore, ErpRecordStore, AccountTables):
             stmt = insert(conn, t.erp_record).values(erp=erp, key=record.key, **values)
             conn.execute(stmt.on_conflict_do_update(index_elements=["erp", "key"], set_=values))
 
-    # -- webhooks and leases ----------------------------------------------------------------
+    # -- webhooks ----------------------------------------------------------------------
     def mark_webhook_seen(self, key: str, now: datetime, ttl: timedelta) -> bool:
         """Record a delivery key; True if it was already seen and not expired (a duplicate)."""
         with self._db.transaction("record webhook delivery") as conn:
@@ -935,20 +941,6 @@ class Store(TokenStore, ErpRecordStore, AccountTables):
         with self._db.transaction("read webhook delivery", write=False) as conn:
             found = conn.execute(select(ws.c.key).where(ws.c.key == key, ws.c.expires_at > now)).first()
         return found is not None
-
-    def acquire_lease(self, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
-        """Take or renew the named lease for ``holder``; False while another holder's is unexpired."""
-        le = t.lease
-        with self._db.transaction("acquire lease") as conn:
-            stmt = insert(conn, le).values(name=name, holder=holder, expires_at=now + ttl)
-            upsert = stmt.on_conflict_do_update(
-                index_elements=["name"],
-                set_={"holder": stmt.excluded.holder, "expires_at": stmt.excluded.expires_at},
-                # Only one statement decides, so two replicas racing cannot both win.
-                where=(le.c.holder == holder) | (le.c.expires_at <= now),
-            )
-            # A row comes back only when the insert or the guarded update happened.
-            return conn.execute(upsert.returning(le.c.name)).first() is not None
 
     # -- alerts -----------------------------------------------------------------------------
     def alerts(self) -> list[AlertRow]:
