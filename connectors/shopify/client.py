@@ -1,5 +1,6 @@
-"""The Shopify channel over the Admin GraphQL API: variant levels at one location, compare-and-set
-writes with ``inventorySetQuantities``, orders by update time, and bulk reads for large catalogues.
+"""The Shopify channel over the Admin GraphQL API: variant levels at the sync locations (one, or
+several summed), compare-and-set writes with ``inventorySetQuantities``, orders by update time,
+and bulk reads for large catalogues.
 
 Every call follows Shopify's cost bucket (``extensions.cost``) so that syncd waits before it would
 be throttled; THROTTLED answers (HTTP 200 or 429) become TransientError with the bucket's wait.
@@ -14,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +46,7 @@ from connectors.http import (
     urgent_calls,
 )
 from connectors.limits import plausible_level, quarantine
+from connectors.locations import changed_levels
 from connectors.shopify import queries
 from connectors.shopify.cost import CostBucket, QueryCost
 from connectors.shopify.payloads import (
@@ -122,8 +125,9 @@ class ShopifyConnector(ChannelConnector):
         files_circuit = CircuitBreaker.for_settings(f"{settings.name} (bulk files)", settings)
         self._files = HttpClient(settings.name, settings.root_url, **(common | {"circuit": files_circuit}))
         self.bucket = CostBucket(clock=clock, sleep=self._sleep)
-        configured = settings.location_id or (settings.location_ids[0] if settings.location_ids else None)
-        self._location: str | None = configured
+        # The sync locations, in the configured order; None until the primary one is looked up.
+        self._locations: tuple[str, ...] | None = settings.sync_locations
+        self._locations_checked = len(settings.sync_locations or ()) <= 1
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -224,13 +228,42 @@ class ShopifyConnector(ChannelConnector):
         except Invalid as exc:
             raise ProtocolError(f"{where}: {exc}", connector=self.name) from exc
 
-    async def _sync_location(self) -> str:
-        if self._location is None:
+    async def _sync_locations(self) -> tuple[str, ...]:
+        if self._locations is None:
             data = await self._graphql("PrimaryLocation", queries.PRIMARY_LOCATION, {}, cost=1)
             with self._reading("PrimaryLocation"):
                 location = require_object(data.get("location"), "location")
-                self._location = require_str(location.get("id"), "location.id")
-        return self._location
+                self._locations = (require_str(location.get("id"), "location.id"),)
+        if not self._locations_checked:
+            await self._check_locations(self._locations)
+        return self._locations
+
+    async def _check_locations(self, locations: tuple[str, ...]) -> None:
+        """Once: every named location exists and is active (a wrong id would read as not stocked)."""
+        data = await self._graphql("Locations", queries.LOCATIONS, {"ids": list(locations)}, cost=len(locations))
+        with self._reading("Locations"):
+            nodes = require_list(data.get("nodes"), "nodes")
+            found = {
+                node.get("id"): node for node in nodes if isinstance(node, dict) and isinstance(node.get("id"), str)
+            }
+        missing = [location for location in locations if location not in found]
+        inactive = [location for location in locations if location in found and found[location].get("isActive") is False]
+        if missing or inactive:
+            problems = []
+            if missing:
+                problems.append(f"{', '.join(missing)} not found in the shop")
+            if inactive:
+                problems.append(f"{', '.join(inactive)} not active")
+            raise ConnectorError(
+                f"location_ids: {'; '.join(problems)} (check the ids under Settings → Locations)",
+                connector=self.name,
+            )
+        self._locations_checked = True
+
+    def _level_variables(self, locations: tuple[str, ...]) -> dict[str, str]:
+        if len(locations) == 1:
+            return {"locationId": locations[0]}
+        return queries.location_variables(locations)
 
     # ------------------------------------------------------------------ reading
 
@@ -248,21 +281,24 @@ class ShopifyConnector(ChannelConnector):
         return list(listings.values())
 
     async def _all_variants(self) -> list[ItemView]:
-        location = await self._sync_location()
+        locations = await self._sync_locations()
         if await self._catalogue_size() > self.settings.bulk_threshold:
-            return await self._bulk_variants(location)
+            return await self._bulk_variants(locations)
         views: list[ItemView] = []
         after: str | None = None
         seen: set[str] = set()
+        # Each level costs about as much as the rest of a node: smaller pages for more locations.
+        first = max(1, queries.VARIANTS_PAGE // len(locations))
+        document = queries.variants_query(len(locations))
         for _ in range(MAX_PAGES):
-            variables = {"first": queries.VARIANTS_PAGE, "after": after, "locationId": location}
-            data = await self._graphql(
-                "Variants", queries.VARIANTS, variables, cost=queries.VARIANTS_PAGE * 4
-            )
+            variables = {"first": first, "after": after, **self._level_variables(locations)}
+            data = await self._graphql("Variants", document, variables, cost=first * (2 + 2 * len(locations)))
             with self._reading("Variants"):
                 connection = require_object(data.get("productVariants"), "productVariants")
                 nodes = require_list(connection.get("nodes"), "productVariants.nodes")
-                views.extend(read_variant(raw, f"productVariants.nodes[{i}]") for i, raw in enumerate(nodes))
+                views.extend(
+                    read_variant(raw, f"productVariants.nodes[{i}]", locations) for i, raw in enumerate(nodes)
+                )
                 after = next_cursor(connection, "productVariants")
             if after is None:
                 return views
@@ -289,7 +325,7 @@ class ShopifyConnector(ChannelConnector):
     async def _read_quantities(self, listings: Sequence[Listing]) -> dict[str, int]:
         sku_by_ref = {listing.ref: listing.sku for listing in listings if _ITEM_GID.match(listing.ref)}
         if len(sku_by_ref) > self.settings.bulk_threshold:
-            views = await self._bulk_variants(await self._sync_location())
+            views = await self._bulk_variants(await self._sync_locations())
         else:
             views = await self._items(sorted(sku_by_ref))
         levels = {
@@ -305,18 +341,18 @@ class ShopifyConnector(ChannelConnector):
         )
 
     async def _items(self, refs: list[str]) -> list[ItemView]:
-        location = await self._sync_location()
+        locations = await self._sync_locations()
         views: list[ItemView] = []
-        for start in range(0, len(refs), queries.ITEMS_PAGE):
-            ids = refs[start : start + queries.ITEMS_PAGE]
-            variables = {"ids": ids, "locationId": location}
-            data = await self._graphql(
-                "InventoryItems", queries.INVENTORY_ITEMS, variables, cost=len(ids) * 3
-            )
+        page = max(1, queries.ITEMS_PAGE // len(locations))
+        document = queries.items_query(len(locations))
+        for start in range(0, len(refs), page):
+            ids = refs[start : start + page]
+            variables = {"ids": ids, **self._level_variables(locations)}
+            data = await self._graphql("InventoryItems", document, variables, cost=len(ids) * (1 + 2 * len(locations)))
             with self._reading("InventoryItems"):
                 nodes = require_list(data.get("nodes"), "nodes")
                 # Unknown ids come back as null.
-                views.extend(read_item(raw, f"nodes[{i}]") for i, raw in enumerate(nodes) if raw)
+                views.extend(read_item(raw, f"nodes[{i}]", locations) for i, raw in enumerate(nodes) if raw)
         return views
 
     async def orders_since(self, since: datetime, *, urgent: bool = False) -> OrderPage:
@@ -401,8 +437,8 @@ class ShopifyConnector(ChannelConnector):
 
     # ------------------------------------------------------------------ bulk reads
 
-    async def _bulk_variants(self, location: str) -> list[ItemView]:
-        variables = {"query": queries.bulk_variants_query(location)}
+    async def _bulk_variants(self, locations: tuple[str, ...]) -> list[ItemView]:
+        variables = {"query": queries.bulk_variants_query(*locations)}
         data = await self._graphql("RunBulkQuery", queries.RUN_BULK_QUERY, variables, cost=10)
         with self._reading("RunBulkQuery"):
             payload = require_object(data.get("bulkOperationRunQuery"), "bulkOperationRunQuery")
@@ -423,7 +459,7 @@ class ShopifyConnector(ChannelConnector):
                 status = require_str(node.get("status"), "node.status")
             if status == "COMPLETED":
                 url = node.get("url")
-                return await self._download_variants(url) if isinstance(url, str) and url else []
+                return await self._download_variants(url, locations) if isinstance(url, str) and url else []
             if status in BULK_DONE_BAD:
                 code = node.get("errorCode")
                 message = f"bulk operation {ident} ended {status} ({code})"
@@ -434,7 +470,7 @@ class ShopifyConnector(ChannelConnector):
             f"bulk operation {ident} did not finish in {self.bulk_max_wait:.0f}s", connector=self.name
         )
 
-    async def _download_variants(self, url: str) -> list[ItemView]:
+    async def _download_variants(self, url: str, locations: tuple[str, ...]) -> list[ItemView]:
         response = await self._files.request("GET", url)
         views: list[ItemView] = []
         for number, line in enumerate(response.content.splitlines(), start=1):
@@ -446,7 +482,7 @@ class ShopifyConnector(ChannelConnector):
             except (ValueError, UnicodeDecodeError) as exc:
                 raise ProtocolError(f"{where} is not JSON", connector=self.name) from exc
             with self._reading("bulk result"):
-                views.append(read_variant(raw, where))
+                views.append(read_variant(raw, where, locations))
         return views
 
     # ------------------------------------------------------------------ writing
@@ -465,7 +501,7 @@ class ShopifyConnector(ChannelConnector):
             latest[update.ref] = update  # a later update of the same item wins
         if not latest:
             return result
-        location = await self._sync_location()
+        locations = await self._sync_locations()
         pending = list(latest.values())
         change_from = queries.uses_change_from(self.settings.api_version)
         if change_from:
@@ -477,63 +513,106 @@ class ShopifyConnector(ChannelConnector):
                 [u for u in pending if u.compare is None],
             ]
         salt = uuid.uuid4().hex
+        # An update writes at most one entry per location; a call takes MAX_QUANTITIES entries.
+        size = max(1, queries.MAX_QUANTITIES // len(locations))
         for group in groups:
-            for start in range(0, len(group), queries.MAX_QUANTITIES):
-                await self._set_chunk(group[start : start + queries.MAX_QUANTITIES], location, salt, result)
+            for start in range(0, len(group), size):
+                chunk = group[start : start + size]
+                if len(locations) == 1:
+                    planned = [[_Entry(u, locations[0], u.quantity, u.compare)] for u in chunk]
+                else:
+                    planned = await self._plan_split(chunk, locations, result)
+                if planned:
+                    await self._set_chunk(planned, salt, result)
         return result
 
-    async def _set_chunk(
-        self, chunk: list[QuantityUpdate], location: str, salt: str, result: UpdateResult
-    ) -> None:
+    async def _plan_split(
+        self, chunk: list[QuantityUpdate], locations: tuple[str, ...], result: UpdateResult
+    ) -> list[list[_Entry]]:
+        """The writes that give each update's item its new total over several locations (the rule
+        in ``connectors/locations.py``), from a fresh read of its levels there. The update's
+        ``compare`` is checked against the read total (a mismatch is stale, nothing written) and
+        each written level is compared with the level read, so a sale landing in between at any
+        of those locations makes the write stale, never lost."""
+        views = {view.ref: view for view in await self._items([u.ref for u in chunk])}
+        planned: list[list[_Entry]] = []
+        for update in chunk:
+            view = views.get(update.ref)
+            if view is None:
+                result.rejected[update.sku] = f"Shopify has no inventory item {update.ref}"
+            elif not view.levels:
+                result.rejected[update.sku] = f"not stocked at any of the sync locations ({', '.join(locations)})"
+            elif update.compare is not None and view.available != update.compare:
+                result.stale.append(update.sku)
+            else:
+                current = dict(view.levels)
+                changes = changed_levels(view.levels, update.quantity)
+                if not changes:
+                    result.applied[update.sku] = update.quantity
+                    continue
+                planned.append(
+                    [
+                        _Entry(update, location, level, None if update.compare is None else current[location])
+                        for location, level in changes.items()
+                    ]
+                )
+        return planned
+
+    async def _set_chunk(self, chunk: list[list[_Entry]], salt: str, result: UpdateResult) -> None:
+        """Send the entries of ``chunk`` (a list per update) in one call; an update is applied or
+        refused whole, with the first reason Shopify gives for any of its entries."""
         pending = chunk
         while pending:
-            group, errors = await self._send_set(pending, location, salt)
-            failed: dict[int, str] = {}
+            entries = [entry for entries in pending for entry in entries]
+            owner = [position for position, entries in enumerate(pending) for _ in entries]
+            group, errors = await self._send_set(entries, salt)
+            failed: set[int] = set()
             unplaced: list[str] = []
             for error in errors:
                 index = _quantity_index(error.get("field"))
                 code, message = str(error.get("code") or ""), str(error.get("message") or "")
-                if index is None or index >= len(pending):
+                if index is None or index >= len(entries):
                     unplaced.append(f"{code}: {message}")
                     continue
-                update = pending[index]
-                failed[index] = code
+                if owner[index] in failed:
+                    continue
+                failed.add(owner[index])
+                update = entries[index].update
                 if code in STALE_CODES:
                     result.stale.append(update.sku)
                 else:
                     result.rejected[update.sku] = f"{code}: {message}" if code else message
-            others = [u for i, u in enumerate(pending) if i not in failed]
+            others = [entries for position, entries in enumerate(pending) if position not in failed]
             if not errors or group is not None:
                 # Without errors, or when Shopify applied the call anyway, the rest took effect.
-                for update in others:
+                for update_entries in others:
+                    update = update_entries[0].update
                     result.applied[update.sku] = update.quantity
                 return
             if unplaced:
                 reason = "; ".join(unplaced)[:300]
-                for update in others:
-                    result.rejected[update.sku] = f"refused with the batch: {reason}"
+                for update_entries in others:
+                    result.rejected[update_entries[0].update.sku] = f"refused with the batch: {reason}"
                 return
             # Shopify applies all or nothing: send the rest again without the refused items.
             pending = others
 
-    async def _send_set(
-        self, pending: list[QuantityUpdate], location: str, salt: str
-    ) -> tuple[Any, list[dict[str, Any]]]:
-        key = _idempotency_key(pending, salt)
+    async def _send_set(self, entries: list[_Entry], salt: str) -> tuple[Any, list[dict[str, Any]]]:
+        key = _idempotency_key(entries, salt)
         version = self.settings.api_version
         change_from = queries.uses_change_from(version)
         quantities: list[dict[str, Any]] = []
-        for update in pending:
-            entry: dict[str, Any] = {
-                "inventoryItemId": update.ref,
-                "locationId": location,
-                "quantity": update.quantity,
+        for entry in entries:
+            item: dict[str, Any] = {
+                "inventoryItemId": entry.update.ref,
+                "locationId": entry.location,
+                "quantity": entry.quantity,
             }
             if change_from:
-                entry["changeFromQuantity"] = update.compare  # null opts out, explicitly
-            elif update.compare is not None:
-                entry["compareQuantity"] = update.compare
-            quantities.append(entry)
+                item["changeFromQuantity"] = entry.change_from  # null opts out, explicitly
+            elif entry.change_from is not None:
+                item["compareQuantity"] = entry.change_from
+            quantities.append(item)
         payload: dict[str, Any] = {
             "name": "available",
             "reason": "correction",
@@ -541,7 +620,7 @@ class ShopifyConnector(ChannelConnector):
             "quantities": quantities,
         }
         if not change_from:
-            payload["ignoreCompareQuantity"] = pending[0].compare is None
+            payload["ignoreCompareQuantity"] = entries[0].change_from is None
         document = queries.set_quantities_mutation(version, key)
         data = await self._graphql("SetQuantities", document, {"input": payload}, cost=10)
         with self._reading("SetQuantities"):
@@ -595,10 +674,26 @@ def _quantity_index(field: Any) -> int | None:
     return None
 
 
-def _idempotency_key(updates: Sequence[QuantityUpdate], salt: str) -> str:
+@dataclass(frozen=True)
+class _Entry:
+    """One level to set: ``update``'s item at ``location`` to ``quantity``, if it shows
+    ``change_from`` there now (None: no check)."""
+
+    update: QuantityUpdate
+    location: str
+    quantity: int
+    change_from: int | None
+
+
+def _idempotency_key(entries: Sequence[_Entry], salt: str) -> str:
     """The same key for the same request (so a retried push is applied once), another otherwise.
 
     Built from the pushes' own keys; updates without a key use ``salt``, fresh per call.
     """
-    parts = sorted(f"{u.key or salt}|{u.ref}|{u.quantity}|{u.compare}" for u in updates)
+    locations = {entry.location for entry in entries}
+    parts = sorted(
+        f"{e.update.key or salt}|{e.update.ref}|{e.quantity}|{e.change_from}"
+        + (f"|{e.location}" if len(locations) > 1 else "")
+        for e in entries
+    )
     return str(uuid.uuid5(_KEY_NAMESPACE, "\n".join(parts)))

@@ -6,7 +6,8 @@ Both order shapes reduce to the same OrderLines: the order and line ids are the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,16 +65,36 @@ def numeric_id(value: Any, where: str) -> str:
 
 @dataclass(frozen=True)
 class ItemView:
-    """An inventory item as syncd sees it: its SKU and its ``available`` at the sync location."""
+    """An inventory item as syncd sees it: its SKU and its ``available`` units over the sync
+    locations (None when stocked at none of them); ``levels`` has the units at each sync location
+    that stocks it, in the configured order."""
 
     ref: str
     sku: str | None
     tracked: bool
     available: int | None
+    levels: tuple[tuple[str, int], ...] = ()
 
 
-def read_item(raw: Any, where: str) -> ItemView:
-    """An ``InventoryItem { id sku? tracked inventoryLevel { quantities } }`` node."""
+def _available(level: Any, where: str) -> int | None:
+    """The ``available`` quantity of an ``inventoryLevel`` object; None for a null level."""
+    if level is None:
+        return None
+    quantities = require_list(require_object(level, where).get("quantities"), f"{where}.quantities")
+    available = None
+    for index, entry in enumerate(quantities):
+        entry = require_object(entry, f"{where}.quantities[{index}]")
+        if entry.get("name") == "available":
+            available = require_int(entry.get("quantity"), f"{where}.quantities[{index}]")
+    if available is None:
+        raise Invalid(f"{where} has no 'available' quantity")
+    return available
+
+
+def read_item(raw: Any, where: str, locations: Sequence[str] = ()) -> ItemView:
+    """An ``InventoryItem { id sku? tracked inventoryLevel { quantities } }`` node; with several
+    ``locations``, the levels are the aliased fields ``level0``, ``level1``... in their order, and
+    each must be in the answer (null: not stocked there)."""
     item = require_object(raw, where)
     ref = require_str(item.get("id"), f"{where}.id")
     sku = item.get("sku")
@@ -82,32 +103,33 @@ def read_item(raw: Any, where: str) -> ItemView:
     tracked = item.get("tracked")
     if not isinstance(tracked, bool):
         raise Invalid(f"{where}.tracked is not a boolean")
-    available = None
-    level = item.get("inventoryLevel")
-    if level is not None:
-        quantities = require_list(
-            require_object(level, f"{where}.inventoryLevel").get("quantities"),
-            f"{where}.inventoryLevel.quantities",
-        )
-        for index, entry in enumerate(quantities):
-            entry = require_object(entry, f"{where}.inventoryLevel.quantities[{index}]")
-            if entry.get("name") == "available":
-                available = require_int(entry.get("quantity"), f"{where}.inventoryLevel.quantities[{index}]")
-        if available is None:
-            raise Invalid(f"{where}.inventoryLevel has no 'available' quantity")
-    return ItemView(ref=ref, sku=(sku or "").strip() or None, tracked=tracked, available=available)
+    levels: list[tuple[str, int]] = []
+    if len(locations) <= 1:
+        available = _available(item.get("inventoryLevel"), f"{where}.inventoryLevel")
+        if available is not None and locations:
+            levels.append((locations[0], available))
+    else:
+        for index, location in enumerate(locations):
+            field = f"level{index}"
+            if field not in item:
+                raise Invalid(f"{where} has no level for location {location} ({field})")
+            level = _available(item[field], f"{where}.{field}")
+            if level is not None:
+                levels.append((location, level))
+        available = sum(level for _, level in levels) if levels else None
+    return ItemView(
+        ref=ref, sku=(sku or "").strip() or None, tracked=tracked, available=available, levels=tuple(levels)
+    )
 
 
-def read_variant(raw: Any, where: str) -> ItemView:
+def read_variant(raw: Any, where: str, locations: Sequence[str] = ()) -> ItemView:
     """A ``ProductVariant { id sku inventoryItem {...} }`` node; the variant's SKU is the one shown."""
     variant = require_object(raw, where)
-    view = read_item(variant.get("inventoryItem"), f"{where}.inventoryItem")
+    view = read_item(variant.get("inventoryItem"), f"{where}.inventoryItem", locations)
     sku = variant.get("sku")
     if sku is not None and not isinstance(sku, str):
         raise Invalid(f"{where}.sku is not a string")
-    return ItemView(
-        ref=view.ref, sku=(sku or "").strip() or None, tracked=view.tracked, available=view.available
-    )
+    return replace(view, sku=(sku or "").strip() or None)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ the location inside a bulk query (bulk queries take no variables) and the idempo
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 # Page sizes stay under the single-query cost limit (1000 points): a connection costs about
 # ``first`` times the objects in each node.
@@ -23,6 +24,12 @@ MAX_QUANTITIES = 250
 CHANGE_FROM_VERSION = "2026-01"
 
 _LEVEL = 'inventoryLevel(locationId: $locationId) { quantities(names: ["available"]) { name quantity } }'
+
+LOCATIONS = """
+query Locations($ids: [ID!]!) {
+  nodes(ids: $ids) { ... on Location { id name isActive } }
+}
+"""
 
 PRIMARY_LOCATION = """
 query PrimaryLocation {
@@ -98,9 +105,64 @@ query BulkOperation($id: ID!) {
 """
 
 
-def bulk_variants_query(location_id: str) -> str:
-    """The bulk query for every variant with its level at ``location_id`` (one JSONL line each)."""
-    level = _LEVEL.replace("$locationId", json.dumps(location_id))
+def level_alias(index: int) -> str:
+    """The field that holds the level at the ``index``-th named location (several locations)."""
+    return f"level{index}"
+
+
+def _levels(count: int) -> str:
+    """One aliased ``inventoryLevel`` per named location, over ``$location0``, ``$location1``..."""
+    return " ".join(
+        f"{level_alias(i)}: " + _LEVEL.replace("$locationId", f"$location{i}") for i in range(count)
+    )
+
+
+def _location_parameters(count: int) -> str:
+    return ", ".join(f"$location{i}: ID!" for i in range(count))
+
+
+def location_variables(locations: Sequence[str]) -> dict[str, str]:
+    """The variables of a read at several locations (see ``variants_query``, ``items_query``)."""
+    return {f"location{i}": location for i, location in enumerate(locations)}
+
+
+def variants_query(count: int) -> str:
+    """``Variants`` reading the levels at ``count`` named locations (1: the plain ``VARIANTS``)."""
+    if count == 1:
+        return VARIANTS
+    return f"""
+query Variants($first: Int!, $after: String, {_location_parameters(count)}) {{
+  productVariants(first: $first, after: $after) {{
+    nodes {{ id sku inventoryItem {{ id tracked {_levels(count)} }} }}
+    pageInfo {{ hasNextPage endCursor }}
+  }}
+}}
+"""
+
+
+def items_query(count: int) -> str:
+    """``InventoryItems`` reading the levels at ``count`` named locations (1: ``INVENTORY_ITEMS``)."""
+    if count == 1:
+        return INVENTORY_ITEMS
+    return f"""
+query InventoryItems($ids: [ID!]!, {_location_parameters(count)}) {{
+  nodes(ids: $ids) {{
+    ... on InventoryItem {{ id sku tracked {_levels(count)} }}
+  }}
+}}
+"""
+
+
+def bulk_variants_query(*locations: str) -> str:
+    """The bulk query for every variant with its levels at ``locations`` (one JSONL line each);
+    one location gives the plain ``inventoryLevel`` field, several the aliases ``level0``..."""
+    if len(locations) == 1:
+        level = _LEVEL.replace("$locationId", json.dumps(locations[0]))
+    else:
+        level = " ".join(
+            f"{level_alias(i)}: " + _LEVEL.replace("$locationId", json.dumps(location))
+            for i, location in enumerate(locations)
+        )
     return f"{{ productVariants {{ edges {{ node {{ id sku inventoryItem {{ id tracked {level} }} }} }} }} }}"
 
 

@@ -5,8 +5,14 @@ Hooks under ``/_sandbox`` (unauthenticated, never fault-injected):
 
 - ``POST /_sandbox/seed`` ``{"items": [{"sku", "quantity", "parent"?, "tracked"?}]}``: variants,
   grouped into one product per ``parent``.
-- ``GET /_sandbox/listings`` / ``POST /_sandbox/listings`` ``{"sku", "quantity"}``: read the
-  ``available`` quantities, or edit one as the merchant would in the Shopify admin.
+- ``GET /_sandbox/listings`` / ``POST /_sandbox/listings`` ``{"sku", "quantity", "location"?}``:
+  read the ``available`` quantities (summed over the locations; ``locations`` lists them per
+  location gid when an item is stocked at more than the primary one), or edit one (at the primary
+  location, the others set to 0, unless ``location`` names the one to set) as the merchant would
+  in the Shopify admin.
+- ``GET /_sandbox/locations`` / ``POST /_sandbox/locations`` ``{"id": int, "name"}``: the shop's
+  locations (the primary one, ``gid://shopify/Location/1``, first), or add one. A seeded item's
+  ``locations`` ``{gid: units}`` stocks it at more locations (adding those not known yet).
 - ``POST /_sandbox/purchase`` ``{"sku", "quantity"}``: a shopper's order (201 ``{"order_id"}``,
   409 when the shown quantity is too low, 404 for an unknown SKU); webhook ``orders/create``.
 - ``POST /_sandbox/orders/{id}/cancel``: cancel and restock; webhook ``orders/cancelled``.
@@ -40,7 +46,7 @@ from connectors.sandbox_kit import (
     webhook_lifespan,
 )
 from connectors.shopify.sandbox_api import Api, Call, operation_name
-from connectors.shopify.sandbox_shop import GraphQLFailure, Shop
+from connectors.shopify.sandbox_shop import LOCATION_GID, GraphQLFailure, Shop, Variant
 from connectors.shopify.sandbox_webhooks import WebhookSender
 
 SHOP_DOMAIN = "syncd-sandbox.myshopify.com"
@@ -131,6 +137,18 @@ class _GraphQL:
         return JSONResponse({"data": data, "extensions": {"cost": self.bucket.cost(requested, actual)}})
 
 
+def _listing(variant: Variant) -> dict[str, Any]:
+    shown: dict[str, Any] = {
+        "sku": variant.sku,
+        "quantity": variant.shown,
+        "inventory_item_id": f"gid://shopify/InventoryItem/{variant.item_id}",
+    }
+    if variant.levels:
+        levels = {LOCATION_GID: variant.available} if variant.available is not None else {}
+        shown["locations"] = levels | variant.levels
+    return shown
+
+
 def _failure(failure: GraphQLFailure, cost: dict[str, Any] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"errors": [{"message": failure.message, "extensions": {"code": failure.code}}]}
     if cost is not None:
@@ -151,7 +169,10 @@ class _Hooks(SandboxHooks):
         self.webhooks = webhooks
 
     def extra_routes(self) -> list[BaseRoute]:
-        return [Route("/_sandbox/bulk/{id:int}.jsonl", self.bulk_file, methods=["GET"])]
+        return [
+            Route("/_sandbox/bulk/{id:int}.jsonl", self.bulk_file, methods=["GET"]),
+            Route("/_sandbox/locations", self.locations, methods=["GET", "POST"]),
+        ]
 
     def seed_items(self, entries: list[dict[str, Any]]) -> int:
         return self.shop.seed(entries)
@@ -159,24 +180,43 @@ class _Hooks(SandboxHooks):
     async def listings(self, request: Request) -> Response:
         if request.method == "POST":
             try:
-                sku, quantity = listing_args(await read_json_object(request))
+                body = await read_json_object(request)
+                sku, quantity = listing_args(body)
+                location = body.get("location")
+                if location is not None and (
+                    not isinstance(location, str) or location not in self.shop.locations
+                ):
+                    raise ValueError(f"unknown location {location!r}; known: {sorted(self.shop.locations)}")
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
             variant = self.shop.by_sku(sku)
             if variant is None:
                 return JSONResponse({"error": "unknown_sku", "sku": sku}, status_code=404)
             with self.journal.acting("manual_edit"):
-                self.shop.set_available(variant, quantity, track=True)
-        shown = [
-            {
-                "sku": v.sku,
-                "quantity": v.available,
-                "inventory_item_id": f"gid://shopify/InventoryItem/{v.item_id}",
-            }
-            for v in self.shop.variants.values()
-            if v.tracked and v.available is not None
-        ]
-        return JSONResponse(shown)
+                if location is not None:
+                    self.shop.set_available(variant, quantity, track=True, location=location)
+                else:
+                    self.shop.set_shown(variant, quantity)
+        return JSONResponse(
+            [_listing(v) for v in self.shop.variants.values() if v.tracked and v.shown is not None]
+        )
+
+    async def locations(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                body = await read_json_object(request)
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            ident, name = body.get("id"), body.get("name")
+            if (
+                not isinstance(ident, int)
+                or isinstance(ident, bool)
+                or ident < 1
+                or not isinstance(name, str)
+            ):
+                return JSONResponse({"error": "body must be {'id': int, 'name': str}"}, status_code=400)
+            self.shop.add_location(f"gid://shopify/Location/{ident}", name)
+        return JSONResponse([{"id": ref, "name": name} for ref, name in self.shop.locations.items()])
 
     def place_order(self, request: Request, sku: str, quantity: int) -> str:
         order = self.shop.purchase(sku, quantity)

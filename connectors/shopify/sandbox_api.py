@@ -24,6 +24,7 @@ from connectors.shopify.sandbox_shop import (
     decode_cursor,
     encode_cursor,
     gid,
+    level_fields,
     lines_connection,
     order_filter,
     page_size,
@@ -65,6 +66,7 @@ class Api:
         self.shop = shop
         self.operations: dict[str, Operation] = {
             "PrimaryLocation": Operation(lambda c: 1, self.primary_location),
+            "Locations": Operation(lambda c: 1 + len(c.variables.get("ids") or []), self.locations),
             "VariantCount": Operation(lambda c: 1, self.variant_count),
             "Variants": Operation(lambda c: 2 + 3 * _first(c), self.variants),
             "InventoryItems": Operation(lambda c: 1 + 2 * len(c.variables.get("ids") or []), self.items),
@@ -80,6 +82,21 @@ class Api:
     def primary_location(self, call: Call) -> tuple[dict[str, Any], int]:
         return {"location": {"id": LOCATION_GID, "isActive": True}}, 1
 
+    def locations(self, call: Call) -> tuple[dict[str, Any], int]:
+        ids = call.variables.get("ids")
+        if not isinstance(ids, list):
+            raise GraphQLFailure(
+                "Variable $ids of type [ID!]! was provided invalid value", "INVALID_VARIABLE"
+            )
+        _check_input_size(len(ids))
+        nodes = [
+            {"id": ref, "name": self.shop.locations[ref], "isActive": True}
+            if isinstance(ref, str) and ref in self.shop.locations
+            else None
+            for ref in ids
+        ]
+        return {"nodes": nodes}, 1 + len(nodes)
+
     def variant_count(self, call: Call) -> tuple[dict[str, Any], int]:
         return {"productVariantsCount": {"count": len(self.shop.variants), "precision": "EXACT"}}, 1
 
@@ -90,9 +107,9 @@ class Api:
         ordered = sorted(self.shop.variants.values(), key=lambda v: v.id)
         page = [v for v in ordered if v.id > start][:first]
         more = bool(page) and page[-1].id < ordered[-1].id
-        location = call.variables.get("locationId")
+        fields = level_fields(call.variables)
         connection = {
-            "nodes": [self.shop.variant_json(v, location) for v in page],
+            "nodes": [self.shop.variant_json(v, fields) for v in page],
             "pageInfo": {"hasNextPage": more, "endCursor": encode_cursor(page[-1].id) if page else None},
         }
         return {"productVariants": connection}, 2 + 3 * len(page)
@@ -104,11 +121,11 @@ class Api:
                 "Variable $ids of type [ID!]! was provided invalid value", "INVALID_VARIABLE"
             )
         _check_input_size(len(ids))
-        location = call.variables.get("locationId")
+        fields = level_fields(call.variables)
         nodes = []
         for ref in ids:
             variant = self.shop.by_item(ref)
-            nodes.append(self.shop.item_json(variant, location) if variant else None)
+            nodes.append(self.shop.item_json(variant, fields) if variant else None)
         return {"nodes": nodes}, 1 + 2 * len(nodes)
 
     def orders(self, call: Call) -> tuple[dict[str, Any], int]:
@@ -239,7 +256,7 @@ class Api:
         if payload.get("reason") not in REASONS:
             fail("INVALID_REASON", "The specified reason is invalid.", "reason")
         ignore = payload.get("ignoreCompareQuantity") is True
-        planned: dict[int, int] = {}
+        planned: dict[tuple[int, str], int] = {}
         for index, entry in enumerate(quantities):
             if not isinstance(entry, dict) or set(entry) - allowed:
                 extra = sorted(set(entry) - allowed) if isinstance(entry, dict) else []
@@ -265,10 +282,12 @@ class Api:
                     "inventoryItemId",
                 )
                 continue
-            if entry.get("locationId") != LOCATION_GID:
+            location = entry.get("locationId")
+            if not isinstance(location, str) or location not in self.shop.locations:
                 fail("INVALID_LOCATION", "The specified location could not be found.", *where, "locationId")
                 continue
-            if variant.available is None:
+            current = variant.level_at(location)
+            if current is None:
                 fail(
                     "ITEM_NOT_STOCKED_AT_LOCATION",
                     "The specified inventory item is not stocked at the location.",
@@ -276,7 +295,7 @@ class Api:
                     "locationId",
                 )
                 continue
-            if variant.id in planned:
+            if (variant.id, location) in planned:
                 fail(
                     "NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR",
                     "The combination of inventoryItemId and locationId must be unique.",
@@ -303,7 +322,7 @@ class Api:
             if "changeFromQuantity" in entry:
                 # Any value of changeFromQuantity, null included, overrides the older fields.
                 expected = entry["changeFromQuantity"]
-                if expected is not None and expected != variant.available:
+                if expected is not None and expected != current:
                     fail(
                         "CHANGE_FROM_QUANTITY_STALE",
                         "The changeFromQuantity value does not match the persisted value.",
@@ -320,7 +339,7 @@ class Api:
                         "compareQuantity",
                     )
                     continue
-                if entry["compareQuantity"] != variant.available:
+                if entry["compareQuantity"] != current:
                     fail(
                         "COMPARE_QUANTITY_STALE",
                         "The compareQuantity value does not match persisted value.",
@@ -328,11 +347,11 @@ class Api:
                         "compareQuantity",
                     )
                     continue
-            planned[variant.id] = quantity
+            planned[(variant.id, location)] = quantity
         if errors:
             return _set_answer(None, errors)
-        for ident, quantity in planned.items():
-            self.shop.set_available(self.shop.variants[ident], quantity)
+        for (ident, location), quantity in planned.items():
+            self.shop.set_available(self.shop.variants[ident], quantity, location=location)
         return _set_answer({"id": gid("InventoryAdjustmentGroup", self.shop.new_id())}, [])
 
 

@@ -1,5 +1,6 @@
-"""The in-memory shop behind the Shopify sandbox: variants, one location's levels, orders, and the
-GraphQL operations the connector sends, resolved by operation name over their variables.
+"""The in-memory shop behind the Shopify sandbox: variants, their levels at the shop's locations
+(the primary one and any added), orders, and the GraphQL operations the connector sends, resolved
+by operation name over their variables.
 
 It keeps Shopify's rules where syncd can see them: 250-item pages and input arrays, cursors,
 compare-and-set by API version, all-or-nothing ``inventorySetQuantities`` with its userError
@@ -61,7 +62,21 @@ class Variant:
     sku: str
     tracked: bool = True
     available: int | None = 0
-    """``available`` at the sandbox's one location; None when the item is not stocked there."""
+    """``available`` at the primary location; None when the item is not stocked there."""
+    levels: dict[str, int] = field(default_factory=dict)
+    """``available`` at the other locations that stock the item, by location gid."""
+
+    def level_at(self, location: Any) -> int | None:
+        """``available`` at ``location``; None where the item is not stocked (or no such location)."""
+        if location == LOCATION_GID:
+            return self.available
+        return self.levels.get(location) if isinstance(location, str) else None
+
+    @property
+    def shown(self) -> int | None:
+        """What a shopper can buy: the sum over the locations that stock it (None: stocked nowhere)."""
+        stocked = [level for level in (self.available, *self.levels.values()) if level is not None]
+        return sum(stocked) if stocked else None
 
 
 @dataclass
@@ -91,6 +106,8 @@ class BulkRun:
 
 @dataclass
 class Shop:
+    locations: dict[str, str] = field(default_factory=lambda: {LOCATION_GID: "Main warehouse"})
+    """Location gid -> name; the first is the primary location."""
     variants: dict[int, Variant] = field(default_factory=dict)
     orders: dict[int, Order] = field(default_factory=dict)
     bulk: dict[int, BulkRun] = field(default_factory=dict)
@@ -118,10 +135,35 @@ class Shop:
             if group not in self.products:
                 self.products[group] = self.new_id()
             tracked = entry.get("tracked", True) is not False
+            levels = self._seed_levels(sku, entry.get("locations"))
             ident = self.new_id()
-            self.variants[ident] = Variant(ident, self.products[group], self.new_id(), sku, tracked, quantity)
-            self.journal.changed(sku, None, quantity if tracked else None)
+            variant = Variant(ident, self.products[group], self.new_id(), sku, tracked, quantity, levels)
+            self.variants[ident] = variant
+            self.journal.changed(sku, None, variant.shown if tracked else None)
         return len(entries)
+
+    def _seed_levels(self, sku: str, given: Any) -> dict[str, int]:
+        """An item's ``locations``: ``{gid: units}`` at locations besides the primary one (added
+        to the shop when new)."""
+        if given is None:
+            return {}
+        if not isinstance(given, dict) or not all(
+            isinstance(q, int) and not isinstance(q, bool) for q in given.values()
+        ):
+            raise ValueError(f"{sku}: 'locations' must map location gids to integer units")
+        levels: dict[str, int] = {}
+        for location, units in given.items():
+            if not re.fullmatch(r"gid://shopify/Location/\d+", location):
+                raise ValueError(f"{sku}: {location!r} is not a location gid")
+            self.add_location(location)
+            if location != LOCATION_GID:
+                levels[location] = units
+        return levels
+
+    def add_location(self, location: str, name: str | None = None) -> None:
+        """Add a location (or rename one); ``name`` defaults to its number."""
+        if name is not None or location not in self.locations:
+            self.locations[location] = name or f"Location {location.rsplit('/', 1)[-1]}"
 
     def by_sku(self, sku: str) -> Variant | None:
         return next((v for v in self.variants.values() if v.sku == sku), None)
@@ -132,23 +174,43 @@ class Shop:
             return None
         return next((v for v in self.variants.values() if v.item_id == int(match.group(1))), None)
 
-    def set_available(self, variant: Variant, quantity: int, *, track: bool = False) -> None:
-        """Set ``variant``'s ``available`` units (and track it if ``track``): every change of stock
-        goes through here, so the journal sees it."""
-        before = variant.available if variant.tracked else None
+    def set_available(
+        self, variant: Variant, quantity: int, *, track: bool = False, location: str = LOCATION_GID
+    ) -> None:
+        """Set ``variant``'s ``available`` units at ``location`` (and track it if ``track``): every
+        change of stock goes through here, so the journal sees it (as the sum a shopper sees)."""
+        before = variant.shown if variant.tracked else None
         variant.tracked = variant.tracked or track
+        if location == LOCATION_GID:
+            variant.available = quantity
+        else:
+            variant.levels[location] = quantity
+        self.journal.changed(variant.sku, before, variant.shown if variant.tracked else None)
+
+    def set_shown(self, variant: Variant, quantity: int) -> None:
+        """Make ``variant`` show ``quantity`` in all: at the primary location, 0 at the others."""
+        before = variant.shown if variant.tracked else None
+        variant.tracked = True
         variant.available = quantity
-        self.journal.changed(variant.sku, before, quantity if variant.tracked else None)
+        variant.levels = dict.fromkeys(variant.levels, 0)
+        self.journal.changed(variant.sku, before, variant.shown)
 
     def purchase(self, sku: str, quantity: int) -> Order:
         variant = self.by_sku(sku)
         if variant is None:
             raise LookupError(sku)
         if variant.tracked:
-            available = variant.available or 0
+            available = variant.shown or 0
             if available < quantity:
                 raise StockShortage(available)
-            self.set_available(variant, available - quantity)
+            # Fulfilled from the locations in the shop's order, the primary one first.
+            left = quantity
+            for location in self.locations:
+                level = variant.level_at(location)
+                if left and level is not None and level > 0:
+                    taken = min(level, left)
+                    self.set_available(variant, level - taken, location=location)
+                    left -= taken
         now = utc_now()
         order = Order(self.new_id(), now, now, [Line(self.new_id(), variant.id, sku, quantity)])
         self.orders[order.id] = order
@@ -161,8 +223,14 @@ class Shop:
         order.cancelled = order.updated = utc_now()
         for line in order.lines:
             variant = self.variants.get(line.variant_id)
-            if variant is not None and variant.tracked and variant.available is not None:
-                self.set_available(variant, variant.available + line.quantity)
+            if variant is None or not variant.tracked:
+                continue
+            # Restocked at the first location that stocks the item.
+            location = next((loc for loc in self.locations if variant.level_at(loc) is not None), None)
+            if location is not None:
+                self.set_available(
+                    variant, (variant.level_at(location) or 0) + line.quantity, location=location
+                )
         return True
 
     def order_rest(self, order: Order) -> dict[str, Any]:
@@ -190,22 +258,23 @@ class Shop:
 
     # ------------------------------------------------------------------ GraphQL views
 
-    def item_json(self, variant: Variant, location: Any) -> dict[str, Any]:
-        level = None
-        if location == LOCATION_GID and variant.available is not None:
-            level = {"quantities": [{"name": "available", "quantity": variant.available}]}
-        return {
+    def item_json(self, variant: Variant, levels: dict[str, Any]) -> dict[str, Any]:
+        """The item with one level field per entry of ``levels`` (field name -> location id)."""
+        item: dict[str, Any] = {
             "id": gid("InventoryItem", variant.item_id),
             "sku": variant.sku,
             "tracked": variant.tracked,
-            "inventoryLevel": level,
         }
+        for name, location in levels.items():
+            level = variant.level_at(location) if location in self.locations else None
+            item[name] = None if level is None else {"quantities": [{"name": "available", "quantity": level}]}
+        return item
 
-    def variant_json(self, variant: Variant, location: Any) -> dict[str, Any]:
+    def variant_json(self, variant: Variant, levels: dict[str, Any]) -> dict[str, Any]:
         return {
             "id": gid("ProductVariant", variant.id),
             "sku": variant.sku,
-            "inventoryItem": self.item_json(variant, location),
+            "inventoryItem": self.item_json(variant, levels),
         }
 
     def order_json(self, order: Order, lines_first: int) -> dict[str, Any]:
@@ -281,13 +350,24 @@ def _compare(operator: str, bound: datetime) -> Callable[[Order], bool]:
     return lambda order: order.updated < bound
 
 
-_BULK_LOCATION = re.compile(r'locationId:\s*"([^"]+)"')
+_BULK_LEVEL = re.compile(r'(?:(\w+)\s*:\s*)?inventoryLevel\(\s*locationId:\s*"([^"]+)"\s*\)')
+_LEVEL_VARIABLE = re.compile(r"^location(\d+)$")
+
+
+def level_fields(variables: dict[str, Any]) -> dict[str, Any]:
+    """The level fields a read asks for, from its variables: ``locationId`` gives the plain
+    ``inventoryLevel``, ``location0``, ``location1``... give the aliases ``level0``, ``level1``..."""
+    fields = {"inventoryLevel": variables["locationId"]} if "locationId" in variables else {}
+    for name, value in variables.items():
+        match = _LEVEL_VARIABLE.match(name)
+        if match:
+            fields[f"level{match.group(1)}"] = value
+    return fields
 
 
 def bulk_rows(shop: Shop, query: Any) -> list[dict[str, Any]]:
     """The JSONL rows of a bulk query over productVariants (the only one the sandbox runs)."""
     if not isinstance(query, str) or "productVariants" not in query:
         raise ValueError("the sandbox runs bulk queries over productVariants only")
-    match = _BULK_LOCATION.search(query)
-    location = match.group(1) if match else None
-    return [shop.variant_json(v, location) for v in sorted(shop.variants.values(), key=lambda v: v.id)]
+    fields = {alias or "inventoryLevel": location for alias, location in _BULK_LEVEL.findall(query)}
+    return [shop.variant_json(v, fields) for v in sorted(shop.variants.values(), key=lambda v: v.id)]

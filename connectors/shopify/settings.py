@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, StringConstraints, model_validator
 
+from connectors.locations import check_named_once
 from connectors.settings import ChannelSettings
+
+_LOCATION = r"^gid://shopify/Location/\d+$"
 
 
 class ShopifySettings(ChannelSettings):
     """One Shopify store.
 
-    syncd reads and sets the ``available`` quantity at one location, the sync location:
-    ``location_id`` when given, else the first of ``location_ids``, else the shop's primary
-    location. Stock at other locations is neither counted nor changed, so keep the units syncd
-    manages at that one location.
+    syncd reads and sets the ``available`` quantity at the sync locations: ``location_id`` (one),
+    or ``location_ids`` (one or several, in the order given), else the shop's primary location.
+    Stock at other locations is neither counted nor changed, so keep the units syncd manages at
+    the sync locations.
+
+    With several: a variant shows the sum of its ``available`` at the sync locations that stock
+    it. A new total is written so: the first named location (that stocks the item) takes the
+    change; every other keeps its units, unless the total is below what they hold together, when
+    they are lowered, the last named first, until it fits (a negative level is set to 0). The
+    levels then add up to the total exactly, so the shop never shows more than syncd set. The
+    write re-reads the levels and compares each one it changes (compare-and-set): a sale landing
+    in between at any of them makes the write stale, never lost. Every named location must exist
+    and be active (checked at the first call; the error names those that are not).
     """
 
     type: Literal["shopify"]
@@ -31,15 +43,19 @@ class ShopifySettings(ChannelSettings):
     )
     access_token: SecretStr
     api_version: str = Field(default="2026-10", pattern=r"^(\d{4}-(01|04|07|10)|unstable)$")
-    location_ids: list[str] | None = Field(
+    location_ids: list[Annotated[str, StringConstraints(pattern=_LOCATION)]] | None = Field(
         default=None,
         min_length=1,
-        description="Locations syncd may use (None: all active ones); the first is the default sync location.",
+        description=(
+            "The sync locations (gid://shopify/Location/<id>), in order: a variant's quantity is the sum"
+            " of its 'available' there; a new total goes to the first, the others keep theirs unless the"
+            " total is below them (lowered, last named first). None: location_id, else the primary location."
+        ),
     )
     location_id: str | None = Field(
         default=None,
-        pattern=r"^gid://shopify/Location/\d+$",
-        description="The location whose 'available' quantity syncd reads and sets.",
+        pattern=_LOCATION,
+        description="One location whose 'available' quantity syncd reads and sets (instead of location_ids).",
     )
     webhook_secret: SecretStr | None = Field(default=None, description="The app's client secret.")
     # Shopify limits GraphQL by query cost (the client follows the cost bucket), not by requests.
@@ -53,7 +69,17 @@ class ShopifySettings(ChannelSettings):
     def _one_address(self) -> Self:
         if (self.shop_domain is None) == (self.base_url is None):
             raise ValueError("give exactly one of shop_domain or base_url")
+        if self.location_id is not None and self.location_ids is not None:
+            raise ValueError("give location_id (one location) or location_ids (one or several), not both")
+        check_named_once("location_ids", self.location_ids)
         return self
+
+    @property
+    def sync_locations(self) -> tuple[str, ...] | None:
+        """The configured sync locations in order; None: the shop's primary location."""
+        if self.location_id is not None:
+            return (self.location_id,)
+        return tuple(self.location_ids) if self.location_ids else None
 
     @property
     def root_url(self) -> str:

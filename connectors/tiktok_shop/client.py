@@ -42,6 +42,7 @@ from connectors.http import (
     urgent_calls,
 )
 from connectors.limits import plausible_level, quarantine
+from connectors.locations import split_total
 from connectors.tiktok_shop.payloads import (
     Invalid,
     OrderView,
@@ -64,6 +65,7 @@ INVENTORY_SEARCH = "/product/202309/inventory/search"
 ORDERS_SEARCH = "/order/202309/orders/search"
 ORDER_DETAIL = "/order/202309/orders"
 TOKEN_REFRESH = "/api/v2/token/refresh"
+WAREHOUSES = "/logistics/202309/warehouses"
 
 LIVE = "ACTIVATE"
 THROTTLED = 36009002
@@ -173,6 +175,10 @@ class TikTokShopConnector(ChannelConnector):
         )
         # sku_id -> warehouse ids, learnt from reads, so that a write needs no read first.
         self._warehouses: dict[str, tuple[str, ...]] = {}
+        # With warehouse_ids: sku_id -> units in each named warehouse it is stocked in, in the
+        # configured order, as last read (the read before a push is the one a write splits over).
+        self._named: dict[str, tuple[tuple[str, int], ...]] = {}
+        self._warehouses_checked = settings.warehouse_ids is None
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -378,6 +384,7 @@ class TikTokShopConnector(ChannelConnector):
             token = following
 
     async def list_listings(self) -> list[Listing]:
+        await self._check_warehouses()
         listings: dict[str, Listing] = {}
         for data in await self._pages(PRODUCTS_SEARCH, {"status": LIVE}):
             try:
@@ -385,7 +392,7 @@ class TikTokShopConnector(ChannelConnector):
             except Invalid as exc:
                 raise self._protocol(f"POST {PRODUCTS_SEARCH}", exc) from exc
             for stock in stocks:
-                self._warehouses[stock.sku_id] = stock.warehouse_ids
+                self._learn(stock)
                 if not stock.seller_sku:
                     continue
                 if stock.seller_sku in listings:
@@ -393,11 +400,46 @@ class TikTokShopConnector(ChannelConnector):
                     continue
                 ref = f"{stock.product_id}:{stock.sku_id}"
                 quantity = self._level(stock)
-                listings[stock.seller_sku] = Listing(sku=stock.seller_sku, ref=ref, quantity=quantity)
+                # In none of the named warehouses: not syncd's to count or write.
+                managed = self.settings.warehouse_ids is None or bool(self._named[stock.sku_id])
+                listings[stock.seller_sku] = Listing(
+                    sku=stock.seller_sku, ref=ref, quantity=quantity if managed else None, managed=managed
+                )
         return list(listings.values())
+
+    def _learn(self, stock: SkuStock) -> None:
+        self._warehouses[stock.sku_id] = stock.warehouse_ids
+        named = self.settings.warehouse_ids
+        if named is not None:
+            levels = dict(stock.warehouses)
+            self._named[stock.sku_id] = tuple((w, levels[w]) for w in named if w in levels)
+
+    async def _check_warehouses(self) -> None:
+        """Once, with warehouse_ids: every named warehouse exists in the shop (a wrong id would
+        read as not stocked anywhere)."""
+        if self._warehouses_checked:
+            return
+        data = await self._call("GET", WAREHOUSES)
+        listed = data.get("warehouses")
+        if not isinstance(listed, list):
+            raise ProtocolError(f"GET {WAREHOUSES} answered no warehouses list", connector=self.name)
+        known = {
+            str(w.get("id")): str(w.get("name") or "")
+            for w in listed
+            if isinstance(w, dict) and isinstance(w.get("id"), str | int) and not isinstance(w.get("id"), bool)
+        }
+        missing = [w for w in self.settings.warehouse_ids or () if w not in known]
+        if missing:
+            shown = ", ".join(f"{ident} ({name})" if name else ident for ident, name in known.items()) or "none"
+            raise ConnectorError(
+                f"warehouse_ids: {', '.join(missing)} not in the shop; its warehouses: {shown}",
+                connector=self.name,
+            )
+        self._warehouses_checked = True
 
     async def _inventory(self, sku_ids: Sequence[str]) -> dict[str, SkuStock]:
         """Current stock of the given SKU ids (absent from the result: unknown to TikTok)."""
+        await self._check_warehouses()
         found: dict[str, SkuStock] = {}
         unique = list(dict.fromkeys(sku_ids))
         for start in range(0, len(unique), INVENTORY_SEARCH_SKUS):
@@ -408,7 +450,7 @@ class TikTokShopConnector(ChannelConnector):
             except Invalid as exc:
                 raise self._protocol(f"POST {INVENTORY_SEARCH}", exc) from exc
             for stock in stocks:
-                self._warehouses[stock.sku_id] = stock.warehouse_ids
+                self._learn(stock)
                 found[stock.sku_id] = stock
         return found
 
@@ -432,8 +474,13 @@ class TikTokShopConnector(ChannelConnector):
         return {sku: level for sku, level in levels.items() if level is not None}
 
     def _level(self, stock: SkuStock, sku: str | None = None) -> int | None:
+        if self.settings.warehouse_ids is None:
+            value: int | None = stock.total
+        else:
+            named = self._named.get(stock.sku_id, ())
+            value = sum(units for _, units in named) if named else None
         return plausible_level(
-            self.name, sku or stock.seller_sku or stock.sku_id, stock.total, self.settings.max_quantity
+            self.name, sku or stock.seller_sku or stock.sku_id, value, self.settings.max_quantity
         )
 
     async def orders_since(self, since: datetime, *, urgent: bool = False) -> OrderPage:
@@ -475,6 +522,11 @@ class TikTokShopConnector(ChannelConnector):
     @property
     def webhooks_carry_lines(self) -> bool:
         return False
+
+    @property
+    def event_fetch_retry_waits(self) -> tuple[float, ...]:
+        first = self.settings.webhook_fetch_backoff.total_seconds()
+        return tuple(min(first * 2**n, 300.0) for n in range(self.settings.webhook_fetch_attempts - 1))
 
     async def event_lines(self, events: Sequence[WebhookEvent], *, urgent: bool = False) -> list[OrderLine]:
         with urgent_calls(urgent):
@@ -542,7 +594,8 @@ class TikTokShopConnector(ChannelConnector):
                 result.rejected[update.sku] = f"unrecognised TikTok Shop ref {update.ref!r}"
                 continue
             groups.setdefault(target[0], {})[target[1]] = update
-        unknown = {sku_id for group in groups.values() for sku_id in group if sku_id not in self._warehouses}
+        known = self._warehouses if self.settings.warehouse_ids is None else self._named
+        unknown = {sku_id for group in groups.values() for sku_id in group if sku_id not in known}
         if unknown:
             found = await self._inventory(sorted(unknown))
             for product_id, group in groups.items():
@@ -552,6 +605,12 @@ class TikTokShopConnector(ChannelConnector):
                         result.rejected[group.pop(sku_id).sku] = (
                             f"TikTok Shop has no SKU {sku_id} in product {product_id}"
                         )
+        if self.settings.warehouse_ids is not None:
+            for group in groups.values():
+                for sku_id in [s for s in group if not self._named.get(s)]:
+                    result.rejected[group.pop(sku_id).sku] = (
+                        f"SKU {sku_id} is in none of the warehouses warehouse_ids names"
+                    )
         await self._update_products({p: g for p, g in groups.items() if g}, result)
         await self._reread_low(groups, result)
         return result
@@ -602,15 +661,25 @@ class TikTokShopConnector(ChannelConnector):
                 result.rejected[update.sku] = reason
                 # Its warehouses may have changed in Seller Center: look them up afresh next time.
                 self._warehouses.pop(sku_id, None)
+                self._named.pop(sku_id, None)
             else:
                 result.applied[update.sku] = update.quantity
+                if sku_id in self._named:
+                    self._named[sku_id] = tuple(split_total(self._named[sku_id], update.quantity).items())
 
     def _distribute(self, sku_id: str, quantity: int) -> list[dict[str, Any]]:
-        """The whole quantity to one warehouse and 0 to the SKU's others.
+        """With warehouse_ids: every named warehouse of the SKU, by the rule in
+        ``connectors/locations.py`` over the levels last read (warehouses not named are left out,
+        and keep theirs). Else the whole quantity to one warehouse and 0 to the SKU's others.
 
         The one is ``settings.warehouse_id`` when the SKU has it, else the SKU's first warehouse
         as TikTok lists it. Zeroing the others makes the shown total equal the target exactly.
         """
+        if self.settings.warehouse_ids is not None:
+            # Every named warehouse of the SKU is written, so that the named ones add up to the
+            # total exactly even when a sale or an edit since the last read moved units.
+            split = split_total(self._named[sku_id], quantity)
+            return [{"warehouse_id": w, "quantity": q} for w, q in split.items()]
         warehouses = self._warehouses.get(sku_id, ())
         if not warehouses:
             # A SKU with a single default warehouse may omit it.

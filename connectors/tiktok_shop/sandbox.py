@@ -9,6 +9,7 @@ Hooks under ``/_sandbox`` (unsigned, never fault-injected):
 
 - ``POST /_sandbox/seed`` ``{"items": [{"sku", "quantity", "parent"?, "warehouses"?}]}``: SKUs
   sharing a ``parent`` are SKUs of one product; ``warehouses`` maps warehouse ids to units.
+  ``GET /logistics/202309/warehouses`` lists the default warehouse and every one seeded.
 - ``GET /_sandbox/listings`` / ``POST /_sandbox/listings`` ``{"sku", "quantity" | "warehouses"}``:
   read stock (quantity = sum over warehouses), or edit it as the seller would in Seller Center
   (a bare quantity goes to the first warehouse, the others to 0).
@@ -119,6 +120,7 @@ class _Api:
                 self._guard(self.update_inventory),
                 methods=["POST"],
             ),
+            Route("/logistics/202309/warehouses", self._guard(self.warehouses), methods=["GET"]),
             Route("/order/202309/orders/search", self._guard(self.search_orders), methods=["POST"]),
             Route("/order/202309/orders", self._guard(self.get_orders), methods=["GET"]),
             Route("/api/v2/token/refresh", self.refresh_token, methods=["GET"]),
@@ -225,6 +227,9 @@ class _Api:
             raise TtsError(INVALID_PARAMS, "skus is required.")
         errors = self.shop.update_inventory(request.path_params["id"], entries)
         return ok({"errors": errors} if errors else {})
+
+    async def warehouses(self, request: Request, raw: bytes) -> Response:
+        return ok({"warehouses": self.shop.warehouses_json()})
 
     # ------------------------------------------------------------------ orders
 

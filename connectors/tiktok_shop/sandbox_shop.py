@@ -107,6 +107,8 @@ class Shop:
         self.skus: dict[str, Sku] = {}
         self.orders: dict[str, Order] = {}
         self.journal = ChangeJournal()
+        # warehouse id -> name: the default one, and every one a SKU has been stocked in.
+        self.warehouses: dict[str, str] = {DEFAULT_WAREHOUSE: "Default warehouse"}
         self._product_id = _ids(1729380000000000001)
         self._sku_id = _ids(1729390000000000001)
         self._order_id = _ids(576650000000000001)
@@ -137,6 +139,7 @@ class Shop:
             if parent is not None and (not isinstance(parent, str) or not parent):
                 raise ValueError(f"item {seller_sku!r}: 'parent' must be a non-empty string")
             stock = _stock_of(entry, seller_sku)
+            self.know_warehouses(stock)
             existing = self.by_seller_sku(seller_sku)
             if existing is not None:
                 self.set_stock(existing, stock)
@@ -156,7 +159,28 @@ class Shop:
             count += 1
         return count
 
+    def know_warehouses(self, stock: Iterable[str], name: str | None = None) -> None:
+        """Add warehouses not known yet (named after their id unless ``name``)."""
+        for warehouse in stock:
+            if name is not None or warehouse not in self.warehouses:
+                self.warehouses[warehouse] = name or f"Warehouse {warehouse}"
+
+    def warehouses_json(self) -> list[dict[str, Any]]:
+        """``GET /logistics/202309/warehouses``: the shop's warehouses, the default one first."""
+        return [
+            {
+                "id": warehouse,
+                "name": name,
+                "effect_status": "ENABLED",
+                "type": "SALES_WAREHOUSE",
+                "sub_type": "DOMESTIC_WAREHOUSE",
+                "is_default": warehouse == DEFAULT_WAREHOUSE,
+            }
+            for warehouse, name in self.warehouses.items()
+        ]
+
     def set_stock(self, sku: Sku, stock: dict[str, int]) -> None:
+        self.know_warehouses(stock)
         before = sku.total
         sku.stock = stock
         self.products[sku.product_id].updated = self.now()

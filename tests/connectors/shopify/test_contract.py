@@ -69,3 +69,36 @@ class TestShopifyContractOlderVersion(ChannelContract):
         )
         yield connector
         await connector.aclose()
+
+
+SECOND_LOCATION = "gid://shopify/Location/2"
+
+
+class TestShopifyContractSeveralLocations(ChannelContract):
+    """The same contract with two sync locations: every item's units split between them."""
+
+    unknown_ref = "gid://shopify/InventoryItem/999999999"
+
+    @pytest.fixture
+    async def sandbox(self, hooks: httpx.AsyncClient) -> httpx.AsyncClient:
+        items = [
+            {
+                "sku": item.sku,
+                "quantity": item.quantity // 2,
+                "locations": {SECOND_LOCATION: item.quantity - item.quantity // 2},
+            }
+            | ({"parent": item.group} if item.group else {})
+            for item in contract_catalogue()
+        ]
+        response = await hooks.post("/_sandbox/seed", json={"items": items})
+        assert response.status_code == 201
+        return hooks
+
+    @pytest.fixture
+    async def shopify(
+        self, shop_app: Starlette, make_settings: Callable[..., ShopifySettings]
+    ) -> AsyncIterator[ShopifyConnector]:
+        settings = make_settings(location_ids=["gid://shopify/Location/1", SECOND_LOCATION])
+        connector = ShopifyConnector(settings, transport=httpx.ASGITransport(shop_app), sleep=no_wait)
+        yield connector
+        await connector.aclose()

@@ -46,6 +46,12 @@ DOCUMENTS = {
         "2025-10", "0b7e6c1e-5f7a-5d1c-9a53-1d1f0b2c3d4e"
     ),
     "bulk variants": queries.bulk_variants_query("gid://shopify/Location/1"),
+    "Locations": queries.LOCATIONS,
+    "Variants (3 locations)": queries.variants_query(3),
+    "InventoryItems (3 locations)": queries.items_query(3),
+    "bulk variants (2 locations)": queries.bulk_variants_query(
+        "gid://shopify/Location/1", "gid://shopify/Location/2"
+    ),
 }
 
 

@@ -52,3 +52,33 @@ async def spoiled(
 
 class TestTikTokShopContract(ChannelContract):
     unknown_ref = "1729389999999999999:1729399999999999999"
+
+
+class TestTikTokShopContractNamedWarehouses(ChannelContract):
+    """The same contract with warehouse_ids naming two warehouses each SKU's units are split between."""
+
+    unknown_ref = "1729389999999999999:1729399999999999999"
+
+    @pytest.fixture
+    async def sandbox(self, hooks: httpx.AsyncClient) -> httpx.AsyncClient:
+        items = [
+            {
+                "sku": item.sku,
+                "warehouses": {"W-A": item.quantity // 2, "W-B": item.quantity - item.quantity // 2},
+            }
+            | ({"parent": item.group} if item.group else {})
+            for item in contract_catalogue()
+        ]
+        response = await hooks.post("/_sandbox/seed", json={"items": items})
+        assert response.status_code == 201
+        return hooks
+
+    @pytest.fixture
+    async def tts(
+        self, tts_app: Starlette, make_settings: Callable[..., TikTokShopSettings]
+    ) -> AsyncIterator[TikTokShopConnector]:
+        connector = TikTokShopConnector(
+            make_settings(warehouse_ids=["W-B", "W-A"]), transport=httpx.ASGITransport(tts_app), sleep=no_wait
+        )
+        yield connector
+        await connector.aclose()

@@ -970,3 +970,53 @@ async def test_implausible_level_is_never_believed(
     wire.on(INVENTORY, ok({"inventory": both}))
     wanted = [Listing("A", "P1:S1", None), Listing("B", "P1:S2", None)]
     assert await conn.read_quantities(wanted) == {"A": 4}
+
+
+# ---------------------------------------------------------------------------- named warehouses
+
+WAREHOUSE_LIST = "/logistics/202309/warehouses"
+
+
+def warehouse_list(*ids: str) -> Answer:
+    return ok({"warehouses": [{"id": w, "name": f"Depot {w}", "effect_status": "ENABLED"} for w in ids]})
+
+
+async def test_a_named_warehouse_missing_from_a_read_counts_as_not_stocked(
+    wire: Wire, make_conn: Callable[..., TikTokShopConnector]
+) -> None:
+    """A SKU whose inventory lacks a named warehouse sums the others; the write leaves it out."""
+    conn = make_conn(warehouse_ids=["W1", "W2"])
+    wire.on(WAREHOUSE_LIST, warehouse_list("W1", "W2", "W9"))
+    wire.on(INVENTORY, ok(inventory("P1", "S1", "A", [("W9", 50), ("W2", 3)])))
+    wire.on(update_path("P1"), ok({}))
+
+    assert await conn.read_quantities([Listing("A", "P1:S1", 0)]) == {"A": 3}
+    result = await conn.set_quantities([QuantityUpdate("A", "P1:S1", 5)])
+
+    assert result.applied == {"A": 5}
+    [request] = wire.calls(update_path("P1"))
+    assert json.loads(request.content)["skus"][0]["inventory"] == [{"warehouse_id": "W2", "quantity": 5}]
+    assert len(wire.calls(WAREHOUSE_LIST)) == 1
+
+
+async def test_an_unreadable_warehouse_list_is_a_protocol_error(
+    wire: Wire, make_conn: Callable[..., TikTokShopConnector]
+) -> None:
+    """A warehouse list answer without a list is malformed: nothing is read or written."""
+    conn = make_conn(warehouse_ids=["W1"])
+    wire.on(WAREHOUSE_LIST, ok({"warehouses": "W1"}))
+
+    with pytest.raises(ProtocolError, match="no warehouses list"):
+        await conn.read_quantities([Listing("A", "P1:S1", 0)])
+    assert not wire.calls(INVENTORY)
+
+
+async def test_numeric_warehouse_ids_in_the_list_match_the_settings(
+    wire: Wire, make_conn: Callable[..., TikTokShopConnector]
+) -> None:
+    """Warehouse ids TikTok lists as numbers match the same ids written as text in the settings."""
+    conn = make_conn(warehouse_ids=["7068517275539719942"])
+    wire.on(WAREHOUSE_LIST, ok({"warehouses": [{"id": 7068517275539719942, "name": "Main"}]}))
+    wire.on(INVENTORY, ok(inventory("P1", "S1", "A", [("7068517275539719942", 4)])))
+
+    assert await conn.read_quantities([Listing("A", "P1:S1", 0)]) == {"A": 4}
