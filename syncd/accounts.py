@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
+from connectors.base import OrderLine
 from syncd.allocation import (
     LOST_GRACE,
     Grant,
@@ -53,8 +54,91 @@ class SkuAccounts:
     def with_listing(self, account: ListingAccount) -> SkuAccounts:
         return replace(self, listings={**self.listings, account.channel: account})
 
-    def book(self, ats: int, threshold: int, in_flight: int = 0) -> SkuBook:
-        return SkuBook(self.sku, ats, threshold, dict(self.listings), self.parts, in_flight)
+    def book(
+        self, ats: int, threshold: int, in_flight: int = 0, kits: Iterable[tuple[KitShare, SkuAccounts]] = ()
+    ) -> SkuBook:
+        """The allocator's view of the SKU; ``kits``: the kit listings drawing on it, each with its
+        kit's accounts, counted as listings of this SKU in its units (see ``KitShare``)."""
+        listings = dict(self.listings)
+        parts = list(self.parts)
+        for share, kit in kits:
+            account = kit.listings.get(share.channel)
+            if account is not None:
+                listings[share.key] = scaled(account, share.key, self.sku, share.per_kit)
+            parts += [
+                replace(p, channel=share.key, sku=self.sku, units=p.units * share.per_kit)
+                for p in kit.parts
+                if p.channel == share.channel
+            ]
+        return SkuBook(self.sku, ats, threshold, listings, tuple(parts), in_flight)
+
+
+# ---------------------------------------------------------------------------- kits
+
+
+@dataclass(frozen=True)
+class KitShare:
+    """A kit listing (``kit_sku`` on ``channel``) drawing ``per_kit`` units of a SKU per kit.
+
+    The kit listing has one account, under the kit's code and in kits (its reads, writes and
+    sales are of kits). Each component's allocator counts it as one more listing of the component
+    (keyed ``key``), at ``per_kit`` units per kit: showing k kits exposes k x per_kit units of each."""
+
+    channel: str
+    kit_sku: str
+    per_kit: int
+
+    @property
+    def key(self) -> str:
+        return kit_key(self.channel, self.kit_sku)
+
+
+def kit_key(channel: str, kit_sku: str) -> str:
+    """How a kit listing is named among a component's listings: ``channel/kit code``."""
+    return f"{channel}/{kit_sku}"
+
+
+def scaled(account: ListingAccount, channel: str, sku: str, per_kit: int) -> ListingAccount:
+    """A kit listing's account in units of one component: every level (and its sales) times
+    ``per_kit``, so exposure, floor and belief are the component units the kits stand for."""
+
+    def level(x: Level) -> Level:
+        return Level(x.quantity * per_kit, x.at, x.sold * per_kit)
+
+    return ListingAccount(
+        channel,
+        sku,
+        None if account.confirmed is None else level(account.confirmed),
+        tuple(replace(w, level=level(w.level)) for w in account.writes),
+    )
+
+
+@dataclass(frozen=True)
+class KitLine(OrderLine):
+    """The order line of one component of a kit sold on a channel: its units reserve the
+    component; the kit listing ``kit_sku`` sold ``kits`` kits, counted on one component's line
+    only (the others carry 0), so that a kit sale lowers its listing once."""
+
+    kit_sku: str = ""
+    kits: int = 0
+
+
+def listing_sold(line: OrderLine) -> tuple[str, int] | None:
+    """The listing a line was sold on and the units it lowers it by: the line's own SKU, or for a
+    kit's component the kit listing (None on the components that do not carry the kit's count)."""
+    if isinstance(line, KitLine):
+        return (line.kit_sku, line.kits) if line.kits else None
+    return line.sku, line.quantity
+
+
+def sales_of(lines: Iterable[OrderLine], sign: int = 1) -> list[Sale]:
+    """The listing sales order lines stand for (``sign`` -1: their cancellations)."""
+    out = []
+    for line in lines:
+        sold = listing_sold(line)
+        if sold is not None:
+            out.append(Sale(line.channel, sold[0], sign * sold[1], line.updated_at))
+    return out
 
 
 Change = Callable[[dict[str, SkuAccounts]], T]
@@ -158,13 +242,59 @@ class SendRequest:
     limit: int | None = None
     racing: int = 0
     skip_if: int | None = None
+    # A kit's write (``sku`` the kit's code, ``target`` in kits): what each component has.
+    components: tuple[ComponentStock, ...] = ()
+
+
+@dataclass(frozen=True)
+class ComponentStock:
+    """One component of a kit being written: ``per_kit`` units of ``sku`` in each kit, and the
+    figures its allocator needs."""
+
+    sku: str
+    per_kit: int
+    ats: int
+    threshold: int
+    in_flight: int = 0
+
+
+def no_kits(sku: str) -> Sequence[KitShare]:
+    return ()
 
 
 class Accounts:
-    """The engine's handle on the allocation accounts: intent-named changes, each one transaction."""
+    """The engine's handle on the allocation accounts: intent-named changes, each one transaction.
 
-    def __init__(self, store: AccountStore) -> None:
+    ``kits_of(sku)`` names the kit listings drawing on a SKU: every decision about the SKU counts
+    them too, at their kits' units of it."""
+
+    def __init__(self, store: AccountStore, kits_of: Callable[[str], Sequence[KitShare]] = no_kits) -> None:
         self.store = store
+        self.kits_of = kits_of
+
+    def _kits_in(self, books: Mapping[str, SkuAccounts], sku: str) -> list[tuple[KitShare, SkuAccounts]]:
+        return [(share, books[share.kit_sku]) for share in self.kits_of(sku) if share.kit_sku in books]
+
+    def _book(self, books: Mapping[str, SkuAccounts], sku: str, ats: int, threshold: int, in_flight: int) -> SkuBook:
+        return books[sku].book(ats, threshold, in_flight, self._kits_in(books, sku))
+
+    def _kit_grant(self, books: Mapping[str, SkuAccounts], channel: str, r: SendRequest) -> Grant:
+        """A kit's write may set as many kits as its scarcest component's grant holds."""
+        key = kit_key(channel, r.sku)
+        quantity = r.target if r.limit is None else min(r.target, r.limit)
+        hold = 0
+        for c in r.components:
+            book = self._book(books, c.sku, c.ats, c.threshold, c.in_flight)
+            decided = grant(book, key, r.target * c.per_kit, racing=r.racing * c.per_kit)
+            quantity = min(quantity, decided.quantity // c.per_kit)
+            hold = max(hold, -(-decided.hold // c.per_kit))
+        return Grant(max(0, quantity), hold, "kit: the scarcest component's grant")
+
+    def _skus_for(self, skus: Iterable[str], requests: Sequence[SendRequest] = ()) -> set[str]:
+        """The SKUs a decision about ``skus`` reads: theirs, a kit's components, and the kits
+        drawing on any of them."""
+        wanted = set(skus) | {c.sku for r in requests for c in r.components}
+        return wanted | {share.kit_sku for sku in list(wanted) for share in self.kits_of(sku)}
 
     def sales(self, sales: Sequence[Sale]) -> dict[str, int]:
         """Reported sales lower the levels that came before them and explain held units; returns
@@ -224,9 +354,16 @@ class Accounts:
                 _apply_read(books, channel, *read)
             for r in requests:
                 book = books[r.sku]
-                decided = grant(
-                    book.book(r.ats, r.threshold, r.in_flight), channel, r.target, limit=r.limit, racing=r.racing
-                )
+                if r.components:
+                    decided = self._kit_grant(books, channel, r)
+                else:
+                    decided = grant(
+                        self._book(books, r.sku, r.ats, r.threshold, r.in_flight),
+                        channel,
+                        r.target,
+                        limit=r.limit,
+                        racing=r.racing,
+                    )
                 if r.skip_if is not None and decided.quantity == r.skip_if:
                     grants[r.sku] = replace(decided, hold=0, reason="already shown")
                     continue
@@ -239,7 +376,7 @@ class Accounts:
                 grants[r.sku] = decided
 
         skus = {r.sku for r in requests} | (set(read[0]) if read is not None else set())
-        self.store.change_accounts(skus, change)
+        self.store.change_accounts(self._skus_for(skus, requests), change)
         return grants
 
     def answered(

@@ -20,6 +20,7 @@ import yaml
 
 from connectors.base import ChannelConnector, ErpConnector, OrderLine
 from connectors.registry import build_channel, build_erp
+from syncd.accounts import KitLine
 from syncd.config import Config
 from syncd.errors import ConfigError, ConnectorError
 from syncd.store import Store
@@ -122,10 +123,18 @@ class SkuMap:
 
 
 def kit_ats(components: Sequence[Component], ats: Mapping[str, int]) -> int:
-    """Kits that can be sold: the scarcest component decides (an unknown component has none)."""
+    """Kits that can be sold: the scarcest component decides (an unknown component has none).
+
+    The same rule gives a kit listing's quantity from the units of each component allotted to it:
+    ``min(floor(allotted[c] / quantity[c]))``."""
     if not components:
         return 0
     return max(0, min(max(0, ats.get(c.sku, 0)) // c.quantity for c in components))
+
+
+def kit_exposure(components: Sequence[Component], kits: int) -> dict[str, int]:
+    """The units of each component a kit listing showing ``kits`` kits may sell."""
+    return {c.sku: max(0, kits) * c.quantity for c in components}
 
 
 def _safe_sku(sku: str) -> str:
@@ -144,14 +153,20 @@ def expand_line(line: OrderLine, components: Sequence[Component]) -> list[OrderL
         raise ValueError(f"order line {line.key} has no ERP SKU to reserve")
     if len(components) == 1 and components[0].quantity == 1:
         return [line] if components[0].sku == line.sku else [replace(line, sku=components[0].sku)]
+    # The first component's line carries the kits sold: the kit listing is lowered once.
     return [
-        replace(
-            line,
+        KitLine(
+            channel=line.channel,
+            order_id=line.order_id,
+            line_key=f"{line.line_key}#{_safe_sku(c.sku)}",
             sku=c.sku,
             quantity=line.quantity * c.quantity,
-            line_key=f"{line.line_key}#{_safe_sku(c.sku)}",
+            status=line.status,
+            updated_at=line.updated_at,
+            kit_sku=line.sku,
+            kits=line.quantity if i == 0 else 0,
         )
-        for c in sorted(components)
+        for i, c in enumerate(sorted(components))
     ]
 
 

@@ -9,11 +9,12 @@ from datetime import datetime
 
 import structlog
 
-from syncd.accounts import Accounts, SendRequest
+from syncd.accounts import Accounts, ComponentStock, KitShare, SendRequest
 from syncd.allocation import Grant, ReadOutcome
 from syncd.config import Config
 from syncd.core import available_to_sell
 from syncd.engine.demand import Demand
+from syncd.engine.kits import KitListings
 from syncd.store import Store
 
 log = structlog.get_logger("syncd.engine")
@@ -44,13 +45,17 @@ class Allocations:
         """``channels_of(sku)`` is the number of channels listing the SKU (for its threshold)."""
         self.config = config
         self.store = store
-        self.accounts = Accounts(store)
+        self.accounts = Accounts(store, self.kits_of)
         self.demand = demand
         self.channels_of = channels_of
         self.clock = clock
         # SKUs whose increase was granted less than planned: units were still exposed elsewhere
         # (a decrease not yet confirmed). They are planned again once a write of theirs is answered.
         self.short: set[str] = set()
+        self.kits: KitListings | None = None  # wired by the Engine when the mapping has kits
+
+    def kits_of(self, sku: str) -> list[KitShare]:
+        return [] if self.kits is None else self.kits.kits_of(sku)
 
     def restarted(self) -> None:
         """Writes that were on the wire when the daemon stopped get no answer: they stay exposed
@@ -85,29 +90,43 @@ class Allocations:
         """Record each write as sent (before it goes out) and return what it may set, in one
         transaction with the read the writes are based on. A write whose grant equals what the
         channel was just read to show is not recorded (it is not sent)."""
-        skus = sorted({i.sku for i in intended})
+        kits = {i.sku: self.kits.components(channel, i.sku) if self.kits else None for i in intended}
+        skus = sorted({i.sku for i in intended} | {c.sku for parts in kits.values() for c in parts or ()})
         stock = self.store.skus(skus)
         reserved = self.store.reserved_by_sku(skus)
         now = self.clock()
         latency = self.demand.latency()
         requests: list[SendRequest] = []
         kept: dict[str, Grant] = {}
+
+        def figures(sku: str) -> tuple[int, int, int]:
+            row = stock[sku]
+            ats = available_to_sell(row.on_hand, reserved.get(sku, 0), self.config.stock.safety_for(sku))
+            return ats, self.demand.threshold(sku, self.channels_of(sku), now, latency), self.demand.in_flight(sku, now)
+
         for write in intended:
-            row = stock.get(write.sku)
-            if row is None:
+            components = kits[write.sku]
+            if components is not None and all(c.sku in stock for c in components):
+                # A kit: each component's account decides how many kits its units allow.
+                parts = tuple(ComponentStock(c.sku, c.quantity, *figures(c.sku)) for c in components)
+                requests.append(
+                    SendRequest(
+                        write.push_id, write.sku, write.quantity, write.compare, 0, 0,
+                        racing=write.racing, skip_if=write.shown, components=parts,
+                    )
+                )
+                continue
+            if write.sku not in stock:
                 # Never planned (the planner leaves SKUs the ERP does not know alone): keep it.
                 kept[write.sku] = Grant(write.quantity, 0, "SKU unknown to the ERP")
                 continue
-            safety = self.config.stock.safety_for(write.sku)
             requests.append(
                 SendRequest(
                     write.push_id,
                     write.sku,
                     write.quantity,
                     write.compare,
-                    available_to_sell(row.on_hand, reserved.get(write.sku, 0), safety),
-                    self.demand.threshold(write.sku, self.channels_of(write.sku), now, latency),
-                    self.demand.in_flight(write.sku, now),
+                    *figures(write.sku),
                     racing=write.racing,
                     skip_if=write.shown,
                 )

@@ -25,6 +25,7 @@ from syncd.engine.demand import Demand
 from syncd.engine.erp_events import ErpEvents
 from syncd.engine.health import ConnectorHealth, Health
 from syncd.engine.intake import Intake
+from syncd.engine.kits import KitListings
 from syncd.engine.mapping import ListingSkus, held_by_mapping
 from syncd.engine.planner import LowStock, Plan, Planner
 from syncd.engine.reconcile import Reconciler
@@ -180,6 +181,13 @@ class Engine:
         self.skus = ListingSkus(load_mapping(config.mapping.file) if config.mapping.file else SkuMap())
         for translated in (self.intake, self.reconciler, writer, self.sold_out):
             translated.skus = self.skus
+        # Kit listings: planned as listings of their components, counted in each component's
+        # account at their kits' units of it (engine/kits.py).
+        self.kits = KitListings(self.skus.map, self.channels)
+        if self.kits:
+            self.planner.kits = self.kits
+            self.allocations.kits = self.kits
+            self.reconciler.kits = self.kits
 
     def _now(self) -> datetime:
         return self.clock()
@@ -285,7 +293,7 @@ class Engine:
             log.warning("plan.skipped", reason="the ERP's stock has not been read yet")
             return Plan([])
         async with self._plan_lock:
-            sku_list = None if skus is None else sorted(set(skus))
+            sku_list = None if skus is None else sorted(self.kits.closure(skus) if self.kits else set(skus))
             # Every channel's listing takes part in the plan (the low-stock split depends on all
             # of them); ``channels`` only limits which of them get pushes.
             # A listing the mapping cannot place (a conflict, a kit) is never planned.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from connectors.base import ChannelConnector, OrderLine, WebhookEvent
+from syncd.accounts import listing_sold
 from syncd.config import Config
 from syncd.engine.demand import Demand
 from syncd.engine.health import Health
@@ -170,7 +171,9 @@ class Intake:
         now = self.clock()
         for line in result.new:
             self.propagation.ingested(line.sku, now)
-            self.unseen.reported(line.channel, line.sku, line.quantity, line.updated_at)
+            sold = listing_sold(line)  # a kit's sale explains what reads of the kit listing missed
+            if sold is not None:
+                self.unseen.reported(line.channel, sold[0], sold[1], line.updated_at)
             self.metrics.orders.labels(line.channel).inc()
             log.info(
                 "order.ingested",
@@ -183,7 +186,8 @@ class Intake:
         self.history.orders(result, now)
         for line in [*result.released, *result.to_compensate]:
             self.propagation.ingested(line.sku, now)
-            self.cancelled[(line.channel, line.sku)] += line.quantity
+            if (sold := listing_sold(line)) is not None:
+                self.cancelled[(line.channel, sold[0])] += sold[1]
             log.info("order.cancelled", channel=line.channel, order=line.order_id, sku=line.sku)
         if report is not None:
             report.counts["order_lines_new"] += len(result.new)

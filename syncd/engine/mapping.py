@@ -2,8 +2,8 @@
 ERP SKUs, and reads ask a channel by its own codes and answer by ERP SKU.
 
 Connectors stay unaware of the mapping; the ledger, the planner and the allocation accounts see
-ERP SKUs only. Kits are not synced yet: a kit listing is kept as ``unmapped`` (never written) and
-its sales are recorded under the kit's own code.
+ERP SKUs only, and kit listings (kept under their own code) in kits: a kit's order lines become
+its components' lines (each reserves its component), and engine/kits.py plans it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ MAPPING_DETAIL = "SKU mapping: "
 
 
 def held_by_mapping(row: ListingRow) -> bool:
-    """A listing left unmapped by the mapping itself (conflict, kit, two listings of one SKU)."""
+    """A listing left unmapped by the mapping itself (a conflict, two listings of one SKU)."""
     return row.status == "unmapped" and row.detail.startswith(MAPPING_DETAIL)
 
 
@@ -47,8 +47,8 @@ class ListingSkus:
             if components is None:
                 claims[listing.sku][listing.sku] = (listing, "its mapping rules conflict")
             elif len(components) > 1 or components[0].quantity > 1:
-                kit = " + ".join(f"{c.quantity} x {c.sku}" for c in components)
-                claims[listing.sku][listing.sku] = (listing, f"a kit ({kit}); kits are not synced yet")
+                # A kit keeps its own code: its account counts kits (engine/kits.py).
+                claims[listing.sku][listing.sku] = (listing, None)
             else:
                 # A later listing of the same code wins, as the ledger has always kept it.
                 claims[components[0].sku][listing.sku] = (listing, None)
@@ -112,13 +112,14 @@ class ListingSkus:
 
     def lines(self, lines: Sequence[OrderLine]) -> list[OrderLine]:
         """Order lines with their ERP SKUs; the line key is kept, so a line seen before and after
-        the mapping counts once. A line of a kit or of a conflicting code keeps its own code."""
+        the mapping counts once. A kit's line becomes one line per component (``expand_line``);
+        a line of a conflicting code keeps its own code."""
         if not self.map.rules and not self.map.conflicts:
             return list(lines)
         out: list[OrderLine] = []
         for line in lines:
             components = self.map.resolve(line.channel, line.sku)
-            if components is None or len(components) > 1 or components[0].quantity > 1:
+            if components is None:
                 out.append(line)
             else:
                 out.extend(expand_line(line, components))

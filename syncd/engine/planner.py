@@ -28,6 +28,7 @@ from syncd.core import (
     targets_with_reserve,
 )
 from syncd.engine.demand import Demand
+from syncd.engine.kits import KitListings
 from syncd.engine.reports import Key
 from syncd.store import Store
 from syncd.unseen import UnseenSales
@@ -88,6 +89,7 @@ class Planner:
             if c.name in channels
         }
         self.events = self._load_events()
+        self.kits: KitListings | None = None  # wired by the Engine when the mapping has kits
 
     def plan(
         self,
@@ -103,15 +105,22 @@ class Planner:
         new push, and one about to be set to something else needs one that supersedes it.
         """
         stock = self.config.stock
-        by_sku: dict[str, list[str]] = defaultdict(list)
-        for channel, sku in believed:
-            if channel in self.policies:
-                by_sku[sku].append(channel)
+        pending = pending or {}
         unavailable = self.unavailable()
         now = self.clock()
         policies, reserve = self._policies_at(now)
+        exact = self.exact
+        # A kit listing is planned as a listing of each of its components (engine/kits.py).
+        kits = self.kits.split(believed, pending) if self.kits else None
+        listed, queued = (believed, pending) if kits is None else (kits.believed, kits.pending)
+        if kits is not None:
+            policies, exact = kits.policies(policies), kits.channels(exact)
+            unavailable = kits.channels(unavailable)
+        by_sku: dict[str, list[str]] = defaultdict(list)
+        for channel, sku in listed:
+            if channel in policies:
+                by_sku[sku].append(channel)
         latency = self.demand.latency()
-        pending = pending or {}
         targets: dict[Key, int] = {}
         result = Plan([])
         for sku, channels in by_sku.items():
@@ -143,15 +152,15 @@ class Planner:
                 # down keeps showing what it showed (its queued push has not landed). A queued
                 # increase is not the channel's yet: it was planned from free units that may have
                 # gone since (sales reported meanwhile), so it is decided again here.
-                shown = {c: shown_in_split(c, sku, believed, pending, unavailable) for c in channels}
+                shown = {c: shown_in_split(c, sku, listed, queued, unavailable) for c in channels}
                 limits = {c: policy_target(ats, policies[c]) for c in channels}
                 # A queued decrease has not landed: until it does, the channel may sell what it shows.
                 lagging = {
                     c: shown_now
                     for c in channels
-                    if (c, sku) in pending
-                    and (shown_now := believed[(c, sku)]) is not None
-                    and pending[(c, sku)] < shown_now
+                    if (c, sku) in queued
+                    and (shown_now := listed[(c, sku)]) is not None
+                    and queued[(c, sku)] < shown_now
                 }
                 per_channel = keep_split(
                     ats,
@@ -159,7 +168,7 @@ class Planner:
                     shown,
                     limits,
                     unavailable=unavailable,
-                    exact=self.exact,
+                    exact=exact,
                     lagging=lagging,
                     unreported=unreported,
                 )
@@ -178,6 +187,8 @@ class Planner:
                 )
             for channel, target in per_channel.items():
                 targets[(channel, sku)] = target
+        if kits is not None:
+            targets = kits.targets(targets, policies, result.unmapped)
         effective = {k: pending.get(k, believed[k]) for k in targets}
         result.pushes = [
             replace(p, compare=believed[(p.channel, p.sku)]) if (p.channel, p.sku) in pending else p

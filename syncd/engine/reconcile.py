@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 import structlog
 
 from connectors.base import ChannelConnector, ErpConnector, Listing, OrderLine
+from syncd.accounts import listing_sold
 from syncd.allocation import ReadOutcome, judge_read
 from syncd.core import Drift, DriftCause
 from syncd.engine.health import Health
 from syncd.engine.intake import Intake
+from syncd.engine.kits import KitListings
 from syncd.engine.mapping import ListingSkus
 from syncd.engine.planner import Plan, Planner
 from syncd.engine.reports import CycleReport, Key, finish
@@ -45,6 +47,7 @@ class Reconciler:
 
     history: History = History.off()  # wired by the Engine
     skus: ListingSkus = ListingSkus()  # wired by the Engine: channel codes -> ERP SKUs
+    kits: KitListings | None = None  # wired by the Engine when the mapping has kits
 
     def __init__(
         self,
@@ -169,12 +172,18 @@ class Reconciler:
             return []
         explained: Counter[tuple[str, str]] = Counter()
         for line in late:
-            explained[(line.channel, line.sku)] += line.quantity
+            sold = listing_sold(line)  # a kit's line explains its kit listing, in kits
+            if sold is not None:
+                explained[(line.channel, sold[0])] += sold[1]
         meanwhile = self.store.sold_since(self.read_from)
         baselines = [
             o.baseline_at for outcomes in self.reads.values() for o in outcomes.values() if o.baseline_at is not None
         ]
         near = self.store.sold_since(min(baselines) - NEAR_BASELINE) if baselines else {}
+        if self.kits is not None:
+            # A kit listing is judged in kits: the sales the ledger keeps by component, in kits.
+            read = [(name, sku) for name, outcomes in self.reads.items() for sku in outcomes]
+            meanwhile, near = self.kits.with_kits(meanwhile, read), self.kits.with_kits(near, read)
         drifts = []
         for name, outcomes in self.reads.items():
             for sku, outcome in outcomes.items():

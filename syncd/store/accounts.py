@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from connectors.base import OrderLine
-from syncd.accounts import AccountStore, Change, Sale, SkuAccounts, T, apply_sales
+from syncd.accounts import AccountStore, Change, SkuAccounts, T, apply_sales, sales_of
 from syncd.allocation import Level, ListingAccount, Part, PartKind, Write, WriteState
 from syncd.errors import StoreError
 from syncd.store import models as t
@@ -134,9 +134,9 @@ class AccountTables(AccountStore):
     ) -> None:
         """Within an ingestion's transaction: new sales lower the levels after them and explain held
         units; cancellations put units back (the channel restocks); a line first seen cancelled
-        was both sold and restocked."""
-        sales = [Sale(x.channel, x.sku, x.quantity, x.updated_at) for x in (*new, *first_seen_cancelled)]
-        sales += [Sale(x.channel, x.sku, -x.quantity, x.updated_at) for x in (*cancelled, *first_seen_cancelled)]
+        was both sold and restocked. A kit's sale lowers the kit listing (``sales_of``)."""
+        sales = sales_of([*new, *first_seen_cancelled])
+        sales += sales_of([*cancelled, *first_seen_cancelled], sign=-1)
         if not sales:
             return
         skus = sorted({s.sku for s in sales})

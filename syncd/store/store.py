@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Integer, bindparam, case, cast, delete, func, select, tuple_, update
 
 from connectors.base import ErpRecord, ErpRecordStore, Listing, OrderLine, StoredToken, TokenStore
+from syncd.accounts import listing_sold
 from syncd.core import Drift, PlannedPush
 from syncd.errors import StoreError
 from syncd.store import models as t
@@ -404,8 +405,8 @@ class Store(TokenStore, ErpRecordStore, AccountTables, ReplicaTables):
             params = [
                 {
                     "b_channel": line.channel,
-                    "b_sku": line.sku,
-                    "b_units": line.quantity,
+                    "b_sku": sold[0],  # a kit's component lowers the kit listing (listing_sold)
+                    "b_units": sold[1],
                     # Strictly after: channels stamp orders in whole seconds, and a sale in the
                     # push's own second is taken as overwritten. If it came after the write,
                     # syncd believes the channel shows more than it does and pushes again
@@ -414,8 +415,10 @@ class Store(TokenStore, ErpRecordStore, AccountTables, ReplicaTables):
                     "b_at": line.updated_at,
                 }
                 for line in new
+                if (sold := listing_sold(line)) is not None
             ]
-            conn.execute(bump, params)
+            if params:
+                conn.execute(bump, params)
         cancelled = [*released, *to_compensate]
         if cancelled:
             self._unsell(conn, cancelled)
@@ -429,6 +432,9 @@ class Store(TokenStore, ErpRecordStore, AccountTables, ReplicaTables):
         was counted in its listing's sold_since_push (sold after the last push) stops counting."""
         ol, li = t.order_line, t.listing
         for line in cancelled:
+            sold = listing_sold(line)
+            if sold is None:
+                continue
             created = conn.execute(
                 select(ol.c.created_at).where(
                     ol.c.channel == line.channel,
@@ -440,12 +446,12 @@ class Store(TokenStore, ErpRecordStore, AccountTables, ReplicaTables):
                 update(li)
                 .where(
                     li.c.channel == line.channel,
-                    li.c.sku == line.sku,
+                    li.c.sku == sold[0],
                     (li.c.pushed_at.is_(None)) | (li.c.pushed_at <= created),
                 )
                 .values(
                     sold_since_push=case(
-                        (li.c.sold_since_push > line.quantity, li.c.sold_since_push - line.quantity), else_=0
+                        (li.c.sold_since_push > sold[1], li.c.sold_since_push - sold[1]), else_=0
                     )
                 )
             )

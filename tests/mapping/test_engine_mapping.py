@@ -1,6 +1,6 @@
 """SKU mapping in the engine, through the sandboxes: a listing whose code differs from the ERP's is
-synced under its ERP SKU, its sales reserve that SKU, and what the mapping cannot place is left
-unmapped with its reason and never written."""
+synced under its ERP SKU, its sales reserve that SKU, a kit shows the kits its components make,
+and what the mapping cannot place is left unmapped with its reason and never written."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from connectors.base import Listing, OrderLine
 from connectors.mock_erp.sandbox import create_app as erp_app
 from connectors.woocommerce.sandbox import create_app as woo_app
+from syncd.accounts import listing_sold
 from syncd.daemon import Daemon
 from syncd.engine.mapping import MAPPING_DETAIL, ListingSkus
 from syncd.mapping import Component, Rule, SkuMap
@@ -74,7 +75,11 @@ async def make_world(tmp_path: Path) -> AsyncIterator[Build]:
     async with AsyncExitStack() as stack:
 
         async def build(
-            mapping: str, erp: dict[str, int], main: dict[str, int], outlet: dict[str, int]
+            mapping: str,
+            erp: dict[str, int],
+            main: dict[str, int],
+            outlet: dict[str, int],
+            stock: dict[str, Any] | None = None,
         ) -> World:
             path = tmp_path / "mapping.yaml"
             path.write_text(mapping)
@@ -92,7 +97,7 @@ async def make_world(tmp_path: Path) -> AsyncIterator[Build]:
             shop = {"type": "woocommerce", "consumer_key": WC_KEY, "consumer_secret": WC_SECRET}
             config = make_config(
                 tmp_path,
-                stock={"safety_stock": 0, "low_stock_threshold": 0},
+                stock=stock or {"safety_stock": 0, "low_stock_threshold": 0},
                 schedule={"push_debounce": "20ms"},
                 mapping={"file": str(path)},
                 channels=[
@@ -224,18 +229,24 @@ async def test_two_listings_of_one_erp_sku_on_a_shop_are_both_left_alone(make_wo
     assert "TEE-01, WEB-TEE-01 all draw on ERP SKU TEE-01" in row.detail
 
 
-async def test_a_kit_listing_is_left_unmapped(make_world: Build) -> None:
-    """A kit is not synced by the engine: its listing keeps its quantity and says so."""
+async def test_a_kit_listing_is_kept_under_its_code_and_shows_the_kits_its_components_make(
+    make_world: Build,
+) -> None:
+    """MUG-PAIR (2 x MUG) beside MUG on main, with 11 MUG: the pair shows 5 and is kept, mapped,
+    under its own code; a kit whose component the ERP does not know is left unmapped, unwritten."""
     mapping = """
 kits:
   - {channel_sku: MUG-PAIR, components: {MUG: 2}}
+  - {channel_sku: ODD-SET, components: {MUG: 1, NOPE: 1}}
 """
-    world: World = await make_world(mapping, {"MUG": 10}, {"MUG-PAIR": 1, "MUG": 0}, {"MUG": 0})
+    world: World = await make_world(
+        mapping, {"MUG": 11}, {"MUG-PAIR": 1, "MUG": 0, "ODD-SET": 3}, {"MUG": 0}
+    )
     await world.daemon.engine.reconcile()
-    assert await world.listings("main") == {"MUG-PAIR": 1, "MUG": 10}
+    assert await world.listings("main") == {"MUG-PAIR": 5, "MUG": 11, "ODD-SET": 3}
     rows = {r.sku: r for r in world.daemon.store.listings("main")}
-    assert rows["MUG-PAIR"].status == "unmapped"
-    assert "kits are not synced yet" in rows["MUG-PAIR"].detail
+    assert (rows["MUG-PAIR"].status, rows["MUG-PAIR"].detail) == ("ok", "")
+    assert rows["ODD-SET"].status == "unmapped"
 
 
 async def test_fixing_the_mapping_maps_the_listing_again(make_world: Build) -> None:
@@ -281,14 +292,21 @@ RULES = SkuMap(
         ("outlet", "WEB-TEE-01", "WEB-TEE-01"),  # the rule is main's only
         ("outlet", "OLD-CAP", "CAP"),  # an every-channel rule
         ("main", "TEE-01", "TEE-01"),  # by code
-        ("main", "PAIR", "PAIR"),  # a kit keeps its code
-        ("main", "BAD", "BAD"),  # so does a conflicting code
+        ("main", "BAD", "BAD"),  # a conflicting code keeps its own
     ],
 )
 def test_order_lines_take_their_erp_sku(channel: str, sku: str, erp_sku: str) -> None:
     """Each line's SKU becomes its ERP SKU where the mapping places it; its key never changes."""
     (out,) = ListingSkus(RULES).lines([line(channel, sku, "k9")])
     assert (out.sku, out.key) == (erp_sku, f"{channel}:o1:k9")
+
+
+def test_a_kit_line_becomes_a_line_per_component_and_lowers_the_kit_listing_once() -> None:
+    """2 x PAIR (2 x MUG each) is a line of 4 MUG keyed by the kit line and the component; it
+    counts as 2 kits sold on the PAIR listing."""
+    (out,) = ListingSkus(RULES).lines([line("main", "PAIR", "k9")])
+    assert (out.sku, out.quantity, out.key) == ("MUG", 4, "main:o1:k9#MUG")
+    assert listing_sold(out) == ("PAIR", 2)
 
 
 @pytest.mark.parametrize(
