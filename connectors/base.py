@@ -355,6 +355,13 @@ class ChannelConnector(Connector):
         """False for channels whose webhooks name an order without its lines (see event_lines)."""
         return True
 
+    @property
+    def event_fetch_retry_waits(self) -> tuple[float, ...]:
+        """For channels whose webhooks name orders: the waits (seconds) before each new try of a
+        fetch by ``event_lines`` that failed; once they are spent the events are left to the
+        order poll. Empty by default: one try."""
+        return ()
+
     async def event_lines(self, events: Sequence[WebhookEvent], *, urgent: bool = False) -> list[OrderLine]:
         """The order lines of verified webhook events, fetching (in as few calls as the API
         allows) those the events only name."""

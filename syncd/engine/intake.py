@@ -102,6 +102,8 @@ class Intake:
         self._touched: set[str] = set()
         self._to_fetch: defaultdict[str, list[tuple[WebhookEvent, str | None]]] = defaultdict(list)
         self._fetched_at: dict[str, float] = {}
+        # Failed fetches of webhook events: the tries so far per (channel, event).
+        self._fetch_tries: dict[tuple[str, str], int] = {}
         self._fast_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ order polls
@@ -265,15 +267,60 @@ class Intake:
             events = [e for e, _ in fresh]
             lines = await self.health.call(channel, connector.event_lines(events, urgent=True), report)
             if lines is None:
-                log.warning("webhook.fetch_failed", channel=channel, events=len(fresh), errors=report.errors)
+                self._fetch_again(channel, connector, fresh, report.errors)
                 continue
             # The deliveries are remembered in the transaction that records their lines.
             keys = [dedupe for _, dedupe in fresh if dedupe]
-            result = self.store.ingest_delivery(self.skus.lines(lines), keys, self.clock(), WEBHOOK_DEDUPE_TTL)
+            try:
+                result = self.store.ingest_delivery(self.skus.lines(lines), keys, self.clock(), WEBHOOK_DEDUPE_TTL)
+            except StoreError as exc:
+                self._fetch_again(channel, connector, fresh, [f"ledger: {exc}"])
+                continue
+            for event, _ in fresh:
+                self._fetch_tries.pop((channel, _event_key(event)), None)
             if result is not None:
                 self.ingested(result)
                 touched |= result.touched_skus
         return touched
+
+    def _fetch_again(
+        self,
+        channel: str,
+        connector: ChannelConnector,
+        items: list[tuple[WebhookEvent, str | None]],
+        errors: Sequence[str],
+    ) -> None:
+        """Queue events whose fetch (or recording) failed again after the connector's next wait;
+        once its waits are spent they are given up to the order poll, which reads every order
+        changed since its cursor (the deliveries were not marked seen, so a redelivery counts)."""
+        keys = [(channel, _event_key(event)) for event, _ in items]
+        tries = 1 + max(self._fetch_tries.get(key, 0) for key in keys)
+        waits = connector.event_fetch_retry_waits
+        if tries > len(waits):
+            for key in keys:
+                self._fetch_tries.pop(key, None)
+            log.error(
+                "webhook.fetch_given_up",
+                channel=channel,
+                events=len(items),
+                tries=tries,
+                errors=list(errors),
+                then="the order poll reads these orders",
+            )
+            return
+        for key in keys:
+            self._fetch_tries[key] = tries
+        wait = waits[tries - 1]
+        log.warning(
+            "webhook.fetch_failed", channel=channel, events=len(items), tries=tries, retry_in=wait, errors=list(errors)
+        )
+        # A timer, not a task: a retry waiting must not hold up a drain at shutdown (the order
+        # poll at the next start reads what it would have fetched).
+        asyncio.get_running_loop().call_later(wait, self._requeue, channel, items)
+
+    def _requeue(self, channel: str, items: list[tuple[WebhookEvent, str | None]]) -> None:
+        self._to_fetch[channel].extend(items)
+        self.touch(())
 
     # ------------------------------------------------------------------ fast path
     def touch(self, skus: Iterable[str]) -> None:
@@ -302,3 +349,7 @@ class Intake:
             # fetched and planned together, so webhook fetches do not eat the channel's rate limit.
             if self._touched or any(self._to_fetch.values()):
                 await asyncio.sleep(max(0.0, debounce - (asyncio.get_running_loop().time() - started)))
+
+
+def _event_key(event: WebhookEvent) -> str:
+    return event.topic or event.dedupe_key or ""
