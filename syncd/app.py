@@ -25,8 +25,9 @@ from syncd.config import Config, EventSettings
 from syncd.engine import Engine
 from syncd.engine.intake import Outcome
 from syncd.errors import StoreError
-from syncd.status_data import daemon_sku, daemon_status
-from syncd.status_page import render_sku_page, render_status_page
+from syncd.status.load import daemon_sku, daemon_status
+from syncd.status.overview import render_status_page
+from syncd.status.sku_page import render_sku_page
 from syncd.store import Store
 
 log = structlog.get_logger("syncd.http")

@@ -16,7 +16,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from connectors.settings import Duration
 from syncd.config import Config, EventSettings, load_config
-from syncd.status_data import drift_row, drift_summary, load_sku, matching_skus, outbox, run_rows
+from syncd.status.channels import outbox
+from syncd.status.drift import drift_row, drift_summary
+from syncd.status.load import load_sku, matching_skus
+from syncd.status.runs import run_rows
 from syncd.store import Store
 
 EVENTS_KEY = "api-events"  # where the daemon keeps events added over the API (engine planner)

@@ -25,6 +25,7 @@ from syncd.engine import CycleReport, Engine, utcnow
 from syncd.engine.supervisor import Factory, Supervisor
 from syncd.errors import StoreError
 from syncd.history import record_run
+from syncd.status.load import daemon_breakers
 from syncd.store import Store
 
 log = structlog.get_logger("syncd.daemon")
@@ -90,6 +91,7 @@ class Daemon:
         self._server: uvicorn.Server | None = None
         self.engine = Engine(config, self.store, erp, channels, clock=clock, supervisor=self.supervisor)
         self.engine.metrics.watch_ledger(self.store.counts)
+        self.engine.metrics.watch_connectors(lambda: daemon_breakers(self))
         self.started_at = clock()
         self.scheduler: AsyncIOScheduler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()

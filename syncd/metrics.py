@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -24,6 +25,50 @@ class _LedgerCollector(Collector):
         for kind, value in sorted(counts.items()):
             family.add_metric([kind], value)
         yield family
+
+
+CIRCUIT_STATES = ("closed", "open", "half_open")
+
+
+class _ConnectorCollector(Collector):
+    """Each connector's circuit breaker and daily API budget, read at scrape time from the same
+    reading /api/status shows (name -> its ``circuit``, ``circuit_failures`` and ``api_budget``)."""
+
+    def __init__(self, read: Callable[[], Mapping[str, Mapping[str, Any]]]):
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = GaugeMetricFamily(
+            "syncd_connector_circuit_state",
+            "1 for the state the connector's circuit breaker is in (closed, open, half_open), 0 for the others.",
+            labels=["connector", "state"],
+        )
+        failures = GaugeMetricFamily(
+            "syncd_connector_circuit_failures",
+            "Transient failures in a row counted by the connector's circuit breaker.",
+            labels=["connector"],
+        )
+        used = GaugeMetricFamily(
+            "syncd_connector_api_requests_today",
+            "Requests counted today against the connector's daily API budget.",
+            labels=["connector"],
+        )
+        allowed = GaugeMetricFamily(
+            "syncd_connector_api_daily_budget",
+            "Requests a day the connector may make (syncd's share of the account's budget).",
+            labels=["connector"],
+        )
+        for name, reading in sorted(self._read().items()):
+            if reading.get("circuit") is not None:
+                for known in CIRCUIT_STATES:
+                    state.add_metric([name, known], 1 if reading["circuit"] == known else 0)
+                failures.add_metric([name], reading.get("circuit_failures") or 0)
+            budget = reading.get("api_budget") or {}
+            if isinstance(budget.get("used_today"), int | float):
+                used.add_metric([name], budget["used_today"])
+            if isinstance(budget.get("daily_budget"), int | float):
+                allowed.add_metric([name], budget["daily_budget"])
+        yield from (state, failures, used, allowed)
 
 
 class Metrics:
@@ -60,6 +105,9 @@ class Metrics:
 
     def watch_ledger(self, counts: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_LedgerCollector(counts))
+
+    def watch_connectors(self, read: Callable[[], Mapping[str, Mapping[str, Any]]]) -> None:
+        self.registry.register(_ConnectorCollector(read))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

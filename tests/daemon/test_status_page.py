@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 
-from syncd.status_page import LOW_STOCK_ROWS, render_sku_page, render_status_page
+from syncd.status.overview import LOW_STOCK_ROWS, render_status_page
+from syncd.status.sku_page import render_sku_page
 from syncd.store import HistoryEvent
 from tests.daemon.conftest import World
 

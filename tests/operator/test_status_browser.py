@@ -152,7 +152,8 @@ channels:
 
 
 def test_overview_in_a_desktop_browser(daemon_url: str) -> None:
-    """At 1280 px the overview shows each section with live data and draws its chart."""
+    """At 1280 px the overview shows each section with live data (each connector's circuit
+    breaker among it) and draws its chart."""
     driver = browser(1280, phone=False)
     try:
         driver.get(f"{daemon_url}/status")
@@ -169,6 +170,9 @@ def test_overview_in_a_desktop_browser(daemon_url: str) -> None:
         ):
             assert heading in text
         assert "webstore" in text and "healthy" in text
+        assert "Circuit breaker" in text and "API budget today" in text
+        channels = driver.find_element(By.XPATH, "//section[h2='Channels']").text
+        assert channels.count("closed") == 2  # the ERP's breaker and the web store's
         assert "MUG-RED" in text and "CAP-BLUE" in text  # refused sale, hot SKU
         assert "manual_edit" in text and "TEE-05" in text
         assert "reconcile" in text and "orders" in text

@@ -9,20 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.status_data import (
-    activity,
-    channel_health,
-    correction_label,
-    drift_summary,
-    level_series,
-    outbox,
-    oversell_risk,
-    refused_sales,
-    run_rows,
-    sku_report,
-    sold_by_sku,
-    sold_out,
-)
+from syncd.status.channels import channel_health, outbox
+from syncd.status.drift import correction_label, drift_summary
+from syncd.status.runs import activity, run_rows
+from syncd.status.sku_report import level_series, sku_report
+from syncd.status.stock import oversell_risk, refused_sales, sold_by_sku, sold_out
 from syncd.store import DriftRow, HistoryEvent, ListingRow, PushRow, RunRow, SkuRow
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
