@@ -1,5 +1,10 @@
 """Each connector's health: every call goes through here, so /ready and /api/status know which
-connector failed, when, and whether it needs a human."""
+connector failed, when, and whether it needs a human.
+
+An outage is logged as state changes, not per call: one ``connector.failed`` line when a connector
+starts failing (and one more if its credentials are then refused), a ``connector.still_failing``
+reminder at most every ``REMIND_EVERY`` while it goes on, and one ``connector.recovered``.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from syncd.metrics import Metrics
 
 log = structlog.get_logger("syncd.engine")
 
+REMIND_EVERY = timedelta(minutes=10)
+
 T = TypeVar("T")
 
 
@@ -31,6 +38,9 @@ class ConnectorHealth:
     last_error_at: datetime | None = None
     failing: bool = False
     needs_human: bool = False
+    failing_since: datetime | None = None
+    failures: int = 0  # failed calls since failing_since
+    logged_at: datetime | None = None  # the last line about this failure
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -74,21 +84,47 @@ class Health:
 
     def succeeded(self, name: str) -> None:
         health = self.connectors[name]
+        now = self.clock()
         if health.failing:
-            log.info("connector.recovered", connector=name)
+            since = health.failing_since or now
+            log.info(
+                "connector.recovered",
+                connector=name,
+                failed_for=round((now - since).total_seconds(), 1),
+                failures=health.failures,
+            )
         health.failing = False
         health.needs_human = False
+        health.failing_since = health.logged_at = None
+        health.failures = 0
         health.last_success = self.clock()
         self.metrics.up.labels(name).set(1)
 
     def failed(self, name: str, exc: ConnectorError) -> None:
         health = self.connectors[name]
-        if not health.failing or health.last_error != str(exc):
-            log.warning("connector.failed", connector=name, error=str(exc), error_class=type(exc).__name__)
+        now = self.clock()
+        refused = isinstance(exc, AuthError)
+        error = {"error": str(exc), "error_class": type(exc).__name__}
+        if not health.failing or (refused and not health.needs_human):
+            log.warning("connector.failed", connector=name, needs_human=refused, **error)
+            health.failing_since = health.failing_since if health.failing else now
+            health.logged_at = now
+        elif health.logged_at is None or now - health.logged_at >= REMIND_EVERY:
+            since = health.failing_since or now
+            log.warning(
+                "connector.still_failing",
+                connector=name,
+                since=iso(since),
+                failures=health.failures + 1,
+                needs_human=health.needs_human or refused,
+                **error,
+            )
+            health.logged_at = now
+        health.failures += 1
         health.failing = True
-        health.needs_human = isinstance(exc, AuthError)
+        health.needs_human = refused
         health.last_error = str(exc)
-        health.last_error_at = self.clock()
+        health.last_error_at = now
         self.metrics.up.labels(name).set(0)
         self.metrics.errors.labels(name, type(exc).__name__).inc()
 

@@ -18,8 +18,8 @@ from syncd.errors import StoreError
 KEY_VARIABLE = "SYNCD_SECRET_KEY"
 _PREFIX = "fernet:"
 _HOW = (
-    "a Fernet key: 32 url-safe base64-encoded bytes, made with"
-    " python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+    "a Fernet key: 32 random bytes in url-safe base64, made with"
+    " python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
 )
 
 
