@@ -103,9 +103,10 @@ class SkuOverride(_Model):
 
 
 class AutoThresholdSettings(_Model):
-    """``low_stock_threshold: auto``: units likely to sell elsewhere before a push lands, i.e.
-    ceil(sales per minute x propagation latency / 60 x channels), within [floor, cap]; the sales
-    rate is the higher of the rates over ``window`` and over ``burst_window``."""
+    """``low_stock_threshold: auto``: units likely to sell before a push lands, i.e. of the sales
+    expected in one propagation latency (sales per minute x latency / 60), the count exceeded with a
+    chance below 1% (Poisson), within [floor, cap]; the sales rate is the higher of the rates over
+    ``window`` and over ``burst_window``."""
 
     floor: int = Field(
         default=5,

@@ -326,22 +326,25 @@ def plan_pushes(
 
 
 def auto_low_stock_threshold(
-    sales_per_minute: float, latency_seconds: float, channels: int, floor: int, cap: int
+    sales_per_minute: float, latency_seconds: float, floor: int, cap: int, miss: float = 0.01
 ) -> int:
-    """Units likely to sell elsewhere before a push lands: rate x latency x channels, rounded up.
+    """Units likely to sell before a push lands: of the sales expected in ``latency_seconds`` at
+    ``sales_per_minute`` (all channels together), the count exceeded with a chance below ``miss``
+    (Poisson, as ``race_allowance``). Below it a SKU is split: a sale then cannot be propagated
+    before the channels, all showing the pool, sell more than remains.
 
     The result is clamped to ``[floor, cap]``; an unknown (NaN) or negative estimate counts as 0,
     an infinite one as ``cap``. Raises ValueError if ``floor`` is above ``cap``.
     """
     if floor > cap:
         raise ValueError(f"low-stock threshold floor {floor} is above its cap {cap}")
-    estimate = sales_per_minute * latency_seconds / 60 * channels
-    if math.isnan(estimate) or estimate <= 0:
+    expected = sales_per_minute * latency_seconds / 60
+    if math.isnan(expected) or expected <= 0:
         return floor
-    if math.isinf(estimate):
+    if math.isinf(expected):
         return cap
-    # Round first so float noise (1.1 * 450 / 60 * 4 = 33.00000000000001) does not add a unit.
-    return min(max(math.ceil(round(estimate, 9)), floor), cap)
+    # Round first so float noise (1.1 * 450 / 60 = 8.250000000000002) does not add a unit.
+    return min(max(race_allowance(round(expected, 9), miss), floor), cap)
 
 
 def race_allowance(expected_sales: float, miss: float = 0.01) -> int:

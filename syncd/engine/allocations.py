@@ -39,15 +39,12 @@ class Allocations:
         config: Config,
         store: Store,
         demand: Demand,
-        channels_of: Callable[[str], int],
         clock: Callable[[], datetime],
     ) -> None:
-        """``channels_of(sku)`` is the number of channels listing the SKU (for its threshold)."""
         self.config = config
         self.store = store
         self.accounts = Accounts(store, self.kits_of)
         self.demand = demand
-        self.channels_of = channels_of
         self.clock = clock
         # SKUs whose increase was granted less than planned: units were still exposed elsewhere
         # (a decrease not yet confirmed). They are planned again once a write of theirs is answered.
@@ -102,7 +99,7 @@ class Allocations:
         def figures(sku: str) -> tuple[int, int, int]:
             row = stock[sku]
             ats = available_to_sell(row.on_hand, reserved.get(sku, 0), self.config.stock.safety_for(sku))
-            return ats, self.demand.threshold(sku, self.channels_of(sku), now, latency), self.demand.in_flight(sku, now)
+            return ats, self.demand.threshold(sku, now, latency), self.demand.in_flight(sku, now)
 
         for write in intended:
             components = kits[write.sku]

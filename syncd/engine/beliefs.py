@@ -47,16 +47,23 @@ class UnseenReads:
         self.clock = clock
 
     allocations: Allocations | None = None  # wired by the Engine
+    # Wired by the Engine: told the SKUs a read of a channel found units of that no report explains
+    # (an order poll of the channel soon after settles them).
+    found: Callable[[str, set[str]], None] | None = None
 
     def measure(
         self, name: str, shown: Mapping[str, int], read_from: datetime, *, accounts: bool = True
     ) -> None:
         read_to = self.clock()
+        short: set[str] = set()
         if accounts and self.allocations is not None:
-            self.allocations.read(name, shown, read_from, read_to)
+            outcomes = self.allocations.read(name, shown, read_from, read_to)
+            short.update(sku for sku, o in outcomes.items() if o.missing)
         for row in self.store.listings(name, skus=sorted(shown)):
             believed = belief(row)
             if believed is not None and row.sku in shown:
+                if believed > shown[row.sku]:
+                    short.add(row.sku)
                 self.unseen.measured(
                     name,
                     row.sku,
@@ -65,3 +72,5 @@ class UnseenReads:
                     read_from=read_from,
                     read_to=read_to,
                 )
+        if short and self.found is not None:
+            self.found(name, short)

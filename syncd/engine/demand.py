@@ -71,14 +71,14 @@ class Demand:
         # How late syncd hears of a sale, plus the push.
         return percentile(self.sale_lag, 0.95) + percentile(self.propagation, 0.95)
 
-    def threshold(self, sku: str, channels: int, now: datetime, latency: float) -> int:
+    def threshold(self, sku: str, now: datetime, latency: float) -> int:
         """The SKU's low-stock threshold: fixed, or ``auto`` from its sales rate."""
         threshold = self.config.stock.threshold_for(sku)
         if threshold == "auto":
-            return self._auto_threshold(sku, channels, now, latency)
+            return self._auto_threshold(sku, now, latency)
         return threshold
 
-    def _auto_threshold(self, sku: str, channels: int, now: datetime, latency: float) -> int:
+    def _auto_threshold(self, sku: str, now: datetime, latency: float) -> int:
         auto = self.config.stock.auto_threshold
         sales = self._sales.get(sku, ())
 
@@ -91,7 +91,7 @@ class Demand:
             return sum(q for _, q in recent) / (span / 60)
 
         rate = max(per_minute(auto.window), per_minute(auto.burst_window, since_first=True))
-        value = auto_low_stock_threshold(rate, latency, channels, auto.floor, auto.cap)
+        value = auto_low_stock_threshold(rate, latency, auto.floor, auto.cap)
         # The highest estimate holds for a burst window: a SKU that sold out on one channel sells
         # slower and its pushes get fewer, which would lower the estimate and take the SKU out of
         # low-stock mode while the burst goes on.

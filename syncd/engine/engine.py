@@ -159,6 +159,7 @@ class Engine:
             now,
         )
 
+        reads.found = self.sold_out.settle_soon
         # What was read, decided, sent and taken in, per SKU over time (the operator's view).
         self.history = History(
             store, now, config.history.retention, config.stock.safety_for, channel_policies(config)
@@ -169,8 +170,9 @@ class Engine:
         # The allocation accounts (design 2b): every read, poll and write goes through them, and
         # each write takes its grant from them as it is sent. They live in the ledger, so a
         # restart resumes with the exposures it had; writes left on the wire are lost, not gone.
-        self.allocations = Allocations(config, store, self.demand, self._channels_listing, now)
-        self.allocations.restarted()
+        self.allocations = Allocations(config, store, self.demand, now)
+        if syncer is None:
+            self.allocations.restarted()  # else once this replica takes the lease (took_over)
         for user in (reads, self.intake, self.reconciler, writer):
             user.allocations = self.allocations
         writer.regrant = self._regrant
@@ -192,8 +194,22 @@ class Engine:
     def _now(self) -> datetime:
         return self.clock()
 
-    def _channels_listing(self, sku: str) -> int:
-        return max(1, len(self.channels))
+    # ------------------------------------------------------------------ replicas
+    def took_over(self) -> None:
+        """This replica just became the syncer (at start on SQLite, on taking the lease on
+        PostgreSQL), before it sends anything: writes the last syncer left on the wire are lost
+        to the accounts, pushes it was writing are withdrawn and their SKUs planned again (never
+        sent twice), and the ledger's stock is what the planner starts from."""
+        self.allocations.restarted()
+        abandoned = self.store.abandon_claims(self.clock())
+        if abandoned:
+            log.warning("push.abandoned_claims", pushes=len(abandoned))
+            self.touch({sku for _, sku in abandoned})
+        self.settlement.stock_known = self.settlement.stock_known or self.store.counts().get("skus", 0) > 0
+
+    async def stood_down(self) -> None:
+        """This replica lost the lease: its senders stop (the next syncer plans what they held)."""
+        await self.sender.stop()
 
     # ------------------------------------------------------------------ intake
     def ingest(self, lines: Sequence[OrderLine], report: CycleReport | None = None) -> IngestResult:

@@ -127,7 +127,7 @@ class Planner:
             if sku not in on_hand:
                 result.unmapped.extend((c, sku) for c in channels)
                 continue
-            threshold = self.demand.threshold(sku, len(channels), now, latency)
+            threshold = self.demand.threshold(sku, now, latency)
             in_flight = self.demand.in_flight(sku, now)
             state = SkuStock(
                 sku, on_hand[sku], reserved.get(sku, 0) + in_flight, stock.safety_for(sku), threshold

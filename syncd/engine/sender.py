@@ -286,7 +286,7 @@ class Sender:
         latency = self.demand.latency()
         urgent: set[str] = set()
         for push in pushes:
-            threshold = self.demand.threshold(push.sku, len(self.channels), now, latency)
+            threshold = self.demand.threshold(push.sku, now, latency)
             if push.target == 0 or push.compare is None or min(push.target, push.compare) <= threshold:
                 urgent.add(push.sku)
         return urgent

@@ -21,12 +21,17 @@ from syncd.engine.reports import CycleReport, Key
 from syncd.engine.supervisor import Supervisor
 from syncd.errors import StoreError
 from syncd.store import IngestResult, ListingRow, Store
-from syncd.unseen import UnseenSales
+from syncd.unseen import COARSE, UnseenSales
 
 log = structlog.get_logger("syncd.engine")
 
 RECHECK_DELAY = IN_FLIGHT_WINDOW + timedelta(seconds=0.5)  # then units held back as in flight return
 UNSEEN_POLL_GAP = timedelta(seconds=10)  # a channel's order poll for unexplained units, at most this often
+# A read that finds units no report explains has its channel's orders polled this soon after (order
+# times are whole seconds: a poll a second after the read finds every sale made before it), and
+# such polls of one channel at most every SETTLE_POLL_GAP.
+SETTLE_AFTER = timedelta(seconds=1.2)
+SETTLE_POLL_GAP = timedelta(seconds=3)
 
 # Intake.pull_orders: (report, {channel: since}, urgent=...) -> what it recorded.
 PullOrders = Callable[..., Awaitable[IngestResult]]
@@ -65,12 +70,69 @@ class SoldOutChecks:
         self._zero_seen: dict[Key, datetime] = {}  # listing -> when first read at 0 while believed above
         self._unseen_polls: dict[str, asyncio.Task[None]] = {}
         self._unseen_polled_at: dict[str, datetime] = {}
+        self._settle: dict[str, set[str]] = {}  # channel -> SKUs a read found short, to poll for
+        self._settle_tasks: dict[str, asyncio.Task[None]] = {}
 
     def withhold(self, skus: Iterable[str]) -> None:
         self._withheld.update(skus)
 
     def running(self) -> list[asyncio.Task[None]]:
-        return [t for t in self._unseen_polls.values() if not t.done()]
+        tasks = [*self._unseen_polls.values(), *self._settle_tasks.values()]
+        return [t for t in tasks if not t.done()]
+
+    def settle_soon(self, name: str, skus: set[str]) -> None:
+        """A read of ``name`` found units of ``skus`` sold that no report explains: poll the
+        channel's orders a moment later, so that the units are explained (their orders found) or
+        released (none will come) within seconds, not at the next scheduled poll. Until then they
+        stay held, so a late poll only costs sales, never oversells."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._settle.setdefault(name, set()).update(skus)
+        task = self._settle_tasks.get(name)
+        if task is None or task.done():
+            self._settle_tasks[name] = self.supervisor.start(
+                f"settle-poll:{name}", functools.partial(self._settle_loop, name)
+            )
+
+    async def _settle_loop(self, name: str) -> None:
+        while self._settle.get(name):
+            now = self.clock()
+            last = self._unseen_polled_at.get(name)
+            wait = SETTLE_AFTER
+            if last is not None:
+                wait = max(wait, last + SETTLE_POLL_GAP - now)
+            await asyncio.sleep(wait.total_seconds())
+            skus = self._settle.pop(name, set())
+            if name in self.health.unavailable():
+                continue  # its circuit is open: the scheduled poll finds the orders later
+            held, since = self._settle_since(name, skus)
+            if not held:
+                continue
+            self._unseen_polled_at[name] = self.clock()
+            await self._poll_unseen(name, since, skus)
+
+    def _settle_since(self, name: str, skus: set[str]) -> tuple[bool, datetime | None]:
+        """Whether units of ``skus`` are still held on ``name``, and where a poll settling them
+        must start (a second before the oldest window, for whole-second order times; None: from
+        the channel's cursor)."""
+        starts: list[datetime | None] = []
+        waiting = self.unseen.waiting(skus, self.clock() + SETTLE_AFTER)
+        if name in waiting:
+            starts.append(waiting[name])
+        try:
+            books = self.store.load_accounts(sorted(skus))
+        except StoreError as exc:
+            log.error("settle_poll.store_failed", channel=name, error=str(exc))
+            return False, None
+        for book in books.values():
+            for part in book.parts:
+                if part.channel == name:
+                    starts.append(None if part.since is None else part.since - COARSE)
+        if not starts:
+            return False, None
+        return True, (None if None in starts else min(t for t in starts if t is not None))
 
     def recheck_withheld(self) -> None:
         """Plan again, once the estimate has had time to fall, the SKUs whose free units were
@@ -198,6 +260,6 @@ class SoldOutChecks:
         """Stop the timer and the checks in flight (shutdown)."""
         if self._recheck is not None and not self._recheck.done():
             self._recheck.cancel()
-        for task in self._unseen_polls.values():
+        for task in [*self._unseen_polls.values(), *self._settle_tasks.values()]:
             if not task.done():
                 task.cancel()

@@ -3,7 +3,11 @@ causes, the push plan's order and the derived low-stock threshold."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from syncd.core import (
     ChannelPolicy,
@@ -356,26 +360,40 @@ def test_plan_order(
 
 
 @pytest.mark.parametrize(
-    ("rate", "latency", "channels", "floor", "cap", "threshold"),
+    ("rate", "latency", "floor", "cap", "threshold"),
     [
-        pytest.param(2.0, 30.0, 3, 0, 100, 3, id="rate-latency-channels"),
-        pytest.param(1.0, 10.0, 3, 0, 100, 1, id="rounds-up"),
-        pytest.param(1.1, 450.0, 4, 0, 100, 33, id="float-noise-not-rounded-up"),
-        pytest.param(0.0, 30.0, 3, 2, 100, 2, id="floor"),
-        pytest.param(100.0, 60.0, 3, 0, 50, 50, id="cap"),
-        pytest.param(-1.0, 30.0, 3, 1, 10, 1, id="negative-rate-is-floor"),
-        pytest.param(float("nan"), 30.0, 3, 1, 10, 1, id="unknown-rate-is-floor"),
-        pytest.param(float("inf"), 30.0, 3, 1, 10, 10, id="infinite-rate-is-cap"),
+        # 900 sales a minute and 3 s to propagate: 45 expected, more than 61 has a chance below 1%.
+        pytest.param(900.0, 3.0, 0, 500, 61, id="burst"),
+        pytest.param(900.0, 1.0, 0, 500, 25, id="burst-fast-propagation"),
+        pytest.param(2.0, 30.0, 0, 100, 4, id="one-expected"),
+        pytest.param(1.1, 450.0, 0, 100, 16, id="float-noise-not-rounded-up"),
+        pytest.param(0.0, 30.0, 2, 100, 2, id="floor"),
+        pytest.param(100.0, 60.0, 0, 50, 50, id="cap"),
+        pytest.param(-1.0, 30.0, 1, 10, 1, id="negative-rate-is-floor"),
+        pytest.param(float("nan"), 30.0, 1, 10, 1, id="unknown-rate-is-floor"),
+        pytest.param(float("inf"), 30.0, 1, 10, 10, id="infinite-rate-is-cap"),
     ],
 )
-def test_auto_low_stock_threshold(
-    rate: float, latency: float, channels: int, floor: int, cap: int, threshold: int
-) -> None:
-    """The derived threshold is sales/min x latency x channels, rounded up, within [floor, cap]."""
-    assert auto_low_stock_threshold(rate, latency, channels, floor, cap) == threshold
+def test_auto_low_stock_threshold(rate: float, latency: float, floor: int, cap: int, threshold: int) -> None:
+    """The derived threshold is the sales expected in one propagation at their 99th percentile
+    (Poisson), within [floor, cap]."""
+    assert auto_low_stock_threshold(rate, latency, floor, cap) == threshold
+
+
+@given(
+    rate=st.floats(min_value=0, max_value=10_000, allow_nan=False),
+    latency=st.floats(min_value=0, max_value=600, allow_nan=False),
+    more=st.floats(min_value=0, max_value=1_000, allow_nan=False),
+)
+def test_auto_low_stock_threshold_grows_with_rate_and_covers_the_mean(rate: float, latency: float, more: float) -> None:
+    """A faster SKU never gets a lower threshold, and the threshold is never below the sales
+    expected while a push propagates (up to the cap)."""
+    low = auto_low_stock_threshold(rate, latency, 0, 10**6)
+    assert auto_low_stock_threshold(rate + more, latency, 0, 10**6) >= low
+    assert low >= math.floor(rate * latency / 60)
 
 
 def test_auto_low_stock_threshold_rejects_floor_above_cap() -> None:
     """A floor above the cap is a caller error, not silently resolved."""
     with pytest.raises(ValueError, match="floor 5 is above its cap 2"):
-        auto_low_stock_threshold(1.0, 60.0, 1, 5, 2)
+        auto_low_stock_threshold(1.0, 60.0, 5, 2)
