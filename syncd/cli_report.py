@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from connectors.settings import Duration
 from syncd.config import Config, EventSettings, load_config
+from syncd.mapping import explain_kits, kit_text
 from syncd.status.channels import outbox
 from syncd.status.drift import drift_row, drift_summary
 from syncd.status.load import load_sku, matching_skus
@@ -195,6 +196,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     now = _now()
     with closing(_open(config)) as store:
         report = load_sku(store, config, args.sku, now, _active_events(config, store, now))
+        report["kits"] = explain_kits(config, store, args.sku)  # a kit's code, or a kit's component
         near = [] if report["known"] or report["channels"] else matching_skus(store, args.sku)
     if not report["known"] and not report["channels"]:
         hint = f"; similar: {', '.join(near)}" if near else ""
@@ -203,13 +205,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report)
         return 0
-    print(f"{report['sku']}: ERP on hand {report['on_hand']} (read {_short(report['read_at'])} UTC)")
-    print(
-        f"  reserved {report['reserved']} (sold, not yet in the ERP), safety stock {report['safety_stock']}"
-        f" -> {report['ats']} available to sell"
-    )
+    if report["known"] or not report["kits"]["kit"]:
+        print(f"{report['sku']}: ERP on hand {report['on_hand']} (read {_short(report['read_at'])} UTC)")
+        print(
+            f"  reserved {report['reserved']} (sold, not yet in the ERP), safety stock {report['safety_stock']}"
+            f" -> {report['ats']} available to sell"
+        )
     for r in report["reservations"][:10]:
         print(f"    {r['channel']} order {r['order']}: {r['units']} ({r['state']})")
+    for line in kit_text(report["sku"], report["kits"]):
+        print(line)
     for c in report["channels"]:
         print(
             f"\n{c['channel']} shows {c['shows']} ({c['status']}{': ' + c['detail'] if c['detail'] else ''})"

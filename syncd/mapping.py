@@ -22,6 +22,7 @@ from connectors.base import ChannelConnector, ErpConnector, OrderLine
 from connectors.registry import build_channel, build_erp
 from syncd.accounts import KitLine
 from syncd.config import Config
+from syncd.core import available_to_sell
 from syncd.errors import ConfigError, ConnectorError
 from syncd.store import Store
 
@@ -224,6 +225,7 @@ class ChannelCheck:
     duplicated: dict[str, int] = field(default_factory=dict)  # channel SKU -> listings carrying it
     conflicts: list[str] = field(default_factory=list)
     error: str | None = None
+    kits: dict[str, str] = field(default_factory=dict)  # mapped kit listing -> its components
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -234,6 +236,7 @@ class ChannelCheck:
             "duplicated": self.duplicated,
             "conflicts": self.conflicts,
             "error": self.error,
+            "kits": self.kits,
         }
 
 
@@ -254,6 +257,7 @@ def check_channel(
     ]
     mapped: list[str] = []
     unmapped: dict[str, str] = {}
+    kits: dict[str, str] = {}
     drawn: dict[str, list[str]] = defaultdict(list)
     for sku in sorted(counts):
         components = sku_map.resolve(channel, sku)
@@ -265,14 +269,16 @@ def check_channel(
             unmapped[sku] = f"the ERP has no SKU {', '.join(missing)}"
             continue
         mapped.append(sku)
-        if not sku_map.is_kit(channel, sku):
+        if sku_map.is_kit(channel, sku):
+            kits[sku] = _describe(components)
+        else:
             drawn[components[0].sku].append(sku)
     for erp_sku, listed in sorted(drawn.items()):
         if len(listed) > 1:
             conflicts.append(
                 f"{', '.join(listed)} all show ERP SKU {erp_sku} (each would offer its whole stock)"
             )
-    return ChannelCheck(channel, len(channel_skus), mapped, unmapped, duplicated, conflicts)
+    return ChannelCheck(channel, len(channel_skus), mapped, unmapped, duplicated, conflicts, kits=kits)
 
 
 @dataclass(frozen=True)
@@ -303,6 +309,10 @@ class MappingCheck:
                 f"{c.channel:<14} {c.listings:>8} {len(c.mapped):>7} {len(c.unmapped):>9} "
                 f"{len(c.duplicated):>11} {len(c.conflicts):>10}"
             )
+            lines += [
+                f"  kit         {sku} = {parts}: shows the kits its scarcest part makes"
+                for sku, parts in c.kits.items()
+            ]
             lines += [f"  unmapped    {sku}: {why}" for sku, why in c.unmapped.items()]
             lines += [f"  duplicated  {sku}: on {n} listings" for sku, n in c.duplicated.items()]
             lines += [f"  conflict    {text}" for text in c.conflicts]
@@ -508,3 +518,94 @@ def _yaml_rule(entry: Any, section: str, where: str, problems: list[str]) -> Rul
         )
     )
     return Rule(channel, channel_sku, parts, "kit", where)
+
+
+# ---------------------------------------------------------------------------- explain
+
+
+def kit_listings(sku_map: SkuMap, channels: Sequence[str]) -> list[tuple[str, str, tuple[Component, ...]]]:
+    """Every kit listing the mapping makes: (channel, kit code, components)."""
+    found = set()
+    for rule in sku_map.rules:
+        for channel in [rule.channel] if rule.channel is not None else channels:
+            if (
+                sku_map.is_kit(channel, rule.channel_sku)
+                and sku_map.resolve(channel, rule.channel_sku) == rule.components
+            ):
+                found.add((channel, rule.channel_sku, rule.components))
+    return sorted(found)
+
+
+def explain_kits(config: Config, store: Store, sku: str) -> dict[str, Any]:
+    """For ``syncd explain``: the kit listings ``sku`` names (a kit's code), each with what every
+    component allows, and the kit listings drawing on ``sku`` (an ERP SKU), with the units of it
+    they expose."""
+    from syncd.engine.beliefs import belief  # the engine imports this module
+
+    sku_map = load_mapping(config.mapping.file) if config.mapping.file else SkuMap()
+    listings = kit_listings(sku_map, [c.name for c in config.channels])
+    related = [x for x in listings if x[1] == sku or any(c.sku == sku for c in x[2])]
+    rows = {(r.channel, r.sku): r for r in store.listings(skus=sorted({x[1] for x in related}))}
+    erp_skus = sorted({c.sku for x in related for c in x[2]})
+    stock, reserved = store.skus(erp_skus), store.reserved_by_sku(erp_skus)
+    ats = {
+        s: available_to_sell(stock[s].on_hand, reserved.get(s, 0), config.stock.safety_for(s))
+        for s in erp_skus
+        if s in stock
+    }
+    is_kit: list[dict[str, Any]] = []
+    in_kits: list[dict[str, Any]] = []
+    for channel, code, components in related:
+        row = rows.get((channel, code))
+        shows = None if row is None else belief(row)
+        if code == sku:
+            parts = [
+                {
+                    "sku": c.sku,
+                    "per_kit": c.quantity,
+                    "ats": ats.get(c.sku),
+                    "kits": ats.get(c.sku, 0) // c.quantity,
+                }
+                for c in components
+            ]
+            is_kit.append(
+                {
+                    "channel": channel,
+                    "components": _describe(components),
+                    "parts": parts,
+                    "at_most": kit_ats(components, ats),
+                    "shows": shows,
+                }
+            )
+        else:
+            per_kit = next(c.quantity for c in components if c.sku == sku)
+            in_kits.append(
+                {
+                    "channel": channel,
+                    "kit": code,
+                    "components": _describe(components),
+                    "per_kit": per_kit,
+                    "shows": shows,
+                    "units": None if shows is None else shows * per_kit,
+                }
+            )
+    return {"kit": is_kit, "in_kits": in_kits}
+
+
+def kit_text(sku: str, kits: Mapping[str, Any]) -> list[str]:
+    """``explain_kits`` as lines for a person."""
+    lines = []
+    for k in kits["kit"]:
+        lines.append(
+            f"{sku} on {k['channel']}: a kit of {k['components']}; it shows the kits its scarcest part makes"
+        )
+        for p in k["parts"]:
+            left = "unknown to the ERP" if p["ats"] is None else f"{p['ats']} available to sell"
+            lines.append(f"  {p['sku']}: {left}, {p['per_kit']} a kit -> {p['kits']} kits")
+        lines.append(f"  at most {k['at_most']} kits; each component's split or share may allot it fewer")
+    if kits["in_kits"]:
+        lines.append(f"kit listings drawing on {sku} (each kit shown counts its units of {sku}):")
+    for k in kits["in_kits"]:
+        units = "" if k["units"] is None else f" = {k['units']} x {sku}"
+        lines.append(f"  {k['channel']} {k['kit']} = {k['components']}: shows {k['shows']} kits{units}")
+    return lines

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from syncd.accounts import KitShare, kit_key
 from syncd.core import ChannelPolicy
 from syncd.engine.reports import Key
-from syncd.mapping import Component, SkuMap, kit_ats
+from syncd.mapping import Component, SkuMap, kit_ats, kit_listings
 
 
 @dataclass
@@ -80,14 +80,10 @@ class KitListings:
         self.channel_names = sorted(channels)
         shares: defaultdict[str, list[KitShare]] = defaultdict(list)
         self._kit_codes: set[str] = set()
-        for rule in sku_map.rules:
-            for channel in [rule.channel] if rule.channel is not None else self.channel_names:
-                components = self.components(channel, rule.channel_sku)
-                if components is None or components != rule.components:
-                    continue
-                self._kit_codes.add(rule.channel_sku)
-                for c in components:
-                    shares[c.sku].append(KitShare(channel, rule.channel_sku, c.quantity))
+        for channel, code, components in kit_listings(sku_map, self.channel_names):
+            self._kit_codes.add(code)
+            for c in components:
+                shares[c.sku].append(KitShare(channel, code, c.quantity))
         self._shares = {sku: sorted(found, key=lambda s: (s.channel, s.kit_sku)) for sku, found in shares.items()}
 
     def __bool__(self) -> bool:

@@ -5,9 +5,14 @@ other listings down, and together the channels never promise more component unit
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
+
+from syncd.cli import main
 from tests.mapping.test_engine_mapping import Build, World, make_world
 
 __all__ = ["make_world"]  # the fixture, shared with the other mapping tests
@@ -124,3 +129,38 @@ async def test_in_low_stock_the_channels_never_promise_more_component_units_than
         assert all(units <= left[s] for s, units in (await promised()).items()), (sold, await promised())
     assert all(sold[s] <= stock[s] for s in stock)
     assert sold["TEE"] > 0 and sold["MUG"] > 0
+
+
+async def test_explain_shows_a_kit_by_its_components_and_a_component_with_its_kits(
+    make_world: Build, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`syncd explain GIFT` gives what each component allows in kits; `syncd explain MUG` lists
+    GIFT among the listings drawing on MUG, with the MUG units it shows."""
+    world: World = await make_world(GIFT, {"MUG": 10, "TEE": 3}, {"GIFT": 0}, {"MUG": 0})
+    await world.daemon.engine.reconcile()
+    config = tmp_path / "syncd.yaml"
+    config.write_text(
+        f"""
+database_url: sqlite:///{tmp_path / "syncd.db"}
+stock: {{safety_stock: 0}}
+erp: {{type: mock_erp, base_url: "http://127.0.0.1:9", api_key: k}}
+mapping: {{file: {tmp_path / "mapping.yaml"}}}
+channels:
+  - {{name: main, type: woocommerce, base_url: "http://127.0.0.1:9", consumer_key: a, consumer_secret: b}}
+  - {{name: outlet, type: woocommerce, base_url: "http://127.0.0.1:9", consumer_key: a, consumer_secret: b}}
+"""
+    )
+    assert main(["explain", "GIFT", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "GIFT on main: a kit of 2 x MUG + TEE" in out
+    assert "MUG: 10 available to sell, 2 a kit -> 5 kits" in out
+    assert "TEE: 3 available to sell, 1 a kit -> 3 kits" in out
+    assert "at most 3 kits" in out
+    assert "main shows 3" in out and "ERP on hand" not in out
+    assert main(["explain", "MUG", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "ERP on hand 10" in out
+    assert "main GIFT = 2 x MUG + TEE: shows 3 kits = 6 x MUG" in out
+    assert main(["explain", "MUG", "-c", str(config), "--json"]) == 0
+    (drawing,) = json.loads(capsys.readouterr().out)["kits"]["in_kits"]
+    assert (drawing["kit"], drawing["shows"], drawing["units"]) == ("GIFT", 3, 6)

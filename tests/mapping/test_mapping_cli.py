@@ -104,6 +104,7 @@ def test_conflicts_are_listed_per_channel_and_exit_1(
     assert "outlet                2       2         0           0          0" in out
     assert "unmapped    LOST-9: the ERP has no SKU LOST-9" in out
     assert "conflict    MUG-1, MUG-RED all show ERP SKU MUG-1" in out
+    assert "kit         GIFT = 2 x MUG-1 + TEA-1: shows the kits its scarcest part makes" in out
 
 
 def test_json_output_and_a_clean_mapping_exits_0(
@@ -125,6 +126,7 @@ def test_json_output_and_a_clean_mapping_exits_0(
         "duplicated": {},
         "conflicts": [],
         "error": None,
+        "kits": {"GIFT": "MUG-1 + TEA-1", "MUG-RED": "2 x MUG-1"},
     }
 
 
