@@ -111,7 +111,8 @@ def _budget(budget: Mapping[str, Any] | None) -> tuple[str, str] | None:
 
 
 def _count(value: Any) -> str:
-    return f"{value:,}".replace(",", "\u2009") if isinstance(value, int) else str(value)
+    """A count with its thousands apart by a narrow space that never breaks: 48 000."""
+    return f"{value:,}".replace(",", "\u202f") if isinstance(value, int) else str(value)
 
 
 def _figure(seconds: float | None) -> str:

@@ -33,7 +33,7 @@ def sample(metrics: str, name: str, **labels: str) -> float | None:
 
 
 def thousands(n: int) -> str:
-    return f"{n:,}".replace(",", "\u2009")
+    return f"{n:,}".replace(",", "\u202f")
 
 
 @pytest.fixture
@@ -151,11 +151,11 @@ def overview(**connector: Any) -> dict[str, Any]:
             ["next trial"],
         ),
         ({"circuit": "open"}, ['class="bad">open<'], ["since", "after"]),  # the engine's bare state
-        ({"api_budget": {"used_today": 120, "daily_budget": 1000}}, ['class="ok">120 of 1\u2009000'], []),
-        ({"api_budget": {"used_today": 850, "daily_budget": 1000}}, ['class="warn">850 of 1\u2009000'], []),
+        ({"api_budget": {"used_today": 120, "daily_budget": 1000}}, ['class="ok">120 of 1\u202f000'], []),
+        ({"api_budget": {"used_today": 850, "daily_budget": 1000}}, ['class="warn">850 of 1\u202f000'], []),
         (
             {"api_budget": {"used_today": 1000, "daily_budget": 1000, "resets_in_seconds": 7200}},
-            ['class="bad">1\u2009000 of 1\u2009000 requests', "resets in 2.0 h"],
+            ['class="bad">1\u202f000 of 1\u202f000 requests', "resets in 2.0 h"],
             [],
         ),
     ],
