@@ -219,3 +219,59 @@ async def test_ready_fails_when_the_ledger_cannot_write(
     ready = await client.get("/ready")
     assert ready.status_code == 503
     assert any(r.startswith("ledger:") and "disk is full" in r for r in ready.json()["reasons"])
+
+
+async def test_status_command_sends_the_configs_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`syncd status` reads /api/status of a daemon with api.token set using the config's token;
+    with --url it takes SYNCD_API_TOKEN, and without a token it says what the daemon answered."""
+    import asyncio
+
+    import uvicorn
+    import yaml
+
+    from syncd.cli import main
+    from tests.daemon.conftest import ERP_KEY, WC_KEY, WC_SECRET
+    from tests.daemon.test_e2e import free_port
+
+    port = free_port()
+    data = {
+        "database_url": f"sqlite:///{tmp_path / 'syncd.db'}",
+        "server": {"host": "127.0.0.1", "port": port},
+        "api": {"token": TOKEN},
+        "erp": {"type": "mock_erp", "base_url": "http://erp.test", "api_key": ERP_KEY},
+        "channels": [
+            {
+                "name": "webstore",
+                "type": "woocommerce",
+                "base_url": "http://shop.test",
+                "consumer_key": WC_KEY,
+                "consumer_secret": WC_SECRET,
+            }
+        ],
+    }
+    path = tmp_path / "syncd.yaml"
+    path.write_text(yaml.safe_dump(data))
+    daemon = Daemon(make_config(tmp_path, server=data["server"], api=data["api"]))
+    server = uvicorn.Server(uvicorn.Config(daemon.app(), host="127.0.0.1", port=port, lifespan="off", log_config=None))
+    serving = asyncio.create_task(server.serve())
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            await asyncio.sleep(0.02)
+        monkeypatch.delenv("SYNCD_API_TOKEN", raising=False)
+        assert await asyncio.to_thread(main, ["status", "--config", str(path)]) == 0
+        assert "webstore" in capsys.readouterr().out
+        url = f"http://127.0.0.1:{port}"
+        assert await asyncio.to_thread(main, ["status", "--url", url]) == 1
+        assert "401" in capsys.readouterr().err
+        monkeypatch.setenv("SYNCD_API_TOKEN", TOKEN)
+        assert await asyncio.to_thread(main, ["status", "--url", url, "--json"]) == 0
+        assert TOKEN not in capsys.readouterr().out
+    finally:
+        server.should_exit = True
+        await serving
+        await daemon.engine.aclose()
+        daemon.store.close()
