@@ -41,8 +41,8 @@ def changed_levels(levels: Sequence[tuple[str, int]], total: int) -> dict[str, i
     return {location: new for location, new in split_total(levels, total).items() if new != current[location]}
 
 
-def check_named_once(key: str, names: Sequence[str] | None) -> None:
+def check_named_once(key: str, names: Sequence[str | int] | None) -> None:
     """Refuse a setting ``key`` that names a location more than once (ValueError naming them)."""
     twice = sorted({name for name in names or () if list(names or ()).count(name) > 1})
     if twice:
-        raise ValueError(f"{key} names {', '.join(twice)} more than once")
+        raise ValueError(f"{key} names {', '.join(str(name) for name in twice)} more than once")

@@ -7,6 +7,7 @@ from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 
+from connectors.locations import check_named_once
 from connectors.settings import ConnectorSettings, Duration
 
 # Bling's limits per account, shared by every app the seller runs (developer.bling.com.br/limites).
@@ -81,6 +82,7 @@ class BlingSettings(ConnectorSettings):
 
     @model_validator(mode="after")
     def _recording_target(self) -> Self:
+        check_named_once("deposits", self.deposits)  # a deposit named twice would count twice
         if self.record_as == "order" and self.contact_id is None:
             raise ValueError("record_as 'order' needs contact_id (the contact Bling's orders carry)")
         if self.record_as == "movement" and self.sale_deposit is None:

@@ -12,8 +12,8 @@ from connectors.base import CircuitState, ErpConnector, Movement, Quarantined, S
 from connectors.circuit import CircuitBreaker
 from connectors.http import HttpClient, RateLimiter, RetryPolicy
 from connectors.mock_erp.settings import MockErpSettings
-from connectors.mock_erp.wire import imported_answer, movements_answer, stock_answer
-from syncd.errors import ProtocolError
+from connectors.mock_erp.wire import imported_answer, movements_answer, stock_answer, warehouses_answer
+from syncd.errors import ConnectorError, ProtocolError
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +48,7 @@ class MockErpConnector(ErpConnector):
             sleep=sleep,
             circuit=self._circuit,
         )
+        self._warehouses_checked = settings.warehouses is None
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -62,7 +63,22 @@ class MockErpConnector(ErpConnector):
     async def stock_changes(self, cursor: str | None) -> StockPage:
         return await self._read_pages(cursor)
 
+    async def _check_warehouses(self) -> None:
+        """Once: every configured warehouse exists (a wrong name would read as 0 units)."""
+        if self._warehouses_checked:
+            return
+        response = await self._http.request("GET", "/api/v1/warehouses")
+        known = warehouses_answer(response, self.name)
+        unknown = [w for w in self.settings.warehouses or () if w not in known]
+        if unknown:
+            raise ConnectorError(
+                f"warehouses {unknown} of the settings are not in the ERP; its warehouses: {', '.join(known)}",
+                connector=self.name,
+            )
+        self._warehouses_checked = True
+
     async def _read_pages(self, since: str | None) -> StockPage:
+        await self._check_warehouses()
         params: dict[str, str | int] = {"limit": self.settings.page_size}
         if since is not None:
             params["since"] = since
@@ -72,7 +88,9 @@ class MockErpConnector(ErpConnector):
         tokens: set[str] = set()
         while True:
             response = await self._http.request("GET", "/api/v1/stock", params=params)
-            answer = stock_answer(response, self.name, max_quantity=self.settings.max_quantity)
+            answer = stock_answer(
+                response, self.name, max_quantity=self.settings.max_quantity, warehouses=self.settings.warehouses
+            )
             for record in answer.records:
                 latest.pop(record.sku, None)
                 latest[record.sku] = record
@@ -93,6 +111,9 @@ class MockErpConnector(ErpConnector):
             params = {"limit": self.settings.page_size, "page_token": token}
 
     async def record_movements(self, movements: Sequence[Movement]) -> list[str]:
+        await self._check_warehouses()
+        # Taken from the warehouses that count, so the units a sale takes are the units syncd counted.
+        where = {"warehouses": list(self.settings.warehouses)} if self.settings.warehouses else {}
         acknowledged: list[str] = []
         for start in range(0, len(movements), MOVEMENTS_PER_REQUEST):
             chunk = movements[start : start + MOVEMENTS_PER_REQUEST]
@@ -105,6 +126,7 @@ class MockErpConnector(ErpConnector):
                         "reason": m.reason,
                         "reference": m.reference,
                     }
+                    | where
                     for m in chunk
                 ]
             }

@@ -1,4 +1,5 @@
-"""The mock ERP's own state: stock with a change sequence, recorded movements, imported orders.
+"""The mock ERP's own state: stock per warehouse with a change sequence, recorded movements,
+imported orders.
 
 One SQLite connection (a file, or memory) behind a lock, so that the sandbox's request handlers
 may call it from worker threads; every public method is one transaction.
@@ -10,7 +11,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 _SCHEMA = """
@@ -20,6 +21,20 @@ CREATE TABLE IF NOT EXISTS stock (
     seq     INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS stock_seq ON stock (seq);
+CREATE TABLE IF NOT EXISTS warehouses (
+    name     TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO warehouses (name, position) VALUES ('main', 0);
+CREATE TABLE IF NOT EXISTS levels (
+    sku       TEXT NOT NULL,
+    warehouse TEXT NOT NULL,
+    on_hand   INTEGER NOT NULL,
+    PRIMARY KEY (sku, warehouse)
+);
+-- A database from before warehouses: its stock was all in the default one.
+INSERT OR IGNORE INTO levels (sku, warehouse, on_hand)
+    SELECT sku, 'main', on_hand FROM stock WHERE sku NOT IN (SELECT sku FROM levels);
 CREATE TABLE IF NOT EXISTS movements (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,
     key       TEXT NOT NULL UNIQUE,
@@ -35,20 +50,30 @@ CREATE TABLE IF NOT EXISTS imported_orders (
 """
 
 
+DEFAULT_WAREHOUSE = "main"
+
+
 @dataclass(frozen=True)
 class StockRow:
+    """A SKU's on-hand over all warehouses, its units in each, and its change sequence number."""
+
     sku: str
     on_hand: int
     seq: int
+    warehouses: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class MovementIn:
+    """``warehouses``: where the movement may take units from, in order (a compensation goes to
+    the first); empty: every warehouse, the default one first."""
+
     key: str
     sku: str
     delta: int
     reason: str
     reference: str = ""
+    warehouses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,24 +124,66 @@ class ErpDatabase:
 
     # ------------------------------------------------------------------ stock
 
-    def set_stock(self, items: Iterable[tuple[str, int]]) -> list[StockRow]:
-        """Set on-hand of each SKU (creating unknown ones), each change taking a new sequence number."""
+    def set_stock(self, items: Iterable[tuple[str, int]], warehouse: str = DEFAULT_WAREHOUSE) -> list[StockRow]:
+        """Set each SKU's units in ``warehouse`` (creating unknown SKUs and the warehouse), each
+        change taking a new sequence number; a SKU's on-hand is the sum over its warehouses."""
         with self._transaction() as conn:
+            self._add_warehouse(conn, warehouse)
             seq = self._latest_seq(conn)
             rows = []
-            for sku, on_hand in items:
+            for sku, units in items:
                 seq += 1
-                rows.append(StockRow(sku, on_hand, seq))
-            conn.executemany(
-                "INSERT INTO stock (sku, on_hand, seq) VALUES (?, ?, ?) "
-                "ON CONFLICT (sku) DO UPDATE SET on_hand = excluded.on_hand, seq = excluded.seq",
-                [(r.sku, r.on_hand, r.seq) for r in rows],
-            )
+                conn.execute(
+                    "INSERT INTO levels (sku, warehouse, on_hand) VALUES (?, ?, ?) "
+                    "ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = excluded.on_hand",
+                    (sku, warehouse, units),
+                )
+                rows.append(self._write_total(conn, sku, seq))
             return rows
+
+    @staticmethod
+    def _add_warehouse(conn: sqlite3.Connection, name: str) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO warehouses (name, position) "
+            "SELECT ?, COALESCE(MAX(position), -1) + 1 FROM warehouses",
+            (name,),
+        )
+
+    @staticmethod
+    def _levels(conn: sqlite3.Connection, sku: str) -> dict[str, int]:
+        """The SKU's units per warehouse, in the warehouses' order."""
+        return dict(
+            conn.execute(
+                "SELECT l.warehouse, l.on_hand FROM levels l JOIN warehouses w ON w.name = l.warehouse "
+                "WHERE l.sku = ? ORDER BY w.position",
+                (sku,),
+            ).fetchall()
+        )
+
+    def _write_total(self, conn: sqlite3.Connection, sku: str, seq: int) -> StockRow:
+        levels = self._levels(conn, sku)
+        total = sum(levels.values())
+        conn.execute(
+            "INSERT INTO stock (sku, on_hand, seq) VALUES (?, ?, ?) "
+            "ON CONFLICT (sku) DO UPDATE SET on_hand = excluded.on_hand, seq = excluded.seq",
+            (sku, total, seq),
+        )
+        return StockRow(sku, total, seq, levels)
 
     def stock(self) -> dict[str, int]:
         with self._transaction() as conn:
             return dict(conn.execute("SELECT sku, on_hand FROM stock ORDER BY sku").fetchall())
+
+    def levels(self) -> dict[str, dict[str, int]]:
+        """Every SKU's units per warehouse."""
+        with self._transaction() as conn:
+            skus = [sku for (sku,) in conn.execute("SELECT sku FROM stock ORDER BY sku").fetchall()]
+            return {sku: self._levels(conn, sku) for sku in skus}
+
+    def warehouses(self) -> list[str]:
+        """The warehouses' names, the default one first."""
+        with self._transaction() as conn:
+            return [name for (name,) in conn.execute("SELECT name FROM warehouses ORDER BY position")]
 
     def changes(self, after: int, limit: int) -> ChangesPage:
         """Up to ``limit`` rows with a sequence number above ``after``, in sequence order."""
@@ -126,7 +193,7 @@ class ErpDatabase:
                 (after, limit + 1),
             ).fetchall()
             latest = self._latest_seq(conn)
-        rows = [StockRow(*row) for row in fetched[:limit]]
+            rows = [StockRow(sku, on_hand, seq, self._levels(conn, sku)) for sku, on_hand, seq in fetched[:limit]]
         return ChangesPage(rows=rows, has_more=len(fetched) > limit, latest_seq=latest)
 
     # ------------------------------------------------------------------ movements
@@ -145,15 +212,26 @@ class ErpDatabase:
                 if row is None:
                     rejected.append((m.key, f"unknown SKU {m.sku!r}"))
                     continue
-                on_hand = row[0] + m.delta
-                if on_hand < 0:
-                    # Like an ERP configured to refuse negative stock.
-                    rejected.append((m.key, f"insufficient stock for {m.sku!r}: on hand {row[0]}"))
+                known = [name for (name,) in conn.execute("SELECT name FROM warehouses ORDER BY position")]
+                unknown = [w for w in m.warehouses if w not in known]
+                if unknown:
+                    rejected.append((m.key, f"unknown warehouse {unknown[0]!r}; known: {', '.join(known)}"))
                     continue
-                conn.execute(
-                    "UPDATE stock SET on_hand = ?, seq = ? WHERE sku = ?",
-                    (on_hand, self._latest_seq(conn) + 1, m.sku),
-                )
+                levels = self._levels(conn, m.sku)
+                allowed = list(m.warehouses) or known
+                held = sum(levels.get(w, 0) for w in allowed)
+                if held + m.delta < 0:
+                    # Like an ERP configured to refuse negative stock.
+                    where = f" in {', '.join(m.warehouses)}" if m.warehouses else ""
+                    rejected.append((m.key, f"insufficient stock for {m.sku!r}: on hand {held}{where}"))
+                    continue
+                for warehouse, units in _moved(levels, allowed, m.delta).items():
+                    conn.execute(
+                        "INSERT INTO levels (sku, warehouse, on_hand) VALUES (?, ?, ?) "
+                        "ON CONFLICT (sku, warehouse) DO UPDATE SET on_hand = excluded.on_hand",
+                        (m.sku, warehouse, units),
+                    )
+                self._write_total(conn, m.sku, self._latest_seq(conn) + 1)
                 conn.execute(
                     "INSERT INTO movements (key, sku, delta, reason, reference, at) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
@@ -186,3 +264,19 @@ class ErpDatabase:
                 query = f"SELECT ref FROM imported_orders WHERE ref IN ({marks})"
                 known.update(r for (r,) in conn.execute(query, chunk).fetchall())
         return [r for r in wanted if r in known]
+
+
+def _moved(levels: dict[str, int], allowed: list[str], delta: int) -> dict[str, int]:
+    """The new units of the warehouses a movement changes: a sale takes from ``allowed`` in order,
+    a compensation goes to the first of them."""
+    if delta >= 0:
+        return {allowed[0]: levels.get(allowed[0], 0) + delta}
+    changed: dict[str, int] = {}
+    left = -delta
+    for warehouse in allowed:
+        units = levels.get(warehouse, 0)
+        if left and units > 0:
+            taken = min(units, left)
+            changed[warehouse] = units - taken
+            left -= taken
+    return changed

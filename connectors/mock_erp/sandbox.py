@@ -1,9 +1,14 @@
 """The mock ERP as a Starlette app: the REST API syncd's MockErpConnector talks to, plus test hooks.
 
-API (Bearer auth, fault-injected): ``GET /api/v1/stock``, ``POST /api/v1/movements``,
-``GET /api/v1/imported-orders``. Hooks under ``/_sandbox`` (no auth, never faulted): ``stock``,
-``seed``, ``faults``, ``stats``, ``movements``, ``imported-orders``. Serve it with
-``uvicorn.run(create_app(api_key=...))``.
+API (Bearer auth, fault-injected): ``GET /api/v1/stock``, ``GET /api/v1/warehouses``,
+``POST /api/v1/movements``, ``GET /api/v1/imported-orders``. Hooks under ``/_sandbox`` (no auth,
+never faulted): ``stock``, ``seed``, ``faults``, ``stats``, ``movements``, ``imported-orders``.
+Serve it with ``uvicorn.run(create_app(api_key=...))``.
+
+Warehouses: stock is kept per warehouse (``main`` unless a hook names another, which creates
+it); a stock item's ``on_hand`` is the sum and ``warehouses`` the units in each. A movement may
+name the ``warehouses`` it takes from, in order (a compensation goes to the first); without them
+it takes from every warehouse, ``main`` first.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.mock_erp.database import ErpDatabase, MovementIn
+from connectors.mock_erp.database import DEFAULT_WAREHOUSE, ErpDatabase, MovementIn
 from connectors.sandbox_kit import FaultInjector, Faults, faults_endpoint, read_json_object
 
 DEFAULT_LIMIT = 1000
@@ -62,6 +67,7 @@ def create_app(
 
     routes = [
         Route("/api/v1/stock", get_stock, methods=["GET"]),
+        Route("/api/v1/warehouses", get_warehouses, methods=["GET"]),
         Route("/api/v1/movements", post_movements, methods=["POST"]),
         Route("/api/v1/imported-orders", get_imported_orders, methods=["GET"]),
         Route("/_sandbox/stock", hook_stock, methods=["GET", "POST"]),
@@ -169,15 +175,17 @@ def _decode_token(token: str) -> int:
     return after
 
 
-def _stock_items(body: Any) -> list[tuple[str, int]]:
-    """Validate a ``/_sandbox/stock`` body: one ``{"sku", "on_hand"}`` object or a list of them."""
+def _stock_items(body: Any) -> dict[str, list[tuple[str, int]]]:
+    """Validate a ``/_sandbox/stock`` body: one ``{"sku", "on_hand", "warehouse"?}`` object or a
+    list of them; the items by warehouse."""
     entries = body if isinstance(body, list) else [body]
-    items = []
+    items: dict[str, list[tuple[str, int]]] = {}
     for i, entry in enumerate(entries):
         where = f"[{i}]" if isinstance(body, list) else "body"
         if not isinstance(entry, dict):
             raise ValueError(f"{where} must be an object with 'sku' and 'on_hand'")
-        items.append((_text(entry, "sku", where), _count(entry, "on_hand", where)))
+        warehouse = _text(entry, "warehouse", where, required=False) or DEFAULT_WAREHOUSE
+        items.setdefault(warehouse, []).append((_text(entry, "sku", where), _count(entry, "on_hand", where)))
     return items
 
 
@@ -195,6 +203,9 @@ def _movements(body: dict[str, Any]) -> list[MovementIn]:
         delta = entry.get("delta")
         if not _is_int(delta):
             raise ValueError(f"{where}.delta must be an integer")
+        warehouses = entry.get("warehouses", [])
+        if not isinstance(warehouses, list) or not all(isinstance(w, str) and w for w in warehouses):
+            raise ValueError(f"{where}.warehouses must be a list of warehouse names")
         movements.append(
             MovementIn(
                 key=_text(entry, "key", where),
@@ -202,6 +213,7 @@ def _movements(body: dict[str, Any]) -> list[MovementIn]:
                 delta=delta,
                 reason=_text(entry, "reason", where),
                 reference=_text(entry, "reference", where, required=False),
+                warehouses=tuple(warehouses),
             )
         )
     return movements
@@ -225,6 +237,13 @@ async def get_stock(request: Request) -> Response:
     items = [asdict(row) for row in page.rows]
     next_token = _encode_token(page.rows[-1].seq) if page.has_more else None
     return JSONResponse({"items": items, "cursor": str(page.latest_seq), "next_page_token": next_token})
+
+
+async def get_warehouses(request: Request) -> Response:
+    if denied := _unauthorized(request):
+        return denied
+    names = await run_in_threadpool(_sandbox(request).db.warehouses)
+    return JSONResponse({"warehouses": [{"name": name} for name in names]})
 
 
 async def post_movements(request: Request) -> Response:
@@ -267,10 +286,21 @@ async def hook_stock(request: Request) -> Response:
             items = _stock_items(body)
         except ValueError as exc:
             return _bad_request(str(exc))
-        rows = await run_in_threadpool(db.set_stock, items)
+        rows = []
+        for warehouse, group in items.items():
+            rows.extend(await run_in_threadpool(db.set_stock, group, warehouse))
         return JSONResponse({"updated": [asdict(row) for row in rows]})
     stock = await run_in_threadpool(db.stock)
-    return JSONResponse([{"sku": sku, "on_hand": on_hand} for sku, on_hand in stock.items()])
+    levels = await run_in_threadpool(db.levels)
+    return JSONResponse([_stock_json(sku, on_hand, levels.get(sku, {})) for sku, on_hand in stock.items()])
+
+
+def _stock_json(sku: str, on_hand: int, levels: dict[str, int]) -> dict[str, Any]:
+    """A SKU as the hooks show it; ``warehouses`` only once it is stocked beyond the default one."""
+    shown: dict[str, Any] = {"sku": sku, "on_hand": on_hand}
+    if set(levels) - {DEFAULT_WAREHOUSE}:
+        shown["warehouses"] = levels
+    return shown
 
 
 async def hook_seed(request: Request) -> Response:
@@ -279,15 +309,19 @@ async def hook_seed(request: Request) -> Response:
         entries = body.get("items")
         if not isinstance(entries, list):
             raise ValueError("'items' must be a list")
-        items = []
+        items: dict[str, list[tuple[str, int]]] = {}
         for i, entry in enumerate(entries):
+            where = f"items[{i}]"
             if not isinstance(entry, dict):
-                raise ValueError(f"items[{i}] must be an object with 'sku' and 'quantity'")
-            items.append((_text(entry, "sku", f"items[{i}]"), _count(entry, "quantity", f"items[{i}]")))
+                raise ValueError(f"{where} must be an object with 'sku' and 'quantity'")
+            warehouse = _text(entry, "warehouse", where, required=False) or DEFAULT_WAREHOUSE
+            items.setdefault(warehouse, []).append((_text(entry, "sku", where), _count(entry, "quantity", where)))
     except ValueError as exc:
         return _bad_request(str(exc))
-    rows = await run_in_threadpool(_sandbox(request).db.set_stock, items)
-    return JSONResponse({"seeded": len(rows)})
+    seeded = 0
+    for warehouse, group in items.items():
+        seeded += len(await run_in_threadpool(_sandbox(request).db.set_stock, group, warehouse))
+    return JSONResponse({"seeded": seeded})
 
 
 async def hook_faults(request: Request) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -74,12 +75,17 @@ class _Reader:
         return value
 
 
-def stock_answer(response: httpx.Response, connector: str, *, max_quantity: int) -> StockAnswer:
-    """Decode ``GET /api/v1/stock``: ``{"items": [{"sku", "on_hand", "seq"}], "cursor", "next_page_token"}``.
+def stock_answer(
+    response: httpx.Response, connector: str, *, max_quantity: int, warehouses: Sequence[str] | None = None
+) -> StockAnswer:
+    """Decode ``GET /api/v1/stock``: ``{"items": [{"sku", "on_hand", "seq", "warehouses"?}],
+    "cursor", "next_page_token"}``.
 
     The cursor stays opaque here (the ERP's latest change sequence number, as a string). An item
     that is malformed or whose on-hand is above ``max_quantity`` is quarantined, not returned, so
-    that the other records (and the cursor) still count.
+    that the other records (and the cursor) still count. With ``warehouses``, on-hand is the sum
+    of the item's units in those (a warehouse it does not list holds none of it), and an item
+    without its ``warehouses`` object is malformed.
     """
     r = _Reader(response, connector)
     records = []
@@ -91,6 +97,9 @@ def stock_answer(response: httpx.Response, connector: str, *, max_quantity: int)
             sku = r.text(r.get(item, "sku", path), f"{path}.sku")
             on_hand = r.count(r.get(item, "on_hand", path), f"{path}.on_hand")
             r.count(r.get(item, "seq", path), f"{path}.seq")
+            if warehouses is not None:
+                levels = r.mapping(r.get(item, "warehouses", path), f"{path}.warehouses")
+                on_hand = sum(r.count(levels.get(w, 0), f"{path}.warehouses.{w}") for w in warehouses)
             if on_hand > max_quantity:
                 r.fail(f"{path}.on_hand", on_hand, f"an integer from 0 to {max_quantity} (max_quantity)")
         except ProtocolError as exc:
@@ -104,6 +113,16 @@ def stock_answer(response: httpx.Response, connector: str, *, max_quantity: int)
     if token is not None:
         token = r.text(token, "next_page_token")
     return StockAnswer(records=records, cursor=cursor, next_page_token=token, quarantined=quarantined)
+
+
+def warehouses_answer(response: httpx.Response, connector: str) -> list[str]:
+    """Decode ``GET /api/v1/warehouses``: ``{"warehouses": [{"name"}]}``."""
+    r = _Reader(response, connector)
+    names = []
+    for i, raw in enumerate(r.array(r.body, "warehouses", "body")):
+        path = f"warehouses[{i}]"
+        names.append(r.text(r.get(r.mapping(raw, path), "name", path), f"{path}.name"))
+    return names
 
 
 def movements_answer(response: httpx.Response, connector: str, sent: set[str]) -> MovementsAnswer:

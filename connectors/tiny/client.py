@@ -278,6 +278,17 @@ class TinyConnector(ErpConnector):
         # Fractions of a unit cannot be sold; a negative balance offers nothing.
         return max(0, math.floor(figure + 1e-9))
 
+    def _check_deposits(self, b: Balance) -> None:
+        """The configured deposits are among those a stock answer lists (Tiny lists every deposit
+        of the account there): a wrong id would read as 0 units, so it stops the read instead."""
+        missing = sorted(set(self.settings.deposits or ()) - set(b.deposits))
+        if missing:
+            listed = ", ".join(f"{i} ({name})" if name else str(i) for i, name in sorted(b.deposit_names.items()))
+            raise ConnectorError(
+                f"deposits {missing} of the settings are not in the Tiny account; its deposits: {listed or 'none'}",
+                connector=self.name,
+            )
+
     async def _read(self, products: Sequence[Product]) -> tuple[list[StockRecord], list[Quarantined]]:
         """On-hand of each product. One that Tiny refuses to give is logged and left out; one whose
         answer is malformed or implausible is quarantined: the others are read all the same."""
@@ -302,6 +313,7 @@ class TinyConnector(ErpConnector):
             except ProtocolError as exc:
                 quarantined.append(quarantine(self.name, "stock", p.sku, str(exc), raw))
                 return None
+            self._check_deposits(b)
             units = self.on_hand(b)
             if units > self.settings.max_quantity:
                 reason = (

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
+from connectors.locations import check_named_once
 from connectors.settings import ConnectorSettings, Duration
 
 API_URL = "https://api.tiny.com.br/public-api/v3"
@@ -65,9 +66,13 @@ class TinySettings(ConnectorSettings):
     order_deposit: int | None = Field(
         default=None, ge=1, description="Deposit the sales orders reserve from; null: the account's default."
     )
-    deposits: list[int] | None = Field(
+    deposits: list[Annotated[int, Field(ge=1)]] | None = Field(
         default=None,
-        description="Deposits that count toward on-hand; null: every deposit Tiny does not set aside.",
+        min_length=1,
+        description=(
+            "Deposits (ids) that count toward on-hand, summed; null: every deposit Tiny does not set aside."
+            " An id the account lacks stops the first read, naming the account's deposits."
+        ),
     )
     page_size: int = Field(default=100, ge=1, le=100, description="Records asked per list request.")
     change_overlap: Duration = Field(
@@ -85,6 +90,11 @@ class TinySettings(ConnectorSettings):
         if isinstance(data, dict) and "rate_limit" in data:
             raise ValueError("Tiny's limit is per minute: set requests_per_minute, not rate_limit")
         return data
+
+    @model_validator(mode="after")
+    def _deposits_once(self) -> TinySettings:
+        check_named_once("deposits", self.deposits)
+        return self
 
     @model_validator(mode="after")
     def _burst_within_minute(self) -> TinySettings:

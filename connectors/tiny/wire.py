@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, NoReturn
 
@@ -49,6 +49,7 @@ class Balance:
     reservado: float
     disponivel: float
     deposits: dict[int, tuple[float, float, float, bool]]  # id -> saldo, reservado, disponivel, ignored
+    deposit_names: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -193,10 +194,13 @@ def balance(response: httpx.Response, connector: str) -> Balance:
     r = Reader(response, connector)
     b = r.body
     deposits: dict[int, tuple[float, float, float, bool]] = {}
+    names: dict[int, str] = {}
     for i, raw in enumerate(r.items(b, "depositos", "body")):
         path = f"depositos[{i}]"
         d = r.obj(raw, path)
-        deposits[r.ident(r.field(d, "id", path), f"{path}.id")] = (
+        ident = r.ident(r.field(d, "id", path), f"{path}.id")
+        names[ident] = d["nome"] if isinstance(d.get("nome"), str) else ""
+        deposits[ident] = (
             r.number(r.field(d, "saldo", path), f"{path}.saldo"),
             r.number(r.field(d, "reservado", path), f"{path}.reservado"),
             r.number(r.field(d, "disponivel", path), f"{path}.disponivel"),
@@ -209,6 +213,7 @@ def balance(response: httpx.Response, connector: str) -> Balance:
         reservado=r.number(r.field(b, "reservado", "body"), "reservado"),
         disponivel=r.number(r.field(b, "disponivel", "body"), "disponivel"),
         deposits=deposits,
+        deposit_names=names,
     )
 
 

@@ -122,6 +122,7 @@ def test_a_new_day_resets_the_count() -> None:
         ({"token_calls_per_minute": 20}, "token_calls_per_minute"),
         ({"client_id": ""}, "client_id"),
         ({"balance_batch": 500}, "balance_batch"),
+        ({"deposits": [1, 1]}, "deposits names 1 more than once"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_key(changes: dict[str, object], expected: str) -> None:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from connectors.base import MemoryErpRecordStore, Movement, StockRecord
+from syncd.errors import ConnectorError
 from tests.connectors.tiny.conftest import Connect
 from tests.connectors.tiny.support import FakeTime, handle, relay
 
@@ -170,6 +171,17 @@ async def test_on_hand_sums_the_configured_deposits(connect: Connect, hooks, dep
         await hooks.post("/_sandbox/stock", json={"sku": "A", "quantity": quantity, "deposit": deposit})
 
     assert await connect(deposits=deposits).read_stock() == [StockRecord("A", expected)]
+
+
+async def test_a_deposit_the_account_lacks_is_named_with_the_ones_it_has(connect: Connect, hooks) -> None:
+    """A configured deposit id Tiny does not list stops the read with a clear error, not 0 units."""
+    await seed(hooks, {"A": 5}, deposits=[{"id": 2, "nome": "Loja"}])
+
+    with pytest.raises(
+        ConnectorError,
+        match=r"deposits \[9\] .*not in the Tiny account; its deposits: 1 \(Geral\), 2 \(Loja\)",
+    ):
+        await connect(deposits=[2, 9]).read_stock()
 
 
 async def test_units_reserved_by_other_orders_are_not_on_hand(erp, hooks) -> None:

@@ -35,6 +35,9 @@ def test_no_minute_ever_exceeds_the_budget(per_minute: int, data: st.DataObject)
         ({"base_url": "ftp://tiny"}, "base_url"),
         ({"page_size": 500}, "page_size"),
         ({"deposits": ["main"]}, "deposits"),
+        ({"deposits": []}, "deposits"),
+        ({"deposits": [0]}, "deposits"),
+        ({"deposits": [1, 1]}, "deposits names 1 more than once"),
     ],
 )
 def test_bad_settings_are_refused_by_name(overrides: dict[str, object], problem: str) -> None:
