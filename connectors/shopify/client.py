@@ -127,7 +127,8 @@ class ShopifyConnector(ChannelConnector):
         self.bucket = CostBucket(clock=clock, sleep=self._sleep)
         # The sync locations, in the configured order; None until the primary one is looked up.
         self._locations: tuple[str, ...] | None = settings.sync_locations
-        self._locations_checked = len(settings.sync_locations or ()) <= 1
+        # Locations named in location_ids are checked once; a lone location_id is taken as given.
+        self._locations_checked = settings.location_ids is None
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -25,9 +25,10 @@ class ShopifySettings(ChannelSettings):
     change; every other keeps its units, unless the total is below what they hold together, when
     they are lowered, the last named first, until it fits (a negative level is set to 0). The
     levels then add up to the total exactly, so the shop never shows more than syncd set. The
-    write re-reads the levels and compares each one it changes (compare-and-set): a sale landing
-    in between at any of them makes the write stale, never lost. Every named location must exist
-    and be active (checked at the first call; the error names those that are not).
+    write re-reads the levels and, when the push carries a compare value, checks it against their
+    sum and compares each level it changes (compare-and-set): a sale landing in between at any of
+    them makes the write stale instead of overwriting it. Every location in ``location_ids`` must
+    exist and be active (checked at the first call; the error names those that are not).
     """
 
     type: Literal["shopify"]

@@ -178,6 +178,16 @@ async def test_a_named_location_the_shop_lacks_is_a_clear_error(
     assert await levels(seeded, "TEE") == {MAIN: 5, STORE: 3, BACK: 2, OTHER: 7}
 
 
+async def test_a_single_named_location_is_checked_too(
+    seeded: httpx.AsyncClient, connect: Callable[..., ShopifyConnector]
+) -> None:
+    """location_ids with one unknown location fails the same way (it would read every item as unstocked)."""
+    shop = connect(location_ids=["gid://shopify/Location/99"])
+
+    with pytest.raises(ConnectorError, match=r"location_ids: gid://shopify/Location/99 not found"):
+        await shop.read_quantities([Listing("TEE", "gid://shopify/InventoryItem/1", 1)])
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
