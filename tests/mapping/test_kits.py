@@ -1,16 +1,19 @@
 """Kit arithmetic, pure: what a kit listing shows from its components' allotments, how a plan's kit
 listing becomes one listing per component and back, and that the allocation accounts, counting
 each kit listing at its kits' units of every component, never let the listings together promise
-more units of a component than exist."""
+more units of a component than exist; and how the ledger counts a kit's sale."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.base import Listing, OrderLine
 from syncd.accounts import (
     Accounts,
     ComponentStock,
@@ -18,10 +21,12 @@ from syncd.accounts import (
     MemoryAccountStore,
     SendRequest,
     kit_key,
+    listing_sold,
 )
 from syncd.core import ChannelPolicy
 from syncd.engine.kits import KitListings, kit_quantity
-from syncd.mapping import Component, Rule, SkuMap, kit_exposure
+from syncd.mapping import Component, Rule, SkuMap, expand_line, kit_exposure
+from syncd.store import Store
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 GIFT = (Component("MUG", 2), Component("TEE", 1))
@@ -173,3 +178,30 @@ def test_a_kit_write_is_granted_what_its_scarcest_component_has_free() -> None:
     assert accounts.get("MUG").book(5, 50, kits=[(SHARES["MUG"][0], accounts.get("GIFT"))]).listings[
         kit_key("shop", "GIFT")
     ].exposure == 2
+
+
+# ---------------------------------------------------------------------------- the ledger
+
+
+def test_the_ledger_counts_a_kit_sale_on_the_kit_listing_and_its_units_on_the_components(tmp_path: Path) -> None:
+    """2 GIFT sold on shop, which also lists MUG: 4 MUG and 2 TEE reserved; the GIFT listing sold 2
+    (its row and its account), shop's own MUG listing sold none; the cancellation puts them back."""
+    store = Store(f"sqlite:///{tmp_path / 'syncd.db'}")
+    store.migrate()
+    store.sync_listings("shop", [Listing("GIFT", "1", 5), Listing("MUG", "2", 9)], T0)
+    store.record_pushed("shop", {"GIFT": 5, "MUG": 9}, T0)
+    accounts = Accounts(store)
+    accounts.read("shop", {"GIFT": 5, "MUG": 9}, T0, T0)
+    sold = OrderLine("shop", "o1", "1", "GIFT", 2, "open", T0 + timedelta(seconds=2))
+    lines = expand_line(sold, GIFT)
+    assert [listing_sold(x) for x in lines] == [("GIFT", 2), None]
+    store.ingest_lines(lines, T0 + timedelta(seconds=3))
+    assert store.reserved_by_sku() == {"MUG": 4, "TEE": 2}
+    rows = {r.sku: r.sold_since_push for r in store.listings("shop")}
+    assert rows == {"GIFT": 2, "MUG": 0}
+    assert accounts.get("GIFT").listing("shop").exposure == 3
+    assert accounts.get("MUG").listing("shop").exposure == 9
+    store.ingest_lines(expand_line(replace(sold, status="cancelled"), GIFT), T0 + timedelta(seconds=4))
+    assert {r.sku: r.sold_since_push for r in store.listings("shop")} == {"GIFT": 0, "MUG": 0}
+    assert accounts.get("GIFT").listing("shop").exposure == 5
+    store.close()
