@@ -157,13 +157,16 @@ class WebhookEvent:
     """A verified webhook delivery.
 
     ``dedupe_key`` identifies the delivery for deduplication (None when the channel gives none);
-    ``ping`` is true for a subscription check that carries no data.
+    ``ping`` is true for a subscription check that carries no data. ``quarantined``: an order of
+    the delivery that cannot be understood or whose quantities are out of bounds (see
+    Quarantined); none of its lines is in ``lines``.
     """
 
     dedupe_key: str | None
     lines: list[OrderLine]
     ping: bool = False
     topic: str = ""
+    quarantined: list[Quarantined] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

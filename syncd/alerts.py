@@ -31,6 +31,7 @@ from tenacity import (
 
 from syncd.config import AlertSettings, AlertWebhookSettings
 from syncd.store import ListingRow, Store
+from syncd.store.faults import QuarantineRow
 from syncd.store.store import AlertRow
 
 log = structlog.get_logger("syncd.alerts")
@@ -112,6 +113,7 @@ class Snapshot:
     reconcile: tuple[datetime, datetime | None] | None = None  # the latest reconcile: started, finished
     reconcile_interval: timedelta = timedelta(minutes=5)
     covers: tuple[Cover, ...] = ()
+    quarantined: tuple[QuarantineRow, ...] = ()  # open quarantined orders and stock records
 
 
 # ---------------------------------------------------------------------------- pure part
@@ -215,6 +217,15 @@ def conditions(snapshot: Snapshot, settings: AlertSettings) -> list[Condition]:
                     f"{_ago(snapshot.reconcile_interval)}",
                 )
             )
+    for item in snapshot.quarantined:
+        what = "order" if item.kind == "order" else "stock record of"
+        found.append(
+            Condition(
+                f"quarantine:{item.key}",
+                "quarantined",
+                f"{item.connector}: {what} {item.ref or '(unreadable)'} quarantined, not acted on: {item.reason}",
+            )
+        )
     limit = settings.min_cover.total_seconds() / 3600
     for cover in snapshot.covers:
         if cover.hours < limit:
@@ -365,6 +376,7 @@ def take_snapshot(
         reconcile=(latest.started_at, latest.finished_at) if latest is not None else None,
         reconcile_interval=reconcile_interval,
         covers=tuple(cover_report(store, settings, now)),
+        quarantined=tuple(store.quarantined(open_only=True)),
     )
 
 

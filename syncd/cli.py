@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from syncd import __version__
+from syncd.cli_quarantine import add_quarantine_command
 from syncd.cli_report import add_report_commands
 from syncd.config import Config, load_config
 from syncd.errors import ConfigError, StoreError
@@ -266,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     add_report_commands(sub, with_config)  # drift, runs, explain, outbox (syncd/cli_report.py)
+    add_quarantine_command(sub, with_config)  # syncd/cli_quarantine.py
 
     p = sub.add_parser("health", help="exit 0 if a running daemon answers /health (container HEALTHCHECK)")
     with_config(p)

@@ -139,8 +139,9 @@ class Daemon:
         )
         jitter = int(schedule.jitter.total_seconds()) or None
         now = datetime.now(UTC)
-        jobs: list[tuple[str, Callable[[], Awaitable[CycleReport]], timedelta, datetime]] = [
-            ("reconcile", self.engine.reconcile, schedule.reconcile_interval, now),
+        jobs: list[tuple[str, Callable[[], Awaitable[CycleReport]], timedelta, datetime | None]] = [
+            # Paused until the start-up order poll is over (_start_up).
+            ("reconcile", self.engine.reconcile, schedule.reconcile_interval, None),
             (
                 "orders",
                 functools.partial(self.engine.poll_orders, wait=False),
@@ -182,9 +183,22 @@ class Daemon:
         )
         scheduler.start()
         self.scheduler = scheduler
+        self.spawn(functools.partial(self._start_up, scheduler), name="start-up")
         for event in self.engine.events:
             self._schedule_event_edges(event)
         return scheduler
+
+    async def _start_up(self, scheduler: AsyncIOScheduler) -> None:
+        """What a start does first: close the runs a crash left open, take in the sales made
+        while the daemon was down (every channel on its own, each one's pushed as its page is in),
+        and only then start the first reconcile, which reads everything and takes far longer."""
+        try:
+            self.engine.close_interrupted_runs()
+        except StoreError as exc:
+            log.error("runs.not_closed", error=str(exc))
+        await self._job("start-up", self.engine.start_up_orders)
+        if scheduler.running:
+            scheduler.modify_job("reconcile", next_run_time=datetime.now(UTC))
 
     def schedule_event_replans(self, event: EventSettings) -> None:
         """Replan everything now and again when the event starts and ends, so it expires by itself."""

@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping
 
 from connectors.base import WebhookEvent
+from connectors.limits import quarantine
 from connectors.shopify.payloads import Invalid, read_rest_order
 from syncd.errors import PayloadError, SignatureError
 
@@ -63,5 +64,8 @@ def parse_delivery(
     try:
         order = read_rest_order(payload, channel, "order", max_quantity=max_quantity)
     except Invalid as exc:
-        raise PayloadError(f"{topic} payload: {exc}", connector=channel) from exc
+        # Signed, so it came from the shop: kept for a person instead of refused (a refusal would
+        # only be sent again), and none of its lines reserved.
+        item = quarantine(channel, "order", payload.get("id"), f"{topic} payload: {exc}", payload)
+        return WebhookEvent(dedupe_key=dedupe_key, lines=[], topic=topic, quarantined=[item])
     return WebhookEvent(dedupe_key=dedupe_key, lines=order.lines, topic=topic)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 
 from connectors.base import WebhookEvent
+from connectors.limits import quarantine
 from connectors.woocommerce.payloads import Invalid, read_order
 from syncd.errors import PayloadError, SignatureError
 
@@ -56,11 +57,15 @@ def parse_delivery(
     # order.deleted carries only {id}: there are no lines to read from it.
     if not topic.startswith("order.") or topic == "order.deleted":
         return WebhookEvent(dedupe_key=None, lines=[], topic=topic)
-    try:
-        order = read_order(payload, channel, "order", max_quantity=max_quantity)
-    except Invalid as exc:
-        raise PayloadError(f"{topic} payload: {exc}", connector=channel) from exc
     # Delivery ids and topics are unsigned headers: the key comes from the signed body alone. (The
     # order's modification time would not do alone: a cancellation can land within its second.)
     digest = hashlib.sha256(body).hexdigest()[:32]
+    try:
+        order = read_order(payload, channel, "order", max_quantity=max_quantity)
+    except Invalid as exc:
+        # Signed, so it came from the shop: kept for a person instead of refused (a refusal would
+        # only be sent again), and none of its lines reserved.
+        ref = payload.get("id")
+        item = quarantine(channel, "order", ref, f"{topic} payload: {exc}", payload)
+        return WebhookEvent(dedupe_key=f"{ref}:{digest}", lines=[], topic=topic, quarantined=[item])
     return WebhookEvent(dedupe_key=f"{order.id}:{digest}", lines=order.lines, topic=topic)

@@ -35,6 +35,7 @@ from syncd.engine.settlement import Settlement
 from syncd.engine.slices import SliceWriter
 from syncd.engine.sold_out import RECHECK_DELAY, SoldOutChecks
 from syncd.engine.supervisor import Supervisor
+from syncd.errors import StoreError
 from syncd.history import History, channel_policies
 from syncd.mapping import SkuMap, load_mapping
 from syncd.metrics import Metrics
@@ -270,6 +271,28 @@ class Engine:
         await self.settlement.post_movements(report)
         return finish(report, self.metrics)
 
+    def close_interrupted_runs(self) -> list[int]:
+        """Close the runs a crash or a kill left open as ``interrupted`` (done first at a start)."""
+        closed = self.store.close_interrupted_runs(self.clock())
+        if closed:
+            log.warning("runs.interrupted", runs=closed)
+        return closed
+
+    async def start_up_orders(self) -> CycleReport:
+        """The start's first cycle, before its reconcile: every channel's orders since its cursor,
+        urgently and each on its own, with each channel's sales pushed on the fast path as soon
+        as its page is in. Sales made while the daemon was down would otherwise wait for the
+        whole reconcile, while the other channels go on offering the units they took."""
+        report = CycleReport("start-up")
+
+        def arrived(_channel: str, result: IngestResult) -> None:
+            if result.touched_skus:
+                self.intake.touch(result.touched_skus)
+
+        await self.intake.pull_orders(report, urgent=True, on_channel=arrived)
+        self._record_sales()
+        return finish(report, self.metrics)
+
     async def poll_erp(self) -> CycleReport:
         """ERP poll: restocks and manual ERP edits reach the channels."""
         report = CycleReport("erp")
@@ -312,7 +335,7 @@ class Engine:
             sku_list = None if skus is None else sorted(self.kits.closure(skus) if self.kits else set(skus))
             # Every channel's listing takes part in the plan (the low-stock split depends on all
             # of them); ``channels`` only limits which of them get pushes.
-            # A listing the mapping cannot place (a conflict, two listings of one SKU) is never planned.
+            # A listing the mapping cannot place (a conflict, a kit) is never planned.
             rows = [r for r in self.store.listings(skus=sku_list) if not held_by_mapping(r)]
             on_hand = {sku: row.on_hand for sku, row in self.store.skus(sku_list).items()}
             reserved = self.store.reserved_by_sku(sku_list)
@@ -433,7 +456,17 @@ class Engine:
                 {"sku": s.sku, "ats": s.ats, "threshold": s.threshold, "targets": s.targets}
                 for s in self.low_stock
             ],
+            "quarantine": self.quarantine_status(),
         }
+
+    def quarantine_status(self, latest: int = 5) -> dict[str, Any]:
+        """Orders and stock records refused as malformed or out of bounds: how many, the latest few."""
+        try:
+            counts = self.store.quarantine_counts()
+            rows = self.store.quarantined(latest)
+        except StoreError as exc:
+            return {"error": str(exc)}
+        return {**counts, "latest": [row.as_dict() for row in rows]}
 
     def _connector_status(self, health: dict[str, Any]) -> dict[str, Any]:
         """A connector's health with its circuit breaker and, where its API has one, its daily budget."""

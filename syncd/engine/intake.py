@@ -1,5 +1,7 @@
 """Order intake: webhook deliveries and order polls into the ledger (idempotently), and the fast
-path that plans and pushes the SKUs they touch after a short debounce."""
+path that plans and pushes the SKUs they touch after a short debounce. Orders a channel sends that
+cannot be understood, or whose quantities are out of bounds, are quarantined (kept for a person,
+alerted, never reserved) and the rest go on."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from connectors.base import ChannelConnector, OrderLine, WebhookEvent
+from connectors.base import ChannelConnector, OrderLine, Quarantined, WebhookEvent
 from syncd.accounts import listing_sold
 from syncd.config import Config
 from syncd.engine.demand import Demand
@@ -54,6 +56,7 @@ class Receipt:
     error: str = ""
     lines: int = 0
     new: int = 0
+    quarantined: int = 0  # orders of the delivery kept aside, not reserved
 
 
 def delivery_id(headers: Mapping[str, str]) -> str | None:
@@ -105,6 +108,8 @@ class Intake:
         # Failed fetches of webhook events: the tries so far per (channel, event).
         self._fetch_tries: dict[tuple[str, str], int] = {}
         self._fast_task: asyncio.Task[None] | None = None
+        # (channel, order id) of quarantined orders not resolved yet: a clean version resolves them.
+        self._quarantined: set[tuple[str, str]] | None = None
 
     # ------------------------------------------------------------------ order polls
     async def pull_orders(
@@ -113,52 +118,66 @@ class Intake:
         names: Mapping[str, datetime | None] | None = None,
         *,
         urgent: bool = False,
+        on_channel: Callable[[str, IngestResult], None] | None = None,
     ) -> IngestResult:
         """Read the channels' recent orders into the ledger (no pushes): every channel's from its
         cursor, or those in ``names`` from the time given (None: the cursor). A poll from a time of
         its own leaves the cursor alone (orders before that time may not have been read yet).
-        ``urgent`` polls go first at the channels' rate limits."""
-        schedule = self.config.schedule
-        now = self.clock()
-        polled: dict[str, tuple[datetime, datetime | None]] = {}
+        ``urgent`` polls go first at the channels' rate limits.
 
-        async def pull(name: str, channel: ChannelConnector) -> list[OrderLine]:
-            cursor = self.store.get_cursor(f"orders:{name}")
-            start = datetime.fromisoformat(cursor) if cursor else now - schedule.initial_lookback
-            own = None if names is None else names.get(name)
-            if own is not None and own <= start - schedule.order_overlap:
-                own = None  # the cursor's poll reaches back further
-            asked = self.clock()
-            since = start - schedule.order_overlap if own is None else own
-            page = await self.health.call(name, channel.orders_since(since, urgent=urgent), report)
-            if page is None:
-                return []
-            polled[name] = (asked, own)
-            covered[name] = since
-            if own is not None:
-                return page.lines
-            # Saved with the lines, in one transaction: a cursor past lines not recorded would
-            # skip those orders for good.
-            if page.latest is not None and page.latest > start:
-                cursors[f"orders:{name}"] = page.latest.isoformat()
-            elif cursor is None:
-                cursors[f"orders:{name}"] = start.isoformat()
-            return page.lines
-
-        cursors: dict[str, str] = {}
-        covered: dict[str, datetime] = {}
+        Each channel's page is recorded as soon as it arrives, with its cursor and its quarantined
+        orders in one transaction, so a slow or hung channel never holds up the others' orders;
+        ``on_channel`` is told each channel's result then (the start-up poll pushes from it)."""
         chosen = self.channels if names is None else {n: self.channels[n] for n in names}
-        results = await asyncio.gather(*(pull(n, c) for n, c in chosen.items()))
-        lines = self.skus.lines([line for batch in results for line in batch])
-        if lines or cursors:
-            result = self.store.ingest_polled(lines, cursors, self.clock())
+        results = await asyncio.gather(
+            *(self._pull_one(n, c, report, names, urgent, on_channel) for n, c in chosen.items())
+        )
+        return IngestResult(
+            new=[line for r in results for line in r.new],
+            released=[line for r in results for line in r.released],
+            to_compensate=[line for r in results for line in r.to_compensate],
+            duplicates=sum(r.duplicates for r in results),
+            quarantined=[item for r in results for item in r.quarantined],
+        )
+
+    async def _pull_one(
+        self,
+        name: str,
+        channel: ChannelConnector,
+        report: CycleReport,
+        names: Mapping[str, datetime | None] | None,
+        urgent: bool,
+        on_channel: Callable[[str, IngestResult], None] | None,
+    ) -> IngestResult:
+        schedule = self.config.schedule
+        cursor = self.store.get_cursor(f"orders:{name}")
+        start = datetime.fromisoformat(cursor) if cursor else self.clock() - schedule.initial_lookback
+        own = None if names is None else names.get(name)
+        if own is not None and own <= start - schedule.order_overlap:
+            own = None  # the cursor's poll reaches back further
+        asked = self.clock()
+        since = start - schedule.order_overlap if own is None else own
+        page = await self.health.call(name, channel.orders_since(since, urgent=urgent), report)
+        if page is None:
+            return IngestResult()
+        cursors: dict[str, str] = {}
+        # A poll from a time of its own leaves the cursor alone. Saved with the lines and the
+        # quarantined orders, in one transaction: a cursor past orders not recorded would skip them.
+        if own is None and page.latest is not None and page.latest > start:
+            cursors[f"orders:{name}"] = page.latest.isoformat()
+        elif own is None and cursor is None:
+            cursors[f"orders:{name}"] = start.isoformat()
+        lines = self.skus.lines(page.lines)
+        if lines or cursors or page.quarantined:
+            result = self.store.ingest_polled(lines, cursors, self.clock(), page.quarantined)
         else:
             result = IngestResult()
         self.ingested(result, report)
-        for name, (asked, since) in polled.items():
-            self.unseen.polled(name, asked, since)
-            if self.allocations is not None:
-                self.allocations.polled(name, asked, covered[name])
+        self.unseen.polled(name, asked, own)
+        if self.allocations is not None:
+            self.allocations.polled(name, asked, since)
+        if on_channel is not None:
+            on_channel(name, result)
         return result
 
     def ingest(self, lines: Sequence[OrderLine], report: CycleReport | None = None) -> IngestResult:
@@ -186,15 +205,42 @@ class Intake:
             )
         self.demand.record(result.new, now)
         self.history.orders(result, now)
+        self._quarantine_changed(result)
         for line in [*result.released, *result.to_compensate]:
             self.propagation.ingested(line.sku, now)
             if (sold := listing_sold(line)) is not None:
                 self.cancelled[(line.channel, sold[0])] += sold[1]
             log.info("order.cancelled", channel=line.channel, order=line.order_id, sku=line.sku)
         if report is not None:
+            if result.quarantined:
+                report.counts["orders_quarantined"] += len(result.quarantined)
             report.counts["order_lines_new"] += len(result.new)
             report.counts["order_lines_cancelled"] += len(result.released) + len(result.to_compensate)
             report.counts["order_lines_duplicate"] += result.duplicates
+
+    def _quarantine_changed(self, result: IngestResult) -> None:
+        """Quarantined orders just recorded are logged and counted; an open one is resolved once a
+        clean version of the same order is taken in (its alert then clears)."""
+        if self._quarantined is None:
+            self._quarantined = self.store.open_quarantine_refs("order")
+        for item in result.quarantined:
+            self._log_quarantined(item)
+            if item.ref is not None:
+                self._quarantined.add((item.connector, item.ref))
+        if not self._quarantined:
+            return
+        taken = [*result.new, *result.released, *result.to_compensate]
+        clean = {(line.channel, line.order_id) for line in taken}
+        fixed = clean & self._quarantined
+        if fixed:
+            self.store.resolve_quarantined("order", fixed, self.clock())
+            self._quarantined -= fixed
+            for channel, order in sorted(fixed):
+                log.info("order.quarantine_resolved", channel=channel, order=order)
+
+    @staticmethod
+    def _log_quarantined(item: Quarantined) -> None:
+        log.warning("order.quarantine_recorded", channel=item.connector, order=item.ref, reason=item.reason)
 
     # ------------------------------------------------------------------ webhooks
     async def receive(self, channel: str, headers: Mapping[str, str], body: bytes) -> Receipt:
@@ -223,7 +269,11 @@ class Intake:
             return Receipt(Outcome.ACCEPTED)
         try:
             result = self.store.ingest_delivery(
-                self.skus.lines(event.lines), [dedupe] if dedupe else [], self.clock(), WEBHOOK_DEDUPE_TTL
+                self.skus.lines(event.lines),
+                [dedupe] if dedupe else [],
+                self.clock(),
+                WEBHOOK_DEDUPE_TTL,
+                event.quarantined,
             )
         except StoreError as exc:
             log.error("webhook.store_failed", channel=channel, error=str(exc), delivery=delivery_id(headers))
@@ -233,7 +283,9 @@ class Intake:
         self.ingested(result)
         if result.touched_skus:
             self.touch(result.touched_skus)
-        return Receipt(Outcome.RECORDED, lines=len(event.lines), new=len(result.new))
+        return Receipt(
+            Outcome.RECORDED, lines=len(event.lines), new=len(result.new), quarantined=len(event.quarantined)
+        )
 
     def fetch_later(self, channel: str, event: WebhookEvent, dedupe: str | None) -> None:
         """Queue a webhook event whose lines must be fetched: the fast path fetches the events of a

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from connectors.base import ErpConnector, ErpWebhookEvent, Movement, StockRecord
+from connectors.base import ErpConnector, ErpWebhookEvent, Movement, Quarantined, StockRecord
 from syncd.engine.health import Health
 from syncd.engine.reports import CycleReport
 from syncd.history import History
@@ -27,6 +27,7 @@ class Settlement:
         self._movement_retry: dict[str, tuple[datetime, float]] = {}  # key -> (next try, last delay)
         # Until the ERP has been read once, no SKU can be called unknown to it.
         self.stock_known = store.counts().get("skus", 0) > 0
+        self._quarantined: set[tuple[str, str]] | None = None  # open quarantined SKUs, read once
 
     async def post_movements(self, report: CycleReport) -> None:
         """Record ingested sales (and cancellations of settled sales) as ERP movements."""
@@ -90,6 +91,8 @@ class Settlement:
                 self.erp.name, self.erp.stock_changes(self.store.get_cursor("erp:stock")), report
             )
             records, cursor = (page.records, page.cursor) if page else (None, None)
+            if page is not None:
+                self._quarantine(page.quarantined, records or [], report)
         if records is None:
             return None
         self._apply(records, started, report)
@@ -106,6 +109,23 @@ class Settlement:
             return None
         self._apply(records, started, report)
         return {r.sku for r in records}
+
+    def _quarantine(
+        self, items: Sequence[Quarantined], records: Sequence[StockRecord], report: CycleReport
+    ) -> None:
+        """Keep the stock records the ERP sent that were refused (their SKUs keep their last
+        on-hand); an open one is resolved once a good record of the same SKU is read."""
+        now = self.clock()
+        fresh = self.store.record_quarantined(items, now) if items else []
+        if self._quarantined is None:
+            self._quarantined = self.store.open_quarantine_refs("stock")
+        self._quarantined |= {(q.connector, q.ref) for q in fresh if q.ref is not None}
+        fixed = {(self.erp.name, r.sku) for r in records} & self._quarantined
+        if fixed:
+            self.store.resolve_quarantined("stock", fixed, now)
+            self._quarantined -= fixed
+        if fresh:
+            report.counts["stock_quarantined"] += len(fresh)
 
     def _apply(self, records: Sequence[StockRecord], started: datetime, report: CycleReport) -> None:
         settled = self.store.apply_stock([(r.sku, r.on_hand) for r in records], started, self.clock())

@@ -178,6 +178,7 @@ class RunTable(LedgerTable, table=True):
     finished_at: datetime | None = _time(nullable=True)
     counts: str = _text(long=True)  # JSON object
     error: str | None = _text(long=True, nullable=True)
+    owner: str | None = _text(nullable=True)  # "host:pid" of the process that ran it
 
 
 class WebhookSeenTable(LedgerTable, table=True):
@@ -258,6 +259,25 @@ class AllocationBookTable(LedgerTable, table=True):
     writing: int = _int()  # 1 while a write is on the wire
 
 
+class QuarantineTable(LedgerTable, table=True):
+    """An order or stock record read from outside that syncd refused to act on (malformed or out of
+    bounds), kept for a person: one row per item and reason (``key``), however often it is read."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (Index("ix_quarantine_last_seen_at", "last_seen_at"),)
+
+    key: str = _text(primary_key=True)
+    connector: str = _text()
+    kind: str = _text()  # "order" | "stock"
+    ref: str | None = _text(nullable=True)  # the order id or SKU, when it could be read
+    reason: str = _text(long=True)
+    excerpt: str = _text(long=True)  # bounded, credentials and buyer details left out
+    first_seen_at: datetime = _time()
+    last_seen_at: datetime = _time()
+    seen: int = _int()
+    resolved_at: datetime | None = _time(nullable=True)  # a clean version of it arrived since
+
+
 metadata = LedgerTable.metadata
 sku = metadata.tables["sku"]
 listing = metadata.tables["listing"]
@@ -273,3 +293,4 @@ handoff = metadata.tables["handoff"]
 token = metadata.tables["token"]
 erp_record = metadata.tables["erp_record"]
 allocation_book = metadata.tables["allocation_book"]
+quarantine = metadata.tables["quarantine"]

@@ -14,13 +14,22 @@ from typing import Any
 
 from sqlalchemy import Connection, Integer, bindparam, case, cast, delete, func, select, tuple_, update
 
-from connectors.base import ErpRecord, ErpRecordStore, Listing, OrderLine, StoredToken, TokenStore
+from connectors.base import (
+    ErpRecord,
+    ErpRecordStore,
+    Listing,
+    OrderLine,
+    Quarantined,
+    StoredToken,
+    TokenStore,
+)
 from syncd.accounts import listing_sold
 from syncd.core import Drift, PlannedPush
 from syncd.errors import StoreError
 from syncd.store import models as t
 from syncd.store.accounts import AccountTables
 from syncd.store.database import Database
+from syncd.store.faults import FaultTables, run_owner
 from syncd.store.models import UtcDateTime
 from syncd.store.queries import (
     COUNTED_STATES,
@@ -81,6 +90,7 @@ class IngestResult:
     released: list[OrderLine] = field(default_factory=list)  # reserved lines now cancelled
     to_compensate: list[OrderLine] = field(default_factory=list)  # posted/settled lines now cancelled
     duplicates: int = 0
+    quarantined: list[Quarantined] = field(default_factory=list)  # items quarantined for the first time
 
     @property
     def touched_skus(self) -> set[str]:
@@ -135,7 +145,7 @@ class HistoryEvent:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-class Store(TokenStore, ErpRecordStore, AccountTables, ReplicaTables):
+class Store(TokenStore, ErpRecordStore, AccountTables, ReplicaTables, FaultTables):
     """The ledger. ``url`` is an SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://...``."""
 
     def __init__(self, url: str, *, seal: TokenSeal | None = None) -> None:
@@ -346,26 +356,45 @@ class Store(TokenStore, ErpRecordStore, AccountTables, ReplicaTables):
             return self._ingest(conn, lines, now)
 
     def ingest_delivery(
-        self, lines: Sequence[OrderLine], keys: Sequence[str], now: datetime, ttl: timedelta
+        self,
+        lines: Sequence[OrderLine],
+        keys: Sequence[str],
+        now: datetime,
+        ttl: timedelta,
+        quarantined: Sequence[Quarantined] = (),
     ) -> IngestResult | None:
-        """Record a webhook delivery's lines (as ``ingest_lines``) and mark its delivery keys seen
-        (as ``mark_webhook_seen``), in one transaction. Returns None, recording nothing, when every
-        key was seen already (a duplicate). A failure records neither, so a redelivery counts."""
+        """Record a webhook delivery's lines (as ``ingest_lines``) and quarantined orders (as
+        ``record_quarantined``) and mark its delivery keys seen (as ``mark_webhook_seen``), in one
+        transaction. Returns None, recording nothing, when every key was seen already (a
+        duplicate). A failure records none of it, so a redelivery counts."""
         with self._db.transaction("ingest webhook delivery") as conn:
             fresh = [key for key in keys if not self._mark_seen(conn, key, now, ttl)]
             if keys and not fresh:
                 return None
-            return self._ingest(conn, lines, now)
+            return self._ingest_with(conn, lines, quarantined, now)
 
     def ingest_polled(
-        self, lines: Sequence[OrderLine], cursors: Mapping[str, str], now: datetime
+        self,
+        lines: Sequence[OrderLine],
+        cursors: Mapping[str, str],
+        now: datetime,
+        quarantined: Sequence[Quarantined] = (),
     ) -> IngestResult:
-        """Record polled lines (as ``ingest_lines``) and save the cursors that poll reached, in one
-        transaction: a failure leaves every cursor where it was, so the next poll reads them again."""
+        """Record polled lines (as ``ingest_lines``) and quarantined orders, and save the cursors
+        that poll reached, in one transaction: a failure leaves every cursor where it was, so the
+        next poll reads them again (a cursor never passes an order that is neither)."""
         with self._db.transaction("ingest polled order lines") as conn:
             for name, value in cursors.items():
                 self._save_cursor(conn, name, value)
-            return self._ingest(conn, lines, now)
+            return self._ingest_with(conn, lines, quarantined, now)
+
+    def _ingest_with(
+        self, conn: Connection, lines: Sequence[OrderLine], quarantined: Sequence[Quarantined], now: datetime
+    ) -> IngestResult:
+        result = self._ingest(conn, lines, now)
+        if quarantined:
+            result.quarantined.extend(self._record_quarantined(conn, quarantined, now))
+        return result
 
     def _ingest(self, conn: Connection, lines: Sequence[OrderLine], now: datetime) -> IngestResult:
         new: list[OrderLine] = []
@@ -635,7 +664,9 @@ class Store(TokenStore, ErpRecordStore, AccountTables, ReplicaTables):
             return [DriftRow(**row._asdict()) for row in conn.execute(query)]
 
     def start_run(self, kind: str, now: datetime) -> int:
-        stmt = t.run.insert().values(kind=kind, started_at=now, finished_at=None, counts="{}", error=None)
+        stmt = t.run.insert().values(
+            kind=kind, started_at=now, finished_at=None, counts="{}", error=None, owner=run_owner()
+        )
         with self._db.transaction("start run") as conn:
             key = conn.execute(stmt).inserted_primary_key
         assert key is not None  # an INSERT always yields its key

@@ -63,30 +63,34 @@ class Proc:
         return self.popen.returncode
 
 
+def sandboxes(
+    tmp_path: Path, env: dict[str, str], erp: int, shops: dict[str, tuple[int, str | None]]
+) -> list[Proc]:
+    """The mock ERP on port ``erp`` and a WooCommerce sandbox per name in ``shops`` (its port, and
+    the URL it sends its webhooks to, if any), each logging to ``<name>.log``."""
+    procs = [
+        Proc(
+            ["sandbox", "mock_erp", "--port", str(erp), "--data-dir", str(tmp_path / "erp")],
+            tmp_path / "erp.log",
+            env,
+        )
+    ]
+    for name, (port, webhooks) in shops.items():
+        hooks = ["--webhook-url", webhooks] if webhooks else []
+        procs.append(
+            Proc(["sandbox", "woocommerce", "--port", str(port), *hooks], tmp_path / f"{name}.log", env)
+        )
+    return procs
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[dict[str, object]]:
     env = {**os.environ, **DEMO_ENV, "SYNCD_DEMO_WC_WEBHOOK_SECRET": "e2e-webhook-secret-77"}
     ports = {"erp": free_port(), "shop": free_port(), "daemon": free_port()}
     daemon_url = f"http://127.0.0.1:{ports['daemon']}"
-    procs = [
-        Proc(
-            ["sandbox", "mock_erp", "--port", str(ports["erp"]), "--data-dir", str(tmp_path / "erp")],
-            tmp_path / "erp.log",
-            env,
-        ),
-        Proc(
-            [
-                "sandbox",
-                "woocommerce",
-                "--port",
-                str(ports["shop"]),
-                "--webhook-url",
-                f"{daemon_url}/webhooks/webstore",
-            ],
-            tmp_path / "shop.log",
-            env,
-        ),
-    ]
+    procs = sandboxes(
+        tmp_path, env, ports["erp"], {"shop": (ports["shop"], f"{daemon_url}/webhooks/webstore")}
+    )
     erp = httpx.Client(base_url=f"http://127.0.0.1:{ports['erp']}", timeout=10)
     shop = httpx.Client(base_url=f"http://127.0.0.1:{ports['shop']}", timeout=10)
     daemon_client = httpx.Client(base_url=daemon_url, timeout=10)
@@ -140,11 +144,16 @@ def test_daemon_reconciles_serves_status_and_takes_webhooks(stack: dict[str, obj
 
     assert wait_for(lambda: daemon.get("/health").status_code == 200, what=f"/health\n{proc.output()}")
     assert daemon.get("/health").json() == {"status": "ok"}
+    # The start-up order poll runs first; the reconcile follows it.
     status = wait_for(
-        lambda: [r for r in daemon.get("/api/status").json().get("runs", []) if r["finished_at"]],
-        what="first run",
+        lambda: [
+            r
+            for r in daemon.get("/api/status").json().get("runs", [])
+            if r["finished_at"] and r["kind"] == "reconcile"
+        ],
+        what="first reconcile",
     )
-    assert status[0]["kind"] == "reconcile" and status[0]["error"] is None
+    assert status[0]["error"] is None
     listings = {row["sku"]: row["quantity"] for row in shop.get("/_sandbox/listings").json()}
     assert listings == {**{s: max(0, q - 2) for s, q in stock.items()}, "GHOST": 4}
     assert daemon.get("/ready").status_code == 200

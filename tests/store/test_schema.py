@@ -32,7 +32,7 @@ def test_migrated_schema_matches_models(store: Store, inspector_engine: Engine) 
         diffs = compare_metadata(context, metadata)
         head = context.get_current_revision()
     assert diffs == []
-    assert head == "0006_replicas"
+    assert head == "0007_quarantine"
 
 
 def test_migrating_twice_is_a_no_op(store: Store) -> None:

@@ -114,14 +114,16 @@ async def test_another_order_state_has_another_dedupe_key(connector: ShopifyConn
 
 
 @pytest.mark.parametrize("quantity", ["oops", 1.5, True, None, -2, 10**9])
-async def test_implausible_quantity_is_a_payload_error(connector: ShopifyConnector, quantity: object) -> None:
-    """A signed order whose line quantity is not an integer from 0 to max_quantity is refused,
-    naming the field, the value and the bound."""
+async def test_implausible_quantity_is_quarantined(connector: ShopifyConnector, quantity: object) -> None:
+    """A signed order whose line quantity is not an integer from 0 to max_quantity is quarantined
+    by its id, the reason naming the field, the value and the bound; none of its lines is read."""
     raw = ORDER | {"line_items": [{"id": 1, "sku": "A", "quantity": quantity}]}
     body = json.dumps(raw).encode()
-    with pytest.raises(PayloadError) as caught:
-        connector.parse_webhook(headers(body), body)
-    message = str(caught.value)
+    event = connector.parse_webhook(headers(body), body)
+    [item] = event.quarantined
+    assert event.lines == [] and event.dedupe_key
+    assert (item.connector, item.kind, item.ref) == (connector.name, "order", str(ORDER["id"]))
+    message = item.reason
     assert "line_items[0].quantity" in message and repr(quantity)[:10] in message and "1000000" in message
 
 
@@ -153,20 +155,25 @@ async def test_missing_secret_refuses_every_delivery(make_settings: Callable[...
     await connector.aclose()
 
 
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2]"], ids=["not-json", "array"])
+async def test_malformed_signed_body_is_a_payload_error(connector: ShopifyConnector, body: bytes) -> None:
+    """A correctly signed body that is not a JSON object raises PayloadError."""
+    with pytest.raises(PayloadError):
+        connector.parse_webhook(headers(body), body)
+
+
 @pytest.mark.parametrize(
     "body",
     [
-        b"{not json",
-        b"[1, 2]",
         json.dumps({"id": 1, "line_items": "x", "updated_at": "2026-11-23T05:00:00Z"}).encode(),
         json.dumps({"id": 1, "line_items": [], "updated_at": "yesterday"}).encode(),
     ],
-    ids=["not-json", "array", "bad-lines", "bad-time"],
+    ids=["bad-lines", "bad-time"],
 )
-async def test_malformed_signed_body_is_a_payload_error(connector: ShopifyConnector, body: bytes) -> None:
-    """A correctly signed body that is not an order raises PayloadError."""
-    with pytest.raises(PayloadError):
-        connector.parse_webhook(headers(body), body)
+async def test_malformed_signed_order_is_quarantined(connector: ShopifyConnector, body: bytes) -> None:
+    """A correctly signed order that cannot be read is quarantined by its id, with no lines."""
+    event = connector.parse_webhook(headers(body), body)
+    assert event.lines == [] and [q.ref for q in event.quarantined] == ["1"]
 
 
 async def test_sandbox_delivers_signed_order_webhooks(make_settings: Callable[..., ShopifySettings]) -> None:

@@ -133,12 +133,12 @@ def test_malformed_json_is_a_payload_error(woo_conn: WooCommerceConnector) -> No
 
 
 def test_order_with_wrong_field_type_names_the_field(woo_conn: WooCommerceConnector) -> None:
-    """A signed order whose line quantity is not an integer raises PayloadError naming the field."""
+    """A signed order whose line quantity is not an integer is quarantined, the reason naming the field."""
     broken = ORDER | {"line_items": [{"id": 1, "sku": "MUG-1", "quantity": "two"}]}
     body = json.dumps(broken).encode()
 
-    with pytest.raises(PayloadError, match=r"line_items\[0\]\.quantity"):
-        woo_conn.parse_webhook(signed(body), body)
+    [item] = woo_conn.parse_webhook(signed(body), body).quarantined
+    assert "line_items[0].quantity" in item.reason
 
 
 def test_non_order_topic_carries_no_lines(woo_conn: WooCommerceConnector) -> None:
@@ -179,25 +179,26 @@ def test_dedupe_key_is_the_same_for_a_redelivered_order(woo_conn: WooCommerceCon
         (10**9, "1000000000 (int)"),
     ],
 )
-def test_implausible_quantity_is_a_payload_error_naming_field_value_and_bound(
+def test_implausible_quantity_is_quarantined_naming_field_value_and_bound(
     woo_conn: WooCommerceConnector, quantity: object, shown: str
 ) -> None:
-    """A signed delivery whose line quantity is not an integer from 0 to max_quantity is refused,
-    naming the field, the value and the bound; it never becomes a reservation."""
+    """A signed delivery whose line quantity is not an integer from 0 to max_quantity is quarantined
+    by the order's id, naming the field, the value and the bound; it never becomes a reservation."""
     raw = {**ORDER, "line_items": [{**ORDER["line_items"][0], "quantity": quantity}]}  # type: ignore[dict-item]
     body = json.dumps(raw).encode()
-    with pytest.raises(PayloadError) as caught:
-        woo_conn.parse_webhook(signed(body), body)
-    message = str(caught.value)
+    event = woo_conn.parse_webhook(signed(body), body)
+    [item] = event.quarantined
+    assert event.lines == [] and item.ref == "727"
+    message = item.reason
     assert "line_items[0].quantity" in message and shown in message and "1000000" in message
 
 
 def test_max_quantity_is_configurable(make_settings: Callable[..., WooCommerceSettings]) -> None:
-    """With max_quantity 1 a line of 2 units is refused; with the default it is read."""
+    """With max_quantity 1 a line of 2 units is quarantined; with the default it is read."""
     body = json.dumps(ORDER).encode()
     strict = WooCommerceConnector(make_settings(max_quantity=1))
-    with pytest.raises(PayloadError, match=r"from 0 to 1, got 2"):
-        strict.parse_webhook(signed(body), body)
+    [item] = strict.parse_webhook(signed(body), body).quarantined
+    assert "from 0 to 1, got 2" in item.reason
     assert WooCommerceConnector(make_settings()).parse_webhook(signed(body), body).lines[0].quantity == 2
 
 
