@@ -335,7 +335,7 @@ class Engine:
             sku_list = None if skus is None else sorted(self.kits.closure(skus) if self.kits else set(skus))
             # Every channel's listing takes part in the plan (the low-stock split depends on all
             # of them); ``channels`` only limits which of them get pushes.
-            # A listing the mapping cannot place (a conflict, a kit) is never planned.
+            # A listing the mapping cannot place (a conflict, two listings of one SKU) is never planned.
             rows = [r for r in self.store.listings(skus=sku_list) if not held_by_mapping(r)]
             on_hand = {sku: row.on_hand for sku, row in self.store.skus(sku_list).items()}
             reserved = self.store.reserved_by_sku(sku_list)

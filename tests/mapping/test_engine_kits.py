@@ -42,12 +42,18 @@ kits:
 async def test_a_kit_comes_down_as_its_components_sell_elsewhere_and_its_sale_reserves_them(
     make_world: Build,
 ) -> None:
-    """GIFT (2 MUG + 1 TEE) on main shows min(10 // 2, 4 // 1) = 4; 3 TEE sold on outlet take it to
-    1; one GIFT sold on main reserves 2 MUG and 1 TEE and takes outlet's TEE to 0, MUG to 8."""
+    """GIFT (2 MUG + 1 TEE) on main shows min(10 // 2, 4 // 1) = 4 (a dry run plans as much); 3 TEE
+    sold on outlet take it to 1; one GIFT sold on main reserves 2 MUG and 1 TEE and takes outlet's
+    TEE to 0, MUG to 8."""
     world: World = await make_world(
         GIFT, {"MUG": 10, "TEE": 4}, {"GIFT": 0}, {"MUG": 0, "TEE": 0}
     )
     engine = world.daemon.engine
+    dry = await engine.reconcile(dry_run=True)
+    assert {(p.channel, p.sku, p.target) for p in dry.pushes} == {
+        ("main", "GIFT", 4), ("outlet", "MUG", 10), ("outlet", "TEE", 4)
+    }
+    assert await world.listings("main") == {"GIFT": 0}  # a dry run writes nothing
     await engine.reconcile()
     assert await world.listings("main") == {"GIFT": 4}
     assert await world.listings("outlet") == {"MUG": 10, "TEE": 4}
@@ -65,6 +71,21 @@ async def test_a_kit_comes_down_as_its_components_sell_elsewhere_and_its_sale_re
     report = await engine.poll_orders()  # the poll finds the webhook's sale again: counted once
     assert report.counts["order_lines_new"] == 0
     assert world.daemon.store.reserved_by_sku() == {"MUG": 2, "TEE": 4}
+
+
+async def test_a_kit_sale_brings_down_another_kit_sharing_a_component(make_world: Build) -> None:
+    """GIFT (2 MUG + 1 TEE) on main and PAIR (2 MUG) on outlet, with 9 MUG: PAIR shows 4; 2 GIFT
+    sold leave 5 MUG, and PAIR comes down to 2."""
+    mapping = GIFT + """  - {channel: outlet, channel_sku: PAIR, components: {MUG: 2}}
+"""
+    world: World = await make_world(mapping, {"MUG": 9, "TEE": 5}, {"GIFT": 0}, {"PAIR": 0})
+    await world.daemon.engine.reconcile()
+    assert await world.listings("main") == {"GIFT": 4}
+    assert await world.listings("outlet") == {"PAIR": 4}
+    await world.buy("main", "GIFT", 2)
+    await settle(world, 6)
+    assert world.daemon.store.reserved_by_sku() == {"MUG": 4, "TEE": 2}
+    assert await world.listings("outlet") == {"PAIR": 2}
 
 
 async def test_a_kit_sale_lowers_the_kit_listing_not_its_components_on_the_same_shop(
