@@ -232,10 +232,16 @@ def record_read(
     ``read_to`` are in it or are taken as such) and the units below the exposure, lost writes
     included, are *missing*: sold and not reported, or a lost write that never landed; either way
     the caller holds them until orders or a poll tell. Lost writes sent more than ``grace`` before
-    the read have landed or never will and are dropped; younger ones stay exposed."""
+    the read have landed or never will and are dropped; younger ones stay exposed.
+
+    A read begun before the confirmed level began (a write answered, or another read, while this
+    one was on its way: a long read of a whole catalogue) may show the listing before that level:
+    it tells nothing new, changes nothing and is not judged (``shown`` is None)."""
     low, high = account.floor, account.exposure
     level = Level(shown, read_to)
     since = None if account.confirmed is None else account.confirmed.at
+    if since is not None and since > read_from:
+        return ReadOutcome(account, low=low, high=high, baseline_at=since)
     if high is None:
         return ReadOutcome(replace(account, confirmed=level), shown=shown, baseline_at=since)
     above = max(0, shown - high)

@@ -61,6 +61,8 @@ class UnseenReads:
             short.update(sku for sku, o in outcomes.items() if o.missing)
         for row in self.store.listings(name, skus=sorted(shown)):
             believed = belief(row)
+            if row.pushed_at is not None and row.pushed_at > read_from:
+                continue  # written while the read was on its way: it may show the listing before
             if believed is not None and row.sku in shown:
                 if believed > shown[row.sku]:
                     short.add(row.sku)

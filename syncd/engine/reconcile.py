@@ -159,7 +159,7 @@ class Reconciler:
             self.store.sync_listings(name, listings, self.clock())
             self.skus.mark(self.store, name, unmapped)
             self.history.levels(name, {x.sku: x.quantity for x in listings}, self.clock())
-            self.store.rebase_listings(name)
+            self.store.rebase_listings(name, read_from=read_from)
             report.counts["listings_read"] += len(listings)
             answered.add(name)
         return answered, drifts

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Integer, bindparam, case, cast, delete, func, select, tuple_, update
+from sqlalchemy import Connection, Integer, bindparam, case, cast, delete, func, or_, select, tuple_, update
 
 from connectors.base import (
     ErpRecord,
@@ -309,11 +309,17 @@ class Store(TokenStore, ErpRecordStore, AccountTables, ReplicaTables, FaultTable
             if params:
                 conn.execute(stmt, params)
 
-    def rebase_listings(self, channel: str, skus: Iterable[str] | None = None) -> None:
+    def rebase_listings(
+        self, channel: str, skus: Iterable[str] | None = None, *, read_from: datetime | None = None
+    ) -> None:
         """Make the last read-back the listings' baseline: last_pushed = observed as of observed_at,
-        nothing sold since. Call it after drift has been judged against the old baseline."""
+        nothing sold since. Call it after drift has been judged against the old baseline. With
+        ``read_from`` (when the read began), a listing written since keeps its write as baseline:
+        the read may show it before the write."""
         li = t.listing
         where = [li.c.channel == channel, li.c.observed.is_not(None)]
+        if read_from is not None:
+            where.append(or_(li.c.pushed_at.is_(None), li.c.pushed_at <= read_from))
         if skus is not None:
             where.append(li.c.sku.in_(sorted(set(skus))))
         stmt = (

@@ -168,6 +168,19 @@ def test_a_read_while_a_write_is_in_transit_only_raises() -> None:
     assert record_read(sent, 9, at(2), at(3)).above == 3
 
 
+def test_a_read_begun_before_the_confirmed_level_tells_nothing() -> None:
+    """A whole-catalogue read is on its way for seconds; a write of one listing answered meanwhile
+    is newer than what the read shows of it: the read changes nothing, holds nothing and is not
+    judged as drift (it showed the listing before the write)."""
+    written = write_acknowledged(write_sent(listing("web", 21), Write(7, Level(20, at(15)))), 7, at=at(16))
+    outcome = record_read(written, 21, at(10), at(17))
+    assert outcome.account == written
+    assert (outcome.missing, outcome.above, outcome.shown) == (0, 0, None)
+    assert judge_read("web", "SKU-1", outcome) is None
+    lower = record_read(written, 18, at(10), at(17))
+    assert (lower.account, lower.missing) == (written, 0)
+
+
 # ---------------------------------------------------------------------------- drift
 
 
