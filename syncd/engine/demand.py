@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from connectors.base import OrderLine
+from syncd.accounts import listing_sold
 from syncd.config import Config
 from syncd.core import auto_low_stock_threshold
 from syncd.engine.reports import percentile
@@ -34,10 +35,14 @@ class Demand:
         keep = max(auto.window, auto.burst_window)
         for line in lines:
             self.sale_lag.append(max(0.0, (now - line.updated_at).total_seconds()))
-            sales = self._sales[line.sku]
-            sales.append((now, line.quantity))
-            while sales and now - sales[0][0] > keep:
-                sales.popleft()
+            # A kit's sale is also one of the kit listing, in kits (its writes' race allowance).
+            sold = listing_sold(line)
+            kit = [] if sold is None or sold[0] == line.sku else [sold]
+            for sku, units in [(line.sku, line.quantity), *kit]:
+                sales = self._sales[sku]
+                sales.append((now, units))
+                while sales and now - sales[0][0] > keep:
+                    sales.popleft()
 
     def in_flight(self, sku: str, now: datetime) -> int:
         """Units of ``sku`` likely sold already but not yet reported to syncd: the rate at which its

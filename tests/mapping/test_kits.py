@@ -5,6 +5,7 @@ more units of a component than exist; and how the ledger counts a kit's sale."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,9 +25,11 @@ from syncd.accounts import (
     listing_sold,
 )
 from syncd.core import ChannelPolicy
+from syncd.engine.demand import IN_FLIGHT_WINDOW, Demand
 from syncd.engine.kits import KitListings, kit_quantity
 from syncd.mapping import Component, Rule, SkuMap, expand_line, kit_exposure
 from syncd.store import Store
+from tests.daemon.conftest import make_config
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 GIFT = (Component("MUG", 2), Component("TEE", 1))
@@ -205,3 +208,14 @@ def test_the_ledger_counts_a_kit_sale_on_the_kit_listing_and_its_units_on_the_co
     assert {r.sku: r.sold_since_push for r in store.listings("shop")} == {"GIFT": 0, "MUG": 0}
     assert accounts.get("GIFT").listing("shop").exposure == 5
     store.close()
+
+
+def test_a_kit_sale_counts_in_the_kit_listings_sales_rate(tmp_path: Path) -> None:
+    """2 GIFT sold: the rate of GIFT (a write's race allowance on a channel without compare-and-set)
+    counts 2 kits, MUG's counts 4 units and TEE's 2."""
+    demand = Demand(make_config(tmp_path), deque())
+    sold = OrderLine("shop", "o1", "1", "GIFT", 2, "open", T0)
+    demand.record(expand_line(sold, GIFT), T0)
+    window = IN_FLIGHT_WINDOW.total_seconds()
+    rates = {sku: demand.recent_rate(sku, T0) * window for sku in ("GIFT", "MUG", "TEE")}
+    assert rates == {"GIFT": 2, "MUG": 4, "TEE": 2}
