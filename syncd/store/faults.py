@@ -143,15 +143,19 @@ class FaultTables:
                 "seen": 1,
                 "resolved_at": None,
             }
-            if conn.execute(insert(conn, q).values(**values).on_conflict_do_nothing()).rowcount:
+            # A row comes back only from the statement that wrote it (rowcount is not reliable
+            # with PostgreSQL's driver here).
+            added = insert(conn, q).values(**values).on_conflict_do_nothing().returning(q.c.key)
+            if conn.execute(added).first() is not None:
                 fresh.append(item)
                 continue
-            reopened = conn.execute(
+            reopen = (
                 update(q)
                 .where(q.c.key == key, q.c.resolved_at.is_not(None))
                 .values(resolved_at=None, last_seen_at=now, seen=q.c.seen + 1)
-            ).rowcount
-            if reopened:
+                .returning(q.c.key)
+            )
+            if conn.execute(reopen).first() is not None:
                 fresh.append(item)
             else:
                 conn.execute(update(q).where(q.c.key == key).values(last_seen_at=now, seen=q.c.seen + 1))
