@@ -59,6 +59,8 @@ class Host(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
+    def replica(self) -> dict[str, Any]: ...
+
     def schedule_event_replans(self, event: EventSettings) -> None: ...
 
     def spawn(self, work: Callable[[], Coroutine[Any, Any, Any]], *, name: str) -> asyncio.Task[Any]: ...
@@ -77,13 +79,16 @@ def create_app(daemon: Host) -> FastAPI:
     async def ready(connectors: str = "") -> JSONResponse:
         """Ready while the ledger takes a write, so webhooks are recorded: one channel down does
         not stop the others' webhooks behind a readiness probe. The connectors' state is detail;
-        ``?connectors=all`` also fails on any of them (for monitoring, not for load balancers)."""
+        ``?connectors=all`` also fails on any of them (for monitoring, not for load balancers).
+        ``syncer`` says whether this replica holds the shop's lease; a standby is ready too (it
+        takes webhooks), and its connectors are not judged (only the syncer calls them)."""
         ledger: list[str] = []
         try:
             await asyncio.to_thread(store.probe_write, engine.clock())
         except StoreError as exc:
             ledger.append(f"ledger: {exc}")
-        degraded = engine.readiness(daemon.config.readiness.max_success_age)
+        replica = daemon.replica()
+        degraded = engine.readiness(daemon.config.readiness.max_success_age) if replica["syncer"] else []
         circuits = {
             name: circuit.state
             for name, connector in [(engine.erp.name, engine.erp), *engine.channels.items()]
@@ -91,7 +96,12 @@ def create_app(daemon: Host) -> FastAPI:
         }
         degraded += [f"{name}: circuit {state}" for name, state in sorted(circuits.items())]
         failing = ledger + (degraded if connectors == "all" else [])
-        body: dict[str, object] = {"ready": not failing, "degraded": degraded}
+        body: dict[str, object] = {
+            "ready": not failing,
+            "degraded": degraded,
+            "syncer": replica["syncer"],
+            "lease": replica["lease"],
+        }
         if failing:
             body["reasons"] = failing
         return JSONResponse(body, status_code=503 if failing else 200)

@@ -69,8 +69,17 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     async def once() -> int:
         daemon = Daemon(config)
         try:
+            # On PostgreSQL a reconcile that writes needs the syncer's lease, as a replica does.
+            if not args.dry_run and not await daemon.take_lease():
+                print(
+                    "syncd reconcile: another replica is the syncer of this shop (it holds the lease"
+                    f" {config.replicas.lease_name!r}) and reconciles on its schedule; try --dry-run",
+                    file=sys.stderr,
+                )
+                return EXIT_CANNOT_START
             report = await daemon.engine.reconcile(dry_run=args.dry_run)
         finally:
+            await daemon.release_lease()
             await daemon.engine.aclose()
             daemon.store.close()
         title = "Plan (dry run, nothing changed)" if args.dry_run else "Reconcile"

@@ -281,6 +281,25 @@ class MappingSettings(_Model):
     )
 
 
+class ReplicaSettings(_Model):
+    """Several daemons on one PostgreSQL ledger: one of them, the lease holder, syncs."""
+
+    lease_period: Duration = Field(
+        default=timedelta(seconds=10),
+        ge=timedelta(seconds=1),
+        description=(
+            "How long the syncer's lease lasts unrenewed (PostgreSQL only; it is renewed every third of"
+            " it). A standby takes over within two periods of the syncer dying; shorter costs more"
+            " ledger writes, longer more time without pushes."
+        ),
+    )
+    lease_name: str = Field(
+        default="syncer",
+        min_length=1,
+        description="The lease's row in the ledger: replicas of one shop share it, each shop has its own.",
+    )
+
+
 class HistorySettings(_Model):
     retention: Duration = Field(
         default=timedelta(days=7),
@@ -309,6 +328,7 @@ class Config(_Model):
     history: HistorySettings = HistorySettings()
     alerts: AlertSettings = AlertSettings()
     mapping: MappingSettings = MappingSettings()
+    replicas: ReplicaSettings = ReplicaSettings()
 
     @field_validator("database_url")
     @classmethod

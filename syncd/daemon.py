@@ -25,10 +25,14 @@ from syncd.engine import CycleReport, Engine, utcnow
 from syncd.engine.supervisor import Factory, Supervisor
 from syncd.errors import StoreError
 from syncd.history import record_run
+from syncd.lease import lease_for
 from syncd.status.load import daemon_breakers
 from syncd.store import Store
 
 log = structlog.get_logger("syncd.daemon")
+
+# Seconds between the syncer's looks at the SKUs standbys handed off (their webhook sales).
+HANDOFF_POLL = 0.2
 
 
 class QuietServer(uvicorn.Server):
@@ -78,6 +82,12 @@ class Daemon:
         self.store = Store(config.database_url)
         self.store.migrate()
         _check_tokens(self.store, config)
+        replicas = config.replicas
+        self.lease = lease_for(self.store, config.database_url, replicas.lease_name, replicas.lease_period)
+        # A replica is a standby until it holds the lease: the sales it takes go to the syncer.
+        self.store.standby = self.lease.shared
+        self._lease_task: asyncio.Task[None] | None = None
+        self._handoff_task: asyncio.Task[None] | None = None
         transports = transports or {}
         erp = build_erp(config.erp, transports.get(config.erp.name), tokens=self.store, records=self.store)
         channels = {
@@ -89,12 +99,87 @@ class Daemon:
         # given up stops the daemon.
         self.supervisor = Supervisor(on_fatal=self._stop_for)
         self._server: uvicorn.Server | None = None
-        self.engine = Engine(config, self.store, erp, channels, clock=clock, supervisor=self.supervisor)
+        self.engine = Engine(
+            config,
+            self.store,
+            erp,
+            channels,
+            clock=clock,
+            supervisor=self.supervisor,
+            # On SQLite the engine is the syncer from the start; on PostgreSQL once it holds the lease.
+            syncer=(lambda: self.lease.held) if self.lease.shared else None,
+            holder=self.lease.holder,
+        )
         self.engine.metrics.watch_ledger(self.store.counts)
         self.engine.metrics.watch_connectors(lambda: daemon_breakers(self))
         self.started_at = clock()
         self.scheduler: AsyncIOScheduler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ replicas
+    async def _role_changed(self, syncer: bool) -> None:
+        """Become the syncer (schedule the cycles, send, take the standbys' hand-offs) or stop
+        being it (nothing more is polled, planned or sent here; webhooks are still taken)."""
+        self.store.standby = not syncer
+        if syncer:
+            self.engine.took_over()
+            self.start_scheduler()
+            if self.lease.shared:
+                self._handoff_task = self.supervisor.start("handoff", self._take_handoffs)
+            return
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        self.scheduler = None
+        self._cancel_handoffs()
+        cycles = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in cycles:
+            task.cancel()
+        await self.engine.stood_down()
+        if cycles:
+            await asyncio.wait(cycles, timeout=2)
+
+    async def _take_handoffs(self) -> None:
+        """The syncer plans the SKUs standbys took sales for, as its own fast path does."""
+        failing = False
+        while True:
+            try:
+                skus = await asyncio.to_thread(self.store.take_handoffs)
+            except StoreError as exc:
+                if not failing:
+                    log.warning("handoff.failed", error=str(exc))
+                failing = True
+            else:
+                failing = False
+                if skus and self.lease.held:
+                    self.engine.touch(skus)
+            await asyncio.sleep(HANDOFF_POLL)
+
+    def _cancel_handoffs(self) -> None:
+        if self._handoff_task is not None:
+            self._handoff_task.cancel()
+            self._handoff_task = None
+
+    async def take_lease(self) -> bool:
+        """For a one-off command (``syncd reconcile --once``) on a shared ledger: become the syncer
+        for its duration, the lease renewed meanwhile; False if another replica is the syncer."""
+        if not self.lease.shared:
+            return True
+        self._lease_task = self.supervisor.start("lease", lambda: self.lease.run(self._one_off_role))
+        await self.lease.first_try()
+        return self.lease.held
+
+    async def _one_off_role(self, syncer: bool) -> None:
+        self.store.standby = not syncer
+        if syncer:
+            self.engine.took_over()
+
+    async def release_lease(self) -> None:
+        """Stop renewing the lease and give it up, if this replica holds it."""
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+            await asyncio.gather(self._lease_task, return_exceptions=True)
+            self._lease_task = None
+        self.lease.release()
 
     # ------------------------------------------------------------------ background work
     def spawn(self, work: Factory, *, name: str) -> asyncio.Task[Any]:
@@ -224,6 +309,8 @@ class Daemon:
         """Stop scheduling, let in-flight cycles and pushes finish (up to the drain timeout), close."""
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        # SKUs handed off and not yet taken stay in the ledger for the next syncer.
+        self._cancel_handoffs()
         self.spawn(self.engine.drain_fast_path, name="fast-path-drain")
         pending = {t for t in self._tasks if t is not asyncio.current_task()}
         if pending:
@@ -234,18 +321,26 @@ class Daemon:
             if late:
                 await asyncio.wait(late, timeout=2)
                 log.warning("daemon.drain_timeout", cancelled=len(late))
+        # Renewed until the drain is over, then given up so that a standby takes over at once.
+        await self.release_lease()
         await self.engine.aclose()
         self.store.close()
         log.info("daemon.stopped")
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        self.start_scheduler()
+        if self.lease.shared:
+            # The cycles start once this replica holds the lease (_role_changed).
+            self._lease_task = self.supervisor.start("lease", lambda: self.lease.run(self._role_changed))
+        else:
+            await self._role_changed(True)
         log.info(
             "daemon.started",
             version=__version__,
             address=f"http://{self.config.server.host}:{self.config.server.port}",
             channels=sorted(self.engine.channels),
+            lease=self.lease.name if self.lease.shared else None,
+            holder=self.lease.holder if self.lease.shared else None,
         )
         try:
             yield
@@ -253,10 +348,17 @@ class Daemon:
             await self.stop()
 
     # ------------------------------------------------------------------ status
+    def replica(self) -> dict[str, Any]:
+        """This replica's role: ``lease`` is "local" on SQLite (one daemon, always the syncer),
+        else "held" (the syncer) or "standby" (takes webhooks, hands their SKUs to the syncer)."""
+        lease = "local" if not self.lease.shared else "held" if self.lease.held else "standby"
+        return {"syncer": self.lease.held, "lease": lease, "holder": self.lease.holder}
+
     def status(self) -> dict[str, Any]:
         status: dict[str, Any] = {
             "version": __version__,
             "started_at": self.started_at.isoformat(),
+            "replica": self.replica(),
             **self.engine.status(),
         }
         try:

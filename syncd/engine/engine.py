@@ -61,6 +61,8 @@ class Engine:
         clock: Callable[[], datetime] = utcnow,
         recheck_delay: timedelta = RECHECK_DELAY,
         supervisor: Supervisor | None = None,
+        syncer: Callable[[], bool] | None = None,
+        holder: str = "local",
     ):
         self.config = config
         self.store = store
@@ -70,6 +72,9 @@ class Engine:
         self.clock = clock
         # Starts and watches every background task (the daemon passes its own, which stops it).
         self.supervisor = supervisor or Supervisor()
+        # Whether this replica is the shop's syncer (syncd/lease.py): a standby only takes sales
+        # in and hands their SKUs to the syncer through the ledger.
+        self.is_syncer = syncer or (lambda: True)
         now = self._now  # collaborators read the engine's clock, whatever it is set to later
         types = {c.name: c.type for c in config.channels}
         self.health = Health(
@@ -130,7 +135,16 @@ class Engine:
             config, store, self.health, self.demand, unseen, reads, self.propagation, cancelled, self.metrics, now
         )
         self.sender = Sender(
-            store, self.channels, writer, self.demand, unseen, self.health.unavailable, now, self.supervisor
+            store,
+            self.channels,
+            writer,
+            self.demand,
+            unseen,
+            self.health.unavailable,
+            now,
+            self.supervisor,
+            holder=holder,
+            active=self.is_syncer,
         )
         self.sender.replan = self._replan_stale
         self.sold_out = SoldOutChecks(
@@ -243,6 +257,9 @@ class Engine:
         """The fast path after ingestion: queue pushes for the touched SKUs (each channel's sender
         sends them at once, independently), then have the sales recorded in the ERP."""
         report = CycleReport("fast-path")
+        if not self.is_syncer():
+            self.store.hand_off(skus, self.clock())
+            return report
         await self.plan_and_push(skus, report, wait=False)
         self._record_sales()
         return report
@@ -328,6 +345,11 @@ class Engine:
     ) -> Plan:
         """Plan the given SKUs (None: all), queue the pushes in the outbox and send them: at once
         (``wait``), through the channels' senders in the background, or not at all (``send``)."""
+        if not self.is_syncer():
+            # A standby plans nothing: the syncer does, from the ledger both share.
+            if skus is not None:
+                self.store.hand_off(skus, self.clock())
+            return Plan([])
         if not self.settlement.stock_known:
             log.warning("plan.skipped", reason="the ERP's stock has not been read yet")
             return Plan([])

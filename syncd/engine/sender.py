@@ -63,7 +63,12 @@ class Sender:
         unavailable: Callable[[], frozenset[str]],
         clock: Callable[[], datetime],
         supervisor: Supervisor,
+        *,
+        holder: str = "local",
+        active: Callable[[], bool] = lambda: True,
     ) -> None:
+        """``holder`` names this replica in the claims it takes on pushes; ``active`` says whether
+        it is the syncer now (a standby sends nothing)."""
         self.store = store
         self.channels = channels
         self.writer = writer
@@ -72,6 +77,8 @@ class Sender:
         self.unavailable = unavailable
         self.clock = clock
         self.supervisor = supervisor
+        self.holder = holder
+        self.active = active
         self.replan: Replan | None = None  # set by the engine
         # SKUs whose increase was granted less than planned, and a write of theirs answered since:
         # planned again (by the engine) at the end of a flush, so units a decrease freed are handed on.
@@ -85,6 +92,7 @@ class Sender:
         self._dirty: set[str] = set()
         writer.version = lambda: self.version
         writer.landed = self._wake_deferred
+        writer.claim = self.claim
 
     def queued(self) -> None:
         """Pushes were queued: senders read the outbox again before their next slice."""
@@ -93,9 +101,30 @@ class Sender:
     def running(self) -> list[asyncio.Task[None]]:
         return [t for t in self._senders.values() if not t.done()]
 
+    def claim(self, pushes: Sequence[PushRow]) -> list[PushRow]:
+        """The pushes this replica may write: each claimed in the ledger just before its write, so
+        that no push is ever written by two replicas (or twice across a crash, see
+        ``Store.abandon_claims``). Those claimed elsewhere are left out."""
+        if not pushes:
+            return []
+        got = self.store.claim_pushes([p.id for p in pushes], self.holder, self.clock())
+        if len(got) < len(pushes):
+            log.warning("push.claimed_elsewhere", pushes=len(pushes) - len(got))
+        return [p for p in pushes if p.id in got]
+
+    async def stop(self) -> None:
+        """Stop every channel's sender now (this replica is no longer the syncer)."""
+        tasks = self.running()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     async def flush(self, report: CycleReport) -> None:
         """Send every pending push, each channel on its own (one down never stops the others);
         writes that came back stale are planned and sent once more."""
+        if not self.active():
+            return
         await asyncio.gather(*(self.flush_channel(name, report) for name in self.channels))
         again = await self._replan(report, set(self.channels))
         await asyncio.gather(*(self.flush_channel(name, report) for name in again))
@@ -123,6 +152,8 @@ class Sender:
 
     def _kick_one(self, name: str) -> None:
         """Start the channel's sender, or have the running one go round once more."""
+        if not self.active():
+            return
         task = self._senders.get(name)
         if task is None or task.done():
             self._senders[name] = self.supervisor.start(f"sender:{name}", lambda: self._send_loop(name))
@@ -180,9 +211,12 @@ class Sender:
                         pending = [p for p in pending if p.id not in tried]
                     busy = set().union(*running.values())
                     ready = [p for p in pending if p.sku not in busy]
-                    if ready and len(running) < SEND_LANES:
+                    if ready and len(running) < SEND_LANES and self.active():
                         batch, after_urgent = self._next_slice(channel, ready, urgent, size, after_urgent)
                         tried.update(p.id for p in batch)
+                        batch = self.claim(batch)
+                        if not batch:
+                            continue
                         # Urgent slices take the rate limiter's tokens ahead of routine calls.
                         task = asyncio.create_task(
                             self.writer.send(

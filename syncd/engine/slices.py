@@ -82,6 +82,8 @@ class SliceWriter:
         # Wired by the Sender: the outbox version, and what to do once a channel's writes landed.
         self.version: Callable[[], int] = lambda: 0
         self.landed: Callable[[str], None] = lambda name: None
+        # The outbox claim a push takes before its write (the Sender's; see Sender.claim).
+        self.claim: Callable[[Sequence[PushRow]], list[PushRow]] = list
 
     async def send(
         self,
@@ -195,6 +197,7 @@ class SliceWriter:
                     "push.sent",
                     channel=name,
                     sku=sku,
+                    push=sent.id if sent else None,
                     quantity=quantity,
                     target=sent.target if sent else None,
                     believed=sent.compare if sent else None,
@@ -262,6 +265,7 @@ class SliceWriter:
         dropped (an increase goes through the sender's checks first)."""
         current = self.store.pending_for(name, [p.sku for p in pushes])
         kept: list[PushRow] = []
+        replacing: list[PushRow] = []
         for push in pushes:
             newest = current.get(push.sku)
             if newest is None:
@@ -270,7 +274,10 @@ class SliceWriter:
                 kept.append(push)
             elif read_first(newest) and newest.compare is not None and newest.target < newest.compare:
                 kept.append(replace(newest, compare=send_compare(newest.compare, belief(rows[push.sku]))))
-        return kept
+                replacing.append(newest)
+        # A replacement is a push of its own: it takes its claim before the write.
+        allowed = {p.id for p in pushes} | {p.id for p in self.claim(replacing)}
+        return [p for p in kept if p.id in allowed]
 
     def _skip_unchanged(
         self, name: str, pushes: Sequence[PushRow], updates: list[QuantityUpdate], shown: Mapping[str, int]

@@ -4,6 +4,7 @@
 A claim is taken just before a write and stays on the row afterwards; a failed attempt that will
 be tried again gives it back. A pending push still claimed is therefore one whose write may be on
 the wire: after a crash or a takeover it is never sent again but planned afresh (``abandon_claims``).
+Unclaimed is NULL, or the empty text the model's default writes on insert.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class ReplicaTables:
                     .where(
                         pu.c.id.in_(batch),
                         pu.c.state == "pending",
-                        pu.c.claimed_by.is_(None) | (pu.c.claimed_by == holder),
+                        pu.c.claimed_by.is_(None) | pu.c.claimed_by.in_(("", holder)),
                     )
                     # PostgreSQL: rows another replica is claiming right now are skipped, not
                     # waited for (SQLite ignores this and serialises writers instead).
@@ -99,7 +100,7 @@ class ReplicaTables:
         with self._db.transaction("abandon claimed pushes") as conn:
             rows = conn.execute(
                 update(pu)
-                .where(pu.c.state == "pending", pu.c.claimed_by.is_not(None))
+                .where(pu.c.state == "pending", pu.c.claimed_by.is_not(None), pu.c.claimed_by != "")
                 .values(state="superseded", updated_at=now, last_error="its replica stopped mid-write")
                 .returning(pu.c.channel, pu.c.sku)
             ).all()
