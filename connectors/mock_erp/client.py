@@ -89,7 +89,10 @@ class MockErpConnector(ErpConnector):
         while True:
             response = await self._http.request("GET", "/api/v1/stock", params=params)
             answer = stock_answer(
-                response, self.name, max_quantity=self.settings.max_quantity, warehouses=self.settings.warehouses
+                response,
+                self.name,
+                max_quantity=self.settings.max_quantity,
+                warehouses=self.settings.warehouses,
             )
             for record in answer.records:
                 latest.pop(record.sku, None)

@@ -124,7 +124,9 @@ class ErpDatabase:
 
     # ------------------------------------------------------------------ stock
 
-    def set_stock(self, items: Iterable[tuple[str, int]], warehouse: str = DEFAULT_WAREHOUSE) -> list[StockRow]:
+    def set_stock(
+        self, items: Iterable[tuple[str, int]], warehouse: str = DEFAULT_WAREHOUSE
+    ) -> list[StockRow]:
         """Set each SKU's units in ``warehouse`` (creating unknown SKUs and the warehouse), each
         change taking a new sequence number; a SKU's on-hand is the sum over its warehouses."""
         with self._transaction() as conn:
@@ -193,7 +195,9 @@ class ErpDatabase:
                 (after, limit + 1),
             ).fetchall()
             latest = self._latest_seq(conn)
-            rows = [StockRow(sku, on_hand, seq, self._levels(conn, sku)) for sku, on_hand, seq in fetched[:limit]]
+            rows = [
+                StockRow(sku, on_hand, seq, self._levels(conn, sku)) for sku, on_hand, seq in fetched[:limit]
+            ]
         return ChangesPage(rows=rows, has_more=len(fetched) > limit, latest_seq=latest)
 
     # ------------------------------------------------------------------ movements

@@ -315,7 +315,9 @@ async def hook_seed(request: Request) -> Response:
             if not isinstance(entry, dict):
                 raise ValueError(f"{where} must be an object with 'sku' and 'quantity'")
             warehouse = _text(entry, "warehouse", where, required=False) or DEFAULT_WAREHOUSE
-            items.setdefault(warehouse, []).append((_text(entry, "sku", where), _count(entry, "quantity", where)))
+            items.setdefault(warehouse, []).append(
+                (_text(entry, "sku", where), _count(entry, "quantity", where))
+            )
     except ValueError as exc:
         return _bad_request(str(exc))
     seeded = 0
