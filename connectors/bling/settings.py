@@ -83,6 +83,11 @@ class BlingSettings(ConnectorSettings):
     @model_validator(mode="after")
     def _recording_target(self) -> Self:
         check_named_once("deposits", self.deposits)  # a deposit named twice would count twice
+        if self.deposits and self.movement_deposit is not None and self.movement_deposit not in self.deposits:
+            # A sale taken from a deposit that is not counted would never lower the counted on-hand.
+            raise ValueError(
+                f"movement_deposit {self.movement_deposit} must be one of deposits {self.deposits}"
+            )
         if self.record_as == "order" and self.contact_id is None:
             raise ValueError("record_as 'order' needs contact_id (the contact Bling's orders carry)")
         if self.record_as == "movement" and self.sale_deposit is None:

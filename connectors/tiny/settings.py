@@ -94,6 +94,9 @@ class TinySettings(ConnectorSettings):
     @model_validator(mode="after")
     def _deposits_once(self) -> TinySettings:
         check_named_once("deposits", self.deposits)
+        if self.deposits and self.order_deposit is not None and self.order_deposit not in self.deposits:
+            # Orders reserving from a deposit that is not counted would never lower the counted on-hand.
+            raise ValueError(f"order_deposit {self.order_deposit} must be one of deposits {self.deposits}")
         return self
 
     @model_validator(mode="after")

@@ -123,6 +123,7 @@ def test_a_new_day_resets_the_count() -> None:
         ({"client_id": ""}, "client_id"),
         ({"balance_batch": 500}, "balance_batch"),
         ({"deposits": [1, 1]}, "deposits names 1 more than once"),
+        ({"deposits": [1, 2], "movement_deposit": 3}, "movement_deposit 3 must be one of deposits"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_key(changes: dict[str, object], expected: str) -> None:

@@ -38,6 +38,7 @@ def test_no_minute_ever_exceeds_the_budget(per_minute: int, data: st.DataObject)
         ({"deposits": []}, "deposits"),
         ({"deposits": [0]}, "deposits"),
         ({"deposits": [1, 1]}, "deposits names 1 more than once"),
+        ({"deposits": [1], "order_deposit": 2}, "order_deposit 2 must be one of deposits"),
     ],
 )
 def test_bad_settings_are_refused_by_name(overrides: dict[str, object], problem: str) -> None:
