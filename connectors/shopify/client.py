@@ -534,7 +534,8 @@ class ShopifyConnector(ChannelConnector):
         in ``connectors/locations.py``), from a fresh read of its levels there. The update's
         ``compare`` is checked against the read total (a mismatch is stale, nothing written) and
         each written level is compared with the level read, so a sale landing in between at any
-        of those locations makes the write stale, never lost."""
+        of those locations makes the write stale instead of overwriting it. Without a compare the
+        levels are set outright, as on one location."""
         views = {view.ref: view for view in await self._items([u.ref for u in chunk])}
         planned: list[list[_Entry]] = []
         for update in chunk:
