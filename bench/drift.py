@@ -13,8 +13,10 @@ Matching rules (``score`` implements them; times are wall-clock UTC, one machine
   of a channel in a run is the ``observed_at`` the run stamped on all of that channel's listings
   (the benchmark polls the ledger for it every 0.25 s); where none was seen, the run's start
   stands for it, and the drift's ``at`` for the read of the drift's own run (wider, never
-  narrower). A drift's *window* runs from its channel's read in the previous reconcile (the
-  start of the benchmark if none) to its channel's read in its own run.
+  narrower). A drift's *window* runs from the start of the previous reconcile (the start of
+  the benchmark if none) to its channel's read in its own run: a read of a whole catalogue takes
+  seconds, and the listing may have been read at any moment of it, so a change made while the
+  previous run was reading may show in that run or only in this one.
 - ``manual_edit`` is true iff a ``manual_edit`` change of that listing lies in the window.
 - ``missed_order`` is true iff a ``purchase`` of that listing lies in the window whose order syncd
   had not stored by the window's end (no order line of it, or its first line stored later).
@@ -156,7 +158,7 @@ def score(
     def window(drift: Reported) -> tuple[datetime, datetime]:
         own = bisect.bisect_right(starts, drift.at) - 1
         end = runs[own].reads.get(drift.channel, drift.at) if own >= 0 else drift.at
-        return (read_at(own - 1, drift.channel) if own >= 1 else EPOCH), end
+        return (runs[own - 1].started if own >= 1 else EPOCH), end
 
     def next_read(change: Change) -> datetime | None:
         """The first reconcile read of the change's channel after it."""

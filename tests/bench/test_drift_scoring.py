@@ -211,8 +211,11 @@ READ_RUNS = [Reconcile(r.started, r.finished, {"web": r.started + timedelta(seco
         ([edit(150)], [drift(204, "manual_edit")], "manual_edit", (1, 1)),
         # After this run's read, before the drift was recorded: the read could not see it.
         ([edit(203)], [drift(204, "manual_edit")], "manual_edit", (1, 0)),
-        # After the previous run started but before it read: that run's to find.
-        ([edit(101)], [drift(204, "manual_edit")], "manual_edit", (1, 0)),
+        # While the previous run was reading (its read of a whole catalogue ended at 102 s): the
+        # listing may have been read before the edit, so this run may be the first to see it.
+        ([edit(101)], [drift(204, "manual_edit")], "manual_edit", (1, 1)),
+        # Before the previous run started: that run's to find.
+        ([edit(99)], [drift(204, "manual_edit")], "manual_edit", (1, 0)),
         # A purchase just after the read explains nothing, even if syncd never stored it.
         ([bought(203, "o1")], [drift(204, "missed_order")], "missed_order", (1, 0)),
         # A write syncd made after its read (its correction) leaves the baseline unknown.
@@ -222,7 +225,8 @@ READ_RUNS = [Reconcile(r.started, r.finished, {"web": r.started + timedelta(seco
 def test_windows_run_from_read_to_read_when_the_reads_are_known(
     changes: list[Change], reported: list[Reported], cause: str, expected: tuple[int, int]
 ) -> None:
-    """With each run's read time of the channel known, the window is exactly previous read to this read."""
+    """With each run's read time of the channel known, the window runs from the previous run's start
+    to this run's read."""
     assert precision_row(score(changes, reported, READ_RUNS, {}), cause) == expected
 
 
