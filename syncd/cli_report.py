@@ -197,6 +197,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     with closing(_open(config)) as store:
         report = load_sku(store, config, args.sku, now, _active_events(config, store, now))
         report["kits"] = explain_kits(config, store, args.sku)  # a kit's code, or a kit's component
+        if report["kits"]["kit"] and not report["known"]:
+            # A kit's decision is made of its components' (shown above), not of its own stock.
+            for c in report["channels"]:
+                if c["decision"]:
+                    c["decision"]["text"] = (
+                        f"decided {c['channel']} = {c['decision']['quantity']}: the kits its components allow"
+                    )
         near = [] if report["known"] or report["channels"] else matching_skus(store, args.sku)
     if not report["known"] and not report["channels"]:
         hint = f"; similar: {', '.join(near)}" if near else ""

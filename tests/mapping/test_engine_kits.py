@@ -159,6 +159,7 @@ async def test_explain_shows_a_kit_by_its_components_and_a_component_with_its_ki
     GIFT among the listings drawing on MUG, with the MUG units it shows."""
     world: World = await make_world(GIFT, {"MUG": 10, "TEE": 3}, {"GIFT": 0}, {"MUG": 0})
     await world.daemon.engine.reconcile()
+    world.daemon.engine.history.flush()
     config = tmp_path / "syncd.yaml"
     config.write_text(
         f"""
@@ -178,6 +179,7 @@ channels:
     assert "TEE: 3 available to sell, 1 a kit -> 3 kits" in out
     assert "at most 3 kits" in out
     assert "main shows 3" in out and "ERP on hand" not in out
+    assert "why: decided main = 3: the kits its components allow" in out
     assert main(["explain", "MUG", "-c", str(config)]) == 0
     out = capsys.readouterr().out
     assert "ERP on hand 10" in out
