@@ -9,7 +9,7 @@ import os
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from syncd.store.database import Database
+
+# Runs this process started are its own (alive) whatever its pid; an earlier one with the same pid
+# is a predecessor's (a restarted container often gets the same pid).
+_PROCESS_STARTED = datetime.now(UTC)
 
 INTERRUPTED = (
     "interrupted: the daemon stopped (killed or crashed) before this run finished; closed at the next start"
@@ -73,9 +77,11 @@ def run_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _dead(owner: str | None, dialect: str) -> bool:
+def _dead(owner: str | None, started_at: datetime, dialect: str) -> bool:
     """Whether the process that started a run is gone. On SQLite a start holds the ledger's lock,
     so no other process runs anything; on PostgreSQL only a process of this host can be checked."""
+    if started_at >= _PROCESS_STARTED and owner == run_owner():
+        return False  # this process's own
     if dialect == "sqlite":
         return True
     if owner is None:
@@ -85,7 +91,7 @@ def _dead(owner: str | None, dialect: str) -> bool:
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        return True  # a restarted container often gets its predecessor's pid
+        return True  # a predecessor's run (see _PROCESS_STARTED)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -218,8 +224,9 @@ class FaultTables:
         ``interrupted``; their end is unknown, so they end when they started. Returns their ids."""
         ru = t.run
         with self._db.transaction("close interrupted runs") as conn:
-            open_runs = conn.execute(select(ru.c.id, ru.c.owner).where(ru.c.finished_at.is_(None))).all()
-            dead = [row.id for row in open_runs if _dead(row.owner, conn.dialect.name)]
+            query = select(ru.c.id, ru.c.owner, ru.c.started_at).where(ru.c.finished_at.is_(None))
+            dialect = conn.dialect.name
+            dead = [row.id for row in conn.execute(query) if _dead(row.owner, row.started_at, dialect)]
             for batch in chunks(dead):
                 conn.execute(
                     update(ru)

@@ -135,3 +135,9 @@ def test_a_run_of_a_live_process_is_left_open_on_postgresql(store: Store, store_
     finally:
         stop(proc)
     assert len(store.close_interrupted_runs(T0)) == 1
+
+
+def test_a_run_this_process_is_running_is_left_open(store: Store) -> None:
+    """A run this very process started since it began is its own and alive: it is never closed."""
+    store.start_run("reconcile", datetime.now(UTC))
+    assert store.close_interrupted_runs(datetime.now(UTC)) == []
