@@ -338,10 +338,12 @@ class Accounts:
         *,
         racing_since: datetime | None = None,
         read: tuple[Mapping[str, int], datetime, datetime] | None = None,
+        read_outcomes: dict[str, ReadOutcome] | None = None,
     ) -> dict[str, Grant]:
         """Decide what each write may set now and record it as sent, before it goes on the wire,
         in one transaction with the read the writes are based on (``read``: the levels shown, and
-        when the read started and was answered), if any.
+        when the read started and was answered), if any; what the read told of each listing goes
+        into ``read_outcomes`` when given (the drift it shows).
 
         Units a request's ``racing`` names (sales a write without compare-and-set may overwrite,
         made since ``racing_since``) are held as forgotten until reported or polled. When the
@@ -351,7 +353,10 @@ class Accounts:
 
         def change(books: dict[str, SkuAccounts]) -> None:
             if read is not None:
-                _apply_read(books, channel, *read)
+                told = _apply_read(books, channel, *read)
+                if read_outcomes is not None:
+                    read_outcomes.clear()
+                    read_outcomes.update(told)
             for r in requests:
                 book = books[r.sku]
                 if r.components:

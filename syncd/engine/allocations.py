@@ -50,6 +50,9 @@ class Allocations:
         # (a decrease not yet confirmed). They are planned again once a write of theirs is answered.
         self.short: set[str] = set()
         self.kits: KitListings | None = None  # wired by the Engine when the mapping has kits
+        # Wired by the Engine: told what each read before a write showed of its listings, and what
+        # the writes will set (the drift they show, and its correction).
+        self.read_judged: Callable[[str, Mapping[str, ReadOutcome], Mapping[str, int]], None] | None = None
 
     def kits_of(self, sku: str) -> list[KitShare]:
         return [] if self.kits is None else self.kits.kits_of(sku)
@@ -129,7 +132,12 @@ class Allocations:
                 )
             )
         racing_since = read[1] if read is not None else sent_at
-        grants = self.accounts.send_many(channel, requests, sent_at, racing_since=racing_since, read=read)
+        told: dict[str, ReadOutcome] = {}
+        grants = self.accounts.send_many(
+            channel, requests, sent_at, racing_since=racing_since, read=read, read_outcomes=told
+        )
+        if told and self.read_judged is not None:
+            self.read_judged(channel, told, {sku: g.quantity for sku, g in grants.items()})
         self.short |= {r.sku for r in requests if grants[r.sku].quantity < r.target}
         return {**kept, **grants}
 

@@ -190,6 +190,7 @@ class Engine:
             self.allocations.restarted()  # else once this replica takes the lease (took_over)
         for user in (reads, self.intake, self.reconciler, writer):
             user.allocations = self.allocations
+        self.allocations.read_judged = self.reconciler.judge_read_before_write
         writer.regrant = self._regrant
         self.sender.replan_skus = self._replan_short
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -111,18 +111,7 @@ class Reconciler:
                 and (d.cause is not DriftCause.UNKNOWN_BASELINE or (d.channel, d.sku) in corrections)
             ]
             report.drift = drifts
-            self.store.record_drift(drifts, corrections, self.clock())
-            for drift in drifts:
-                self.metrics.drift.labels(drift.channel, drift.cause.value).inc()
-                log.info(
-                    "drift.detected",
-                    channel=drift.channel,
-                    sku=drift.sku,
-                    expected=drift.expected,
-                    observed=drift.observed,
-                    cause=drift.cause.value,
-                    correction=corrections.get((drift.channel, drift.sku)),
-                )
+            self._report(drifts, corrections)
             report.counts["drift"] += len(drifts)
         except StoreError as exc:
             report.errors.append(f"store: {exc}")
@@ -135,6 +124,43 @@ class Reconciler:
             finish(report, self.metrics)
             structlog.contextvars.unbind_contextvars("run_id")
         return report
+
+    def _report(self, drifts: Sequence[Drift], corrections: Mapping[Key, int], **context: str) -> None:
+        self.store.record_drift(drifts, dict(corrections), self.clock())
+        for drift in drifts:
+            self.metrics.drift.labels(drift.channel, drift.cause.value).inc()
+            log.info(
+                "drift.detected",
+                channel=drift.channel,
+                sku=drift.sku,
+                expected=drift.expected,
+                observed=drift.observed,
+                cause=drift.cause.value,
+                correction=corrections.get((drift.channel, drift.sku)),
+                **context,
+            )
+
+    def judge_read_before_write(
+        self, name: str, outcomes: Mapping[str, ReadOutcome], writes: Mapping[str, int]
+    ) -> None:
+        """The sender reads a listing right before writing it: a level above anything it could
+        legitimately show is a manual edit (or a cancellation the channel restocked) that the write
+        is about to overwrite, and reported as such; the write is its correction. A level below
+        the range is left to the reconcile: between reconciles such a read mostly shows sales on
+        their way (held until their orders come), not drift."""
+        drifts = []
+        for sku, outcome in outcomes.items():
+            if not outcome.above or (self.kits is not None and self.kits.components(name, sku)):
+                continue  # a kit listing is judged in kits, by the reconcile
+            drift = judge_read(name, sku, outcome, cancelled=self.cancelled.get((name, sku), 0))
+            if drift is not None:
+                drifts.append(drift)
+        if not drifts:
+            return
+        try:
+            self._report(drifts, {(name, s): q for s, q in writes.items()}, read="before a write")
+        except StoreError as exc:
+            log.error("drift.not_recorded", channel=name, error=str(exc))
 
     async def _read_back(self, report: CycleReport) -> tuple[set[str], list[Drift]]:
         """Read every channel's listings into the ledger, judge drift against what syncd expected,

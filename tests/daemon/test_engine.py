@@ -65,6 +65,22 @@ async def test_manual_edit_on_the_channel_is_drift_and_corrected(world: World) -
     assert recorded[0].cause == "manual_edit" and recorded[0].correction == 9
 
 
+async def test_an_edit_the_next_write_overwrites_is_reported_by_the_read_before_it(world: World) -> None:
+    """A quantity raised by hand between reconciles, then overwritten by syncd's next write (the
+    ERP's stock changed): the read before that write saw it, and reports it as a manual edit with
+    the write as its correction; no reconcile has to catch it."""
+    await world.seed({"A": 10}, {"A": 10})
+    await world.engine.reconcile()
+    await world.shop.post("/_sandbox/listings", json={"sku": "A", "quantity": 40})
+    await world.erp.post("/_sandbox/stock", json={"sku": "A", "on_hand": 8})
+    await world.engine.poll_erp()
+    await world.engine.drain_fast_path()
+    assert (await world.shop_listings())["A"] == 7
+    [recorded] = [d for d in world.store.recent_drift(5) if d.cause != "unknown_baseline"]
+    assert (recorded.channel, recorded.sku, recorded.cause) == ("webstore", "A", "manual_edit")
+    assert (recorded.expected, recorded.observed, recorded.correction) == (9, 40, 7)
+
+
 async def test_a_level_no_order_explains_is_a_manual_edit(world: World) -> None:
     """A channel showing fewer units than it could, with no order to explain it, was edited by hand."""
     await world.seed({"A": 10}, {"A": 10})
