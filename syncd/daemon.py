@@ -139,9 +139,19 @@ class Daemon:
             await asyncio.wait(cycles, timeout=2)
 
     async def _take_handoffs(self) -> None:
-        """The syncer plans the SKUs standbys took sales for, as its own fast path does."""
+        """The syncer plans the SKUs standbys took sales for, as its own fast path does (should
+        the lease be lost meanwhile, the fast path hands them off again). A renewal so late that
+        the lease lapsed for a moment stopped the senders: they are kicked once it is held again."""
         failing = False
+        held = True
         while True:
+            if not self.lease.held:
+                held = False
+                await asyncio.sleep(HANDOFF_POLL)
+                continue
+            if not held:
+                held = True
+                self.engine.kick()
             try:
                 skus = await asyncio.to_thread(self.store.take_handoffs)
             except StoreError as exc:
@@ -150,7 +160,7 @@ class Daemon:
                 failing = True
             else:
                 failing = False
-                if skus and self.lease.held:
+                if skus:
                     self.engine.touch(skus)
             await asyncio.sleep(HANDOFF_POLL)
 

@@ -224,7 +224,11 @@ class Engine:
         self.settlement.stock_known = self.settlement.stock_known or self.store.counts().get("skus", 0) > 0
 
     async def stood_down(self) -> None:
-        """This replica lost the lease: its senders stop (the next syncer plans what they held)."""
+        """This replica lost the lease: its senders, its second looks and its recording of sales
+        in the ERP stop (the next syncer plans and records what they held)."""
+        self.sold_out.cancel()
+        if self._sales_task is not None and not self._sales_task.done():
+            self._sales_task.cancel()
         await self.sender.stop()
 
     # ------------------------------------------------------------------ intake

@@ -13,7 +13,8 @@ import pytest
 from syncd.lease import Lease, LocalLease, lease_for
 from syncd.store import Store
 
-PERIOD = timedelta(seconds=0.6)
+# Long enough that a loaded machine does not delay a renewal past it.
+PERIOD = timedelta(seconds=2)
 
 
 class Replica:
@@ -91,7 +92,7 @@ async def test_a_syncer_that_cannot_renew_stops_acting(store: Store) -> None:
     first.start()
     await first.reaches(True)
     store.release_lease("syncer", "a")
-    assert store.acquire_lease("syncer", "intruder", None, timedelta(seconds=2)) is True
+    assert store.acquire_lease("syncer", "intruder", None, timedelta(seconds=4)) is True
     await first.reaches(True, False)
     assert not first.lease.held
     store.release_lease("syncer", "intruder")
