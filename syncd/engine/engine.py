@@ -191,6 +191,7 @@ class Engine:
         for user in (reads, self.intake, self.reconciler, writer):
             user.allocations = self.allocations
         self.allocations.read_judged = self.reconciler.judge_read_before_write
+        self.intake.shortfalls = self.reconciler.shortfalls
         writer.regrant = self._regrant
         self.sender.replan_skus = self._replan_short
 

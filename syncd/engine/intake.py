@@ -35,6 +35,7 @@ WEBHOOK_DEDUPE_TTL = timedelta(days=7)
 
 if TYPE_CHECKING:
     from syncd.engine.allocations import Allocations
+    from syncd.engine.shortfalls import Shortfalls
 
 
 class Outcome(enum.Enum):
@@ -69,6 +70,7 @@ def delivery_id(headers: Mapping[str, str]) -> str | None:
 
 class Intake:
     allocations: Allocations | None = None  # wired by the Engine
+    shortfalls: Shortfalls | None = None  # wired by the Engine: reads below range waiting for orders
 
     history: History = History.off()  # wired by the Engine
     # Wired by the Engine: every line's SKU becomes its ERP SKU before it reaches the ledger.
@@ -176,6 +178,8 @@ class Intake:
         self.unseen.polled(name, asked, own)
         if self.allocations is not None:
             self.allocations.polled(name, asked, since)
+        if self.shortfalls is not None:
+            self.shortfalls.polled(name, asked, own)
         if on_channel is not None:
             on_channel(name, result)
         return result
@@ -190,6 +194,8 @@ class Intake:
     def ingested(self, result: IngestResult, report: CycleReport | None = None) -> None:
         """What follows lines recorded in the ledger: their sales are timed and counted."""
         now = self.clock()
+        if self.shortfalls is not None:
+            self.shortfalls.sold(result.new)
         for line in result.new:
             self.propagation.ingested(line.sku, now)
             sold = listing_sold(line)  # a kit's sale explains what reads of the kit listing missed

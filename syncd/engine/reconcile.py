@@ -22,6 +22,7 @@ from syncd.engine.mapping import ListingSkus
 from syncd.engine.planner import Plan, Planner
 from syncd.engine.reports import CycleReport, Key, finish
 from syncd.engine.settlement import Settlement
+from syncd.engine.shortfalls import Shortfalls
 from syncd.errors import StoreError
 from syncd.history import History
 from syncd.metrics import Metrics
@@ -77,7 +78,10 @@ class Reconciler:
         self.metrics = metrics
         self.clock = clock
         self.reads = {}
+        self.read_to: dict[str, datetime] = {}
+        self.judged: dict[Key, tuple[datetime, datetime | None]] = {}  # listing -> (read at, baseline)
         self.read_from = clock()
+        self.shortfalls = Shortfalls(self._report)
 
     async def reconcile(self, *, dry_run: bool = False) -> CycleReport:
         """Read everything back, record drift with its cause, push corrections.
@@ -88,6 +92,10 @@ class Reconciler:
         report = CycleReport("reconcile-dry-run" if dry_run else "reconcile")
         if dry_run:
             return await self._dry_run(report)
+        try:
+            self.shortfalls.flush()  # decided before this run begins: they belong to the last one
+        except StoreError as exc:
+            log.error("drift.not_recorded", error=str(exc))
         run_id = self.store.start_run(report.kind, self.clock())
         structlog.contextvars.bind_contextvars(run_id=run_id)
         try:
@@ -110,6 +118,12 @@ class Reconciler:
                 if (d.channel, d.sku) not in unmapped
                 and (d.cause is not DriftCause.UNKNOWN_BASELINE or (d.channel, d.sku) in corrections)
             ]
+            # A level below the range that no order explained yet waits for the orders: a missed
+            # order if one comes, a manual edit if a poll covering the read finds none.
+            for d in drifts:
+                if self.shortfalls.below(d) and (d.channel, d.sku) in self.judged:
+                    self.shortfalls.hold(d, *self.judged[(d.channel, d.sku)], corrections.get((d.channel, d.sku)))
+            drifts = [d for d in drifts if (d.channel, d.sku) not in self.shortfalls.held]
             report.drift = drifts
             self._report(drifts, corrections)
             report.counts["drift"] += len(drifts)
@@ -181,7 +195,8 @@ class Reconciler:
             listings, unmapped = self.skus.listings(name, listings)
             if self.allocations is not None:
                 levels = {x.sku: x.quantity for x in listings if x.managed and x.quantity is not None}
-                self.reads[name] = self.allocations.read(name, levels, read_from, self.clock())
+                self.read_to[name] = self.clock()
+                self.reads[name] = self.allocations.read(name, levels, read_from, self.read_to[name])
             self.store.sync_listings(name, listings, self.clock())
             self.skus.mark(self.store, name, unmapped)
             self.history.levels(name, {x.sku: x.quantity for x in listings}, self.clock())
@@ -211,9 +226,11 @@ class Reconciler:
             read = [(name, sku) for name, outcomes in self.reads.items() for sku in outcomes]
             meanwhile, near = self.kits.with_kits(meanwhile, read), self.kits.with_kits(near, read)
         drifts = []
+        self.judged = {}
         for name, outcomes in self.reads.items():
             for sku, outcome in outcomes.items():
                 key = (name, sku)
+                self.judged[key] = (self.read_to.get(name, self.read_from), outcome.baseline_at)
                 drift = judge_read(
                     name,
                     sku,
