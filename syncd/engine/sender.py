@@ -93,6 +93,7 @@ class Sender:
         writer.version = lambda: self.version
         writer.landed = self._wake_deferred
         writer.claim = self.claim
+        writer.active = active
 
     def queued(self) -> None:
         """Pushes were queued: senders read the outbox again before their next slice."""

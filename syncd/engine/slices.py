@@ -82,8 +82,10 @@ class SliceWriter:
         # Wired by the Sender: the outbox version, and what to do once a channel's writes landed.
         self.version: Callable[[], int] = lambda: 0
         self.landed: Callable[[str], None] = lambda name: None
-        # The outbox claim a push takes before its write (the Sender's; see Sender.claim).
+        # The outbox claim a push takes before its write (the Sender's; see Sender.claim), and
+        # whether this replica is still the syncer.
         self.claim: Callable[[Sequence[PushRow]], list[PushRow]] = list
+        self.active: Callable[[], bool] = lambda: True
 
     async def send(
         self,
@@ -119,6 +121,11 @@ class SliceWriter:
             read_from = self.clock()
             shown = await self._read_before_write(name, channel, sendable, refs, report, urgent=urgent)
             read_to = self.clock()
+            if not self.active():
+                # The lease was lost during the read (a pause, a lost database): another replica
+                # is the syncer now and plans these listings again; its pushes replace these.
+                log.warning("push.not_syncer", channel=name, pushes=len(sendable))
+                return []
             if shown:
                 # The allocation accounts take this read with the grants below, in one transaction.
                 self.reads.measure(name, shown, read_from, accounts=False)

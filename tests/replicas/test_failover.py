@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import signal
 import sys
 import time
 from collections import Counter
@@ -48,6 +50,14 @@ class Replica:
         config["database_url"] = url.render_as_string(hide_password=False)
         config["replicas"] = {"lease_period": f"{LEASE_SECONDS:g}s"}
         self.daemon.config.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def pause(self) -> None:
+        assert self.daemon.popen is not None
+        os.killpg(self.daemon.popen.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.daemon.popen is not None
+        os.killpg(self.daemon.popen.pid, signal.SIGCONT)
 
     async def ready(self) -> dict[str, Any] | None:
         """The body of /ready, or None while the daemon does not answer."""
@@ -166,9 +176,10 @@ async def test_a_sale_taken_by_a_standby_is_pushed_by_the_syncer(rig: Rig) -> No
 
 async def test_failover_with_three_replicas_loses_no_order_and_sends_no_push_twice(rig: Rig) -> None:
     """Three replicas; shoppers buy on every channel while the syncer's database sessions are
-    terminated, then the syncer is SIGKILLed: at no moment do two replicas say they are the
-    syncer, another takes over within two lease periods, every order is counted once, every sale
-    recorded once in the ERP, and no push is written twice."""
+    terminated, the syncer is SIGKILLed, the next one's sessions terminated and then it is frozen
+    past its lease: at no moment do two replicas say they are the syncer, another takes over
+    within two lease periods of the kill, every order is counted once, every sale recorded once
+    in the ERP, and no push is written twice."""
     schedule = {"reconcile_interval": "10m", "order_poll_interval": "5s", "erp_poll_interval": "10s"}
     schedule["jitter"] = "0s"
     first = await first_syncer(rig, schedule)
@@ -191,7 +202,7 @@ async def test_failover_with_three_replicas_loses_no_order_and_sends_no_push_twi
             await asyncio.sleep(0.2)
 
     watcher = asyncio.create_task(watch())
-    shoppers = asyncio.create_task(rig.shop(random.Random(12), time.monotonic() + 30, 4.0))
+    shoppers = asyncio.create_task(rig.shop(random.Random(12), time.monotonic() + 36, 4.0))
     try:
         await asyncio.sleep(6)
         assert terminate_backends(first) > 0
@@ -208,6 +219,17 @@ async def test_failover_with_three_replicas_loses_no_order_and_sends_no_push_twi
         assert took <= 2 * LEASE_SECONDS, f"the takeover took {took:.1f} s"
         await asyncio.sleep(3)
         assert terminate_backends(successor) > 0
+        await asyncio.sleep(3)
+        # The syncer frozen past its lease (a paused VM, a stopped process): a standby takes
+        # over, and the frozen one wakes up knowing it is no longer the syncer.
+        left = [r for r in replicas if r not in (active, successor)]
+        successor.pause()
+        try:
+            await until(lambda: syncers(left), 4 * LEASE_SECONDS, "a syncer while the last one is frozen")
+        finally:
+            successor.resume()
+        body = await until(successor.ready, 30, "the frozen replica to answer again")
+        assert body["syncer"] is False
     finally:
         await shoppers
 
