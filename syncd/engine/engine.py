@@ -13,12 +13,11 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import structlog
 
 from connectors.base import ChannelConnector, ErpConnector, OrderLine, WebhookEvent
-from syncd.config import Config, EventSettings
+from syncd.config import Config
 from syncd.engine.allocations import Allocations
 from syncd.engine.beliefs import UnseenReads, belief
 from syncd.engine.demand import Demand
@@ -34,8 +33,8 @@ from syncd.engine.sender import Sender
 from syncd.engine.settlement import Settlement
 from syncd.engine.slices import SliceWriter
 from syncd.engine.sold_out import RECHECK_DELAY, SoldOutChecks
+from syncd.engine.status import EngineStatus
 from syncd.engine.supervisor import Supervisor
-from syncd.errors import StoreError
 from syncd.history import History, channel_policies
 from syncd.mapping import SkuMap, load_mapping
 from syncd.metrics import Metrics
@@ -49,7 +48,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Engine:
+class Engine(EngineStatus):
     def __init__(
         self,
         config: Config,
@@ -159,6 +158,7 @@ class Engine:
             self.supervisor,
             recheck_delay=recheck_delay,
         )
+        reads.found = self.sold_out.settle_soon
         self.reconciler = Reconciler(
             store,
             erp,
@@ -174,7 +174,6 @@ class Engine:
             now,
         )
 
-        reads.found = self.sold_out.settle_soon
         # What was read, decided, sent and taken in, per SKU over time (the operator's view).
         self.history = History(
             store, now, config.history.retention, config.stock.safety_for, channel_policies(config)
@@ -449,68 +448,6 @@ class Engine:
             # Where the new plan needs no write the channel already shows what it should.
             self.propagation.acknowledged(name, skus - {p.sku for p in plan.pushes})
         return again
-
-    # ------------------------------------------------------------------ events
-    @property
-    def events(self) -> list[EventSettings]:
-        return self.planner.events
-
-    def active_events(self, now: datetime) -> list[EventSettings]:
-        return self.planner.active_events(now)
-
-    def save_event(self, event: EventSettings) -> None:
-        """Add or replace an API event (by name), drop expired ones, persist."""
-        self.planner.save_event(event)
-
-    def delete_event(self, name: str) -> bool:
-        return self.planner.delete_event(name)
-
-    # ------------------------------------------------------------------ reporting
-    def propagation_percentiles(self) -> dict[str, float | int | None]:
-        """p50/p95/p99 of the recent sale-to-all-channels propagation times, in seconds."""
-        return self.propagation.percentiles()
-
-    def status(self) -> dict[str, Any]:
-        """Everything /api/status shows (never a secret)."""
-        return {
-            "propagation_seconds": self.propagation_percentiles(),
-            "events": [
-                {**e.model_dump(mode="json"), "active": e.active(self.clock())}
-                for e in self.events
-                if e.end > self.clock()
-            ],
-            "connectors": [self._connector_status(h.as_dict()) for h in self.health.connectors.values()],
-            "low_stock": [
-                {"sku": s.sku, "ats": s.ats, "threshold": s.threshold, "targets": s.targets}
-                for s in self.low_stock
-            ],
-            "quarantine": self.quarantine_status(),
-        }
-
-    def quarantine_status(self, latest: int = 5) -> dict[str, Any]:
-        """Orders and stock records refused as malformed or out of bounds: how many, the latest few."""
-        try:
-            counts = self.store.quarantine_counts()
-            rows = self.store.quarantined(latest)
-        except StoreError as exc:
-            return {"error": str(exc)}
-        return {**counts, "latest": [row.as_dict() for row in rows]}
-
-    def _connector_status(self, health: dict[str, Any]) -> dict[str, Any]:
-        """A connector's health with its circuit breaker and, where its API has one, its daily budget."""
-        connector = self.erp if health["name"] == self.erp.name else self.channels.get(health["name"])
-        if connector is None:
-            return health
-        circuit = connector.circuit
-        return {
-            **health,
-            "circuit": None if circuit is None else circuit.state,
-            "api_budget": connector.api_budget(),
-        }
-
-    def readiness(self, max_age: timedelta) -> list[str]:
-        """Reasons the daemon is not ready (empty when ready)."""
-        return self.health.readiness(max_age)
 
     async def aclose(self) -> None:
         self.sold_out.cancel()
