@@ -399,6 +399,11 @@ class Config(_Model):
             f"schedule: reconcile every {_human(s.reconcile_interval)}, orders every "
             f"{_human(s.order_poll_interval)}, ERP every {_human(s.erp_poll_interval)}"
         )
+        if not self.database_url.startswith("sqlite"):
+            lines.append(
+                f"replicas: the one holding lease {self.replicas.lease_name!r} (period"
+                f" {_human(self.replicas.lease_period)}) syncs, the others take webhooks"
+            )
         return lines
 
     def warnings(self) -> list[str]:
