@@ -149,6 +149,15 @@ class StockSettings(_Model):
         ),
     )
     auto_threshold: AutoThresholdSettings = AutoThresholdSettings()
+    split_by: Literal["demand", "weight"] = Field(
+        default="demand",
+        description=(
+            "Low-stock mode: how channels of equal priority split the units. demand: each channel's"
+            " policy weight times 1 + the units of the SKU it sold over auto_threshold.burst_window,"
+            " so every part runs out at about the same time (a channel without sales still gets"
+            " its share of one); weight: by the policy weights alone."
+        ),
+    )
     hold_in_flight: bool = Field(
         default=True,
         description=(

@@ -27,6 +27,7 @@ class Demand:
         self.sale_lag: deque[float] = deque(maxlen=2000)
         self._sales: defaultdict[str, deque[tuple[datetime, int]]] = defaultdict(deque)
         self._threshold_peaks: dict[str, tuple[datetime, int]] = {}  # sku -> (when, auto threshold)
+        self._by_channel: defaultdict[str, deque[tuple[datetime, str, int]]] = defaultdict(deque)
 
     def record(self, lines: Iterable[OrderLine], now: datetime) -> None:
         """New sales: their rate, and how late they reached syncd (webhook delay, or the poll
@@ -43,6 +44,19 @@ class Demand:
                 sales.append((now, units))
                 while sales and now - sales[0][0] > keep:
                     sales.popleft()
+                by_channel = self._by_channel[sku]
+                by_channel.append((now, line.channel, units))
+                while by_channel and now - by_channel[0][0] > auto.burst_window:
+                    by_channel.popleft()
+
+    def sold_by_channel(self, sku: str, now: datetime) -> dict[str, int]:
+        """Units of ``sku`` each channel sold over the last burst window (the split by demand)."""
+        window = self.config.stock.auto_threshold.burst_window
+        sold: defaultdict[str, int] = defaultdict(int)
+        for at, channel, quantity in self._by_channel.get(sku, ()):
+            if now - at <= window:
+                sold[channel] += quantity
+        return dict(sold)
 
     def in_flight(self, sku: str, now: datetime) -> int:
         """Units of ``sku`` likely sold already but not yet reported to syncd: the rate at which its

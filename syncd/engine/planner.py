@@ -133,6 +133,10 @@ class Planner:
                 sku, on_hand[sku], reserved.get(sku, 0) + in_flight, stock.safety_for(sku), threshold
             )
             sku_policies = [policies[c] for c in sorted(channels)]
+            if stock.split_by == "demand":
+                # Parts in proportion to where the SKU sells, so that they run out together.
+                sold = self.demand.sold_by_channel(sku, now)
+                sku_policies = [replace(p, weight=p.weight * (1 + max(0, sold.get(p.channel, 0)))) for p in sku_policies]
             if not is_low_stock(state):
                 per_channel = targets_with_reserve(state, sku_policies, reserve, unavailable)
             else:

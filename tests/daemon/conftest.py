@@ -139,7 +139,9 @@ class Shops:
         return await self.shops[name].post("/_sandbox/purchase", json={"sku": sku, "quantity": quantity})
 
 
-def two_shop_config(tmp_path: Path, stock: dict[str, Any], **schedule: Any) -> Config:
+def two_shop_config(
+    tmp_path: Path, stock: dict[str, Any], *, priorities: tuple[int, int] = (1, 2), **schedule: Any
+) -> Config:
     channel = {
         "type": "woocommerce",
         "consumer_key": WC_KEY,
@@ -151,8 +153,8 @@ def two_shop_config(tmp_path: Path, stock: dict[str, Any], **schedule: Any) -> C
         stock=stock,
         schedule={"push_debounce": "50ms", **schedule},
         channels=[
-            {**channel, "name": "main", "base_url": "http://main.test", "policy": {"priority": 1}},
-            {**channel, "name": "outlet", "base_url": "http://outlet.test", "policy": {"priority": 2}},
+            {**channel, "name": "main", "base_url": "http://main.test", "policy": {"priority": priorities[0]}},
+            {**channel, "name": "outlet", "base_url": "http://outlet.test", "policy": {"priority": priorities[1]}},
         ],
     )
 
@@ -162,7 +164,7 @@ async def make_shops(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Build a two-shop world with the given stock settings (factory, closes what it opened)."""
     opened: list[Any] = []
 
-    async def build(stock: dict[str, Any], erp_stock: dict[str, int]) -> Shops:
+    async def build(stock: dict[str, Any], erp_stock: dict[str, int], *, priorities: tuple[int, int] = (1, 2)) -> Shops:
         home = tmp_path / f"world{len(opened)}"
         home.mkdir()
         erp = erp_app(api_key=ERP_KEY, db_path=str(home / "erp.db"))
@@ -171,7 +173,7 @@ async def make_shops(tmp_path: Path):  # type: ignore[no-untyped-def]
             "erp": httpx.ASGITransport(app=erp),
             **{n: httpx.ASGITransport(app=a) for n, a in apps.items()},
         }
-        daemon = Daemon(two_shop_config(home, stock), transports=transports)
+        daemon = Daemon(two_shop_config(home, stock, priorities=priorities), transports=transports)
         erp_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=erp), base_url="http://erp.test")
         shops = {
             n: httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url=f"http://{n}.test")

@@ -3,6 +3,7 @@ bursts are batched, and low-stock mode keeps the channels from promising the sam
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from connectors.base import OrderLine
@@ -171,3 +172,26 @@ async def test_shipped_defaults_split_the_last_units(make_shops: Any) -> None:
             sold += (await shops.buy(shop, "A")).status_code == 201
         assert sold <= 3, f"{shop} sold beyond the units it showed ({shown})"
     assert sold == 3
+
+
+async def test_the_last_units_are_split_where_the_sku_sells(make_shops: Any) -> None:
+    """Shipped split (by demand): a SKU that sold on `main` gets more of its last units there when
+    it enters low-stock mode than an even split by weight gives it, so that neither shop runs out
+    long before the other; never more than exist."""
+    shown: dict[str, dict[str, int]] = {}
+    for split_by in ("demand", "weight"):
+        stock = {"safety_stock": 0, "low_stock_threshold": 8, "split_by": split_by}
+        shops: Shops = await make_shops(stock, {"A": 10}, priorities=(1, 1))
+        await shops.engine.reconcile()
+        # Past the second of the reconcile's writes: a sale stamped in it (whole seconds) would be
+        # held as possibly overwritten until an order poll, whichever the split.
+        await asyncio.sleep(1.1)
+        assert (await shops.buy("main", "A", 3)).status_code == 201
+        shops.engine.touch(shops.engine.ingest(await sale_lines(shops, "main")).touched_skus)
+        await shops.engine.drain_fast_path()
+        await shops.engine.replan_all()
+        await shops.engine.drain_fast_path()
+        shown[split_by] = {name: (await shops.listings(name))["A"] for name in ("main", "outlet")}
+        assert sum(shown[split_by].values()) <= 7, split_by
+    assert shown["demand"]["main"] > shown["weight"]["main"], shown
+    assert shown["demand"]["outlet"] < shown["weight"]["outlet"], shown
