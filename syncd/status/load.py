@@ -23,8 +23,11 @@ CHART_BUCKETS = 36
 DRIFT_WINDOW = timedelta(hours=24)
 
 
-def load_status(store: Any, config: Any, snapshot: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    """The main page's data: ``snapshot`` is the engine's (connectors, low stock, propagation)."""
+def load_status(
+    store: Any, config: Any, snapshot: Mapping[str, Any], now: datetime, kits: Any = None
+) -> dict[str, Any]:
+    """The main page's data: ``snapshot`` is the engine's (connectors, low stock, propagation);
+    ``kits`` the engine's kit listings, if the mapping has kits."""
     pushes = store.pushes_in_states(("pending", "failed"))
     listings = store.listings()
     skus = store.skus()
@@ -42,6 +45,7 @@ def load_status(store: Any, config: Any, snapshot: Mapping[str, Any], now: datet
         listings,
         pushes,
         {s: config.stock.safety_for(s) for s in chosen},
+        kits_of=kits.kits_of if kits else None,
     )
     return {
         "as_of": iso(now),
@@ -107,7 +111,7 @@ def daemon_status(daemon: Any) -> dict[str, Any]:
     if "store_error" in status:
         return status
     try:
-        status |= load_status(daemon.store, daemon.config, status, daemon.engine.clock())
+        status |= load_status(daemon.store, daemon.config, status, daemon.engine.clock(), daemon.engine.kits)
     except StoreError as exc:
         status["store_error"] = str(exc)
     return status

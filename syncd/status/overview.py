@@ -155,7 +155,7 @@ def _risk_section(status: Mapping[str, Any]) -> str:
     rows = []
     for r in risk:
         shown = "<br>".join(
-            f'<span class="nw">{esc(c["channel"])} <b>{esc(c["shows"])}</b> of {esc(c["part"])}'
+            f'<span class="nw">{esc(listing_label(c))} <b>{esc(c["shows"])}</b> of {esc(c["part"])}'
             + (' <span class="bad">over</span>' if c["over"] and r["risk"] else "")
             + "</span>"
             for c in r["channels"]
@@ -301,3 +301,12 @@ def _events_section(status: Mapping[str, Any]) -> str:
         ["Name", "Channel", "Start", "End", "State", "Override"], events, "No event scheduled."
     )
     return f"<section><h2>Events</h2>{table}</section>"
+
+
+def listing_label(channel: Mapping[str, Any]) -> str:
+    """A channel's name, or for a kit listing drawing on the SKU, its channel, kit and units per kit."""
+    kit = channel.get("kit")
+    if kit is None:
+        return str(channel["channel"])
+    name = str(channel["channel"]).split("/", 1)[0]
+    return f"{name} (kit {kit}, {channel.get('per_kit', 1)} per kit)"

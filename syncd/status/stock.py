@@ -4,9 +4,10 @@ everywhere, and the sales the ERP refused (units sold twice)."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from syncd.accounts import KitShare
 from syncd.core import available_to_sell
 from syncd.status.times import iso
 from syncd.store import HistoryEvent, ListingRow, PushRow, SkuRow
@@ -40,19 +41,31 @@ def oversell_risk(
     pending: Iterable[PushRow],
     safety: Mapping[str, int],
     *,
+    kits_of: Callable[[str], Sequence[KitShare]] | None = None,
     hot: int = 10,
     limit: int = 25,
 ) -> list[dict[str, Any]]:
     """Hot SKUs (most sold recently) and low-stock ones: stock, and what each channel shows now
     against its part. Rows at risk (a channel shows more than its part, or the channels together
-    more than exists in low-stock mode) come first."""
+    more than exists in low-stock mode) come first. ``kits_of`` names the kit listings drawing on
+    a SKU: each shows its kits in units of the SKU (kits x units per kit), beside the SKU's own
+    listings, under ``channel/kit``."""
     splits = {s["sku"]: s for s in low_stock}
     hottest = [sku for sku, units in sorted(sold.items(), key=lambda kv: (-kv[1], kv[0])) if units > 0][:hot]
     chosen = list(dict.fromkeys([*hottest, *splits]))
     by_sku: dict[str, list[ListingRow]] = defaultdict(list)
+    rows_by_key: dict[tuple[str, str], ListingRow] = {}
     for row in listings:
+        rows_by_key[(row.channel, row.sku)] = row
         if row.sku in chosen:
             by_sku[row.sku].append(row)
+    # A kit listing counts in units of each component it draws on (k kits expose k x per kit).
+    kit_rows: dict[str, list[tuple[str, int, ListingRow]]] = defaultdict(list)
+    for sku in chosen:
+        for share in kits_of(sku) if kits_of is not None else ():
+            kit_row = rows_by_key.get((share.channel, share.kit_sku))
+            if kit_row is not None:
+                kit_rows[sku].append((share.key, share.per_kit, kit_row))
     queued = {(p.channel, p.sku): p.target for p in pending if p.state == "pending"}
     rows = []
     for sku in chosen:
@@ -63,34 +76,38 @@ def oversell_risk(
         channels: list[dict[str, Any]] = []
         risks: list[str] = []
         catching_up: list[str] = []  # above their target, within what exists: a push on its way
-        for row in sorted(by_sku.get(sku, []), key=lambda r: r.channel):
-            shows = shown_now(row)
-            part = (
-                split["targets"].get(row.channel)
-                if split
-                else queued.get((row.channel, sku), row.last_pushed)
-            )
+        listed = [(row.channel, 1, row) for row in sorted(by_sku.get(sku, []), key=lambda r: r.channel)]
+        for name, per_kit, row in [*listed, *kit_rows.get(sku, [])]:
+            kits = shown_now(row)
+            shows = None if kits is None else kits * per_kit
+            if split:
+                part = split["targets"].get(name)
+            else:
+                pushed = queued.get((row.channel, row.sku), row.last_pushed)
+                part = None if pushed is None else pushed * per_kit
             over = shows is not None and part is not None and shows > part
             if over and split:
                 # In low-stock mode the parts add up to what exists: a unit over is one that can
                 # be sold twice.
-                risks.append(f"{row.channel} shows {(shows or 0) - (part or 0)} more than its part")
+                risks.append(f"{name} shows {(shows or 0) - (part or 0)} more than its part")
             elif shows is not None and shows > ats:
                 # Channels share the pool outside it; only more than the pool itself is at risk.
-                risks.append(f"{row.channel} shows {shows - ats} more than exist")
+                risks.append(f"{name} shows {shows - ats} more than exist")
             elif over:
-                catching_up.append(f"{row.channel} lowering {shows} to {part}")
+                catching_up.append(f"{name} lowering {shows} to {part}")
+            queued_units = queued.get((row.channel, row.sku))
             channels.append(
                 {
-                    "channel": row.channel,
+                    "channel": name,
                     "shows": shows,
                     "part": part,
-                    "queued": queued.get((row.channel, sku)),
+                    "queued": None if queued_units is None else queued_units * per_kit,
                     "over": over,
                     "status": row.status,
+                    **({"kit": row.sku, "per_kit": per_kit} if per_kit != 1 or name != row.channel else {}),
                 }
             )
-        total = sum(shown_now(row) or 0 for row in by_sku.get(sku, []))
+        total = sum(c["shows"] or 0 for c in channels)
         if split and total > ats:
             risks.insert(0, f"channels show {total} units, {ats} available")
         rows.append(

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncd.accounts import KitShare
 from syncd.status.channels import channel_health, outbox
 from syncd.status.drift import correction_label, drift_summary
+from syncd.status.overview import listing_label
 from syncd.status.runs import activity, run_rows
 from syncd.status.sku_report import level_series, sku_report
 from syncd.status.stock import oversell_risk, refused_sales, sold_by_sku, sold_out
@@ -112,6 +114,31 @@ def test_oversell_risk_compares_what_each_channel_shows_now_with_its_part() -> N
     assert c["risk"] is None and c["catching_up"] == "shop lowering 30 to 28"
     assert c["hot"] and not c["low_stock"] and c["ats"] == 36 and c["sold_recently"] == 7
     assert c["channels"][0]["part"] == 28 and c["channels"][0]["queued"] == 28
+
+
+def test_a_kit_listing_counts_in_units_of_its_component() -> None:
+    """A kit of 2 mugs showing 2 kits on `web` exposes 4 mugs: beside `shop`'s 2 mugs, 6 shown of
+    the 5 that exist, and the kit listing over its part (2 mugs) is the risk."""
+    low = [{"sku": "MUG", "ats": 5, "threshold": 8, "targets": {"shop": 3, "web/GIFT": 2}}]
+    rows = oversell_risk(
+        low,
+        {},
+        {"MUG": SkuRow("MUG", 5, T0)},
+        {},
+        [listing("shop", "MUG", 2), listing("web", "GIFT", 2)],
+        [],
+        {},
+        kits_of=lambda sku: [KitShare("web", "GIFT", 2)] if sku == "MUG" else [],
+    )
+    [mug] = rows
+    assert [(c["channel"], c["shows"], c["part"], c["over"]) for c in mug["channels"]] == [
+        ("shop", 2, 3, False),
+        ("web/GIFT", 4, 2, True),
+    ]
+    assert mug["shown_total"] == 6
+    assert mug["risk"] == "channels show 6 units, 5 available; web/GIFT shows 2 more than its part"
+    assert listing_label(mug["channels"][1]) == "web (kit GIFT, 2 per kit)"
+    assert listing_label(mug["channels"][0]) == "shop"
 
 
 def test_channel_health_reports_lag_and_queued_pushes() -> None:
