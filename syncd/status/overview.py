@@ -33,6 +33,7 @@ def render_status_page(status: Mapping[str, Any]) -> str:
     parts.append(_speed_section(status))
     parts.append(_risk_section(status))
     parts.append(_refused_section(status, now))
+    parts.append(_quarantine_section(status, now))
     parts.append(_drift_section(status, now))
     parts.append(_runs_section(status, now))
     parts.append(_events_section(status))
@@ -222,6 +223,34 @@ def _refused_section(status: Mapping[str, Any], now: datetime | None) -> str:
     note = (
         '<p class="small muted">The ERP had no stock left for these sales: units sold twice. syncd offers each again later.</p>'
         if refused
+        else ""
+    )
+    return f"<section><h2>{esc(title)}</h2>{note}{table}</section>"
+
+
+def _quarantine_section(status: Mapping[str, Any], now: datetime | None) -> str:
+    """Orders and stock records refused as malformed or out of bounds: kept aside, never counted."""
+    quarantine = status.get("quarantine") or {}
+    if quarantine.get("error"):
+        return f'<section><h2>Quarantined</h2><p class="bad">{esc(quarantine["error"])}</p></section>'
+    latest = [q for q in quarantine.get("latest") or [] if q.get("resolved_at") is None]
+    rows = [
+        [timestamp(q["last_seen_at"], now), q["connector"], q["kind"], q.get("ref") or "(unreadable)", q["reason"], q["seen"]]
+        for q in latest
+    ]
+    table = data_table(
+        ["Last seen", "From", "Kind", "Id", "Why", "Times"],
+        rows,
+        "Nothing is quarantined.",
+        numeric={5},
+    )
+    still = int(quarantine.get("open") or 0)
+    title = f"Quarantined ({still} open)" if still else "Quarantined"
+    note = (
+        '<p class="small muted">Orders and stock records syncd could not take in as they are (malformed, or a'
+        " quantity out of bounds): set aside, not counted, the rest goes on. <code>syncd quarantine</code>"
+        " lists them all.</p>"
+        if still
         else ""
     )
     return f"<section><h2>{esc(title)}</h2>{note}{table}</section>"

@@ -62,6 +62,15 @@ async def api_status(world: World) -> dict[str, Any]:
     return dict(response.json())
 
 
+async def status_page(world: World) -> str:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=world.daemon.app()), base_url="http://syncd.test"
+    ) as client:
+        response = await client.get("/status")
+    assert response.status_code == 200
+    return response.text
+
+
 async def order_id(response: httpx.Response) -> str:
     assert response.status_code == 201
     return str(response.json()["order_id"])
@@ -104,6 +113,8 @@ async def test_an_order_with_quantity_oops_is_quarantined_and_later_orders_are_i
     assert 0 < len(item["excerpt"]) <= 200 and item["resolved_at"] is None
     for secret in (WC_KEY, WC_SECRET, WEBHOOK_SECRET, ERP_KEY):
         assert secret not in json.dumps(quarantine)
+    page = await status_page(world)
+    assert "Quarantined (1 open)" in page and bad in page and "oops" in page
 
     opened = await alerter(world).check()
     again = await alerter(world).check()
@@ -129,6 +140,7 @@ async def test_an_order_with_quantity_oops_is_quarantined_and_later_orders_are_i
     await world.engine.poll_orders()
     assert world.store.reserved_by_sku() == {"A": 3, "B": 2}
     assert world.store.quarantine_counts() == {"total": 1, "open": 0}
+    assert "Nothing is quarantined." in await status_page(world)
     cleared = await alerter(world).check()
     assert [(t.kind, t.action) for t in cleared if t.kind == "quarantined"] == [("quarantined", "resolved")]
 
