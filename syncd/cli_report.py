@@ -19,7 +19,7 @@ from syncd.config import Config, EventSettings, load_config
 from syncd.mapping import explain_kits, kit_text
 from syncd.status.channels import outbox
 from syncd.status.drift import drift_row, drift_summary
-from syncd.status.load import load_sku, matching_skus
+from syncd.status.load import explain_kit_decisions, load_sku, matching_skus
 from syncd.status.runs import run_rows
 from syncd.store import Store
 
@@ -199,11 +199,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         report["kits"] = explain_kits(config, store, args.sku)  # a kit's code, or a kit's component
         if report["kits"]["kit"] and not report["known"]:
             # A kit's decision is made of its components' (shown above), not of its own stock.
-            for c in report["channels"]:
-                if c["decision"]:
-                    c["decision"]["text"] = (
-                        f"decided {c['channel']} = {c['decision']['quantity']}: the kits its components allow"
-                    )
+            explain_kit_decisions(report, lambda _channel: True)
         near = [] if report["known"] or report["channels"] else matching_skus(store, args.sku)
     if not report["known"] and not report["channels"]:
         hint = f"; similar: {', '.join(near)}" if near else ""

@@ -4,7 +4,7 @@ pass none."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -124,5 +124,17 @@ def daemon_sku(daemon: Any, sku: str) -> tuple[dict[str, Any], dict[str, Any], l
     status = {"version": daemon.status().get("version"), "started_at": iso(daemon.started_at)}
     events = [e for e in daemon.engine.status().get("events", []) if e.get("active")]
     report = load_sku(daemon.store, daemon.config, sku, now, events)
+    kits = daemon.engine.kits
+    if kits and not report["known"]:
+        explain_kit_decisions(report, lambda channel: kits.components(channel, sku) is not None)
     near = [] if report["known"] or report["channels"] else matching_skus(daemon.store, sku)
     return status, report, near
+
+
+def explain_kit_decisions(report: dict[str, Any], is_kit: Callable[[str], bool]) -> None:
+    """A kit listing's quantity is made of its components' (the ERP has no stock of the kit
+    itself): its decisions say so instead of quoting on-hand figures of a SKU the ERP lacks."""
+    for channel in report["channels"]:
+        decision = channel.get("decision")
+        if decision and is_kit(channel["channel"]):
+            decision["text"] = f"decided {channel['channel']} = {decision['quantity']}: the kits its components allow"

@@ -19,6 +19,9 @@ DEFAULT_RULES: dict[str, Any] = {"share": 100, "buffer": 0, "cap": None, "priori
 
 def explain_decision(detail: Mapping[str, Any], target: int | None) -> str:
     """One line on why a decision chose its quantity."""
+    if detail.get("on_hand") is None:
+        # Only a kit is planned with no stock of its own (the ERP has its components, not it).
+        return f"the kits its components allow -> {target} ({detail.get('reason', '?')})"
     parts = [f"on hand {detail.get('on_hand')} - reserved {detail.get('reserved', 0)}"]
     if detail.get("safety_stock"):
         parts.append(f"- safety {detail['safety_stock']}")

@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from syncd.cli import main
@@ -187,3 +188,9 @@ channels:
     assert main(["explain", "MUG", "-c", str(config), "--json"]) == 0
     (drawing,) = json.loads(capsys.readouterr().out)["kits"]["in_kits"]
     assert (drawing["kit"], drawing["shows"], drawing["units"]) == ("GIFT", 3, 6)
+    # The daemon's own SKU page says the same of the kit's decision.
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=world.daemon.app()), base_url="http://syncd.test"
+    ) as client:
+        page = (await client.get("/status/sku/GIFT")).text
+    assert "the kits its components allow" in page and "on hand None" not in page
