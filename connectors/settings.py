@@ -83,6 +83,21 @@ class ConnectorSettings(BaseModel):
         return self
 
 
+class ErpConnectorSettings(ConnectorSettings):
+    """What every ERP entry has besides its API settings."""
+
+    max_staleness: Duration = Field(
+        default=timedelta(minutes=15),
+        gt=timedelta(0),
+        description=(
+            "ERP outage mode: once the ERP has not answered for this long, syncd stops raising any"
+            " quantity and takes low-stock SKUs off sale (0 on every channel), since stock may have"
+            " gone elsewhere meanwhile; when the ERP answers again, the channels' orders are taken in"
+            " before anything is raised."
+        ),
+    )
+
+
 class ChannelPolicySettings(BaseModel):
     """How much of the available stock a channel may show (see ``syncd.core.ChannelPolicy``)."""
 

@@ -8,14 +8,14 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 
 from connectors.locations import check_named_once
-from connectors.settings import ConnectorSettings, Duration
+from connectors.settings import Duration, ErpConnectorSettings
 
 # Bling's limits per account, shared by every app the seller runs (developer.bling.com.br/limites).
 ACCOUNT_REQUESTS_PER_SECOND = 3.0
 ACCOUNT_REQUESTS_PER_DAY = 120_000
 
 
-class BlingSettings(ConnectorSettings):
+class BlingSettings(ErpConnectorSettings):
     """One Bling account.
 
     On-hand is ``saldoVirtualTotal`` (or each counted deposit's ``saldoVirtual``): the units left

@@ -7,10 +7,10 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, SecretStr, StringConstraints, model_validator
 
 from connectors.locations import check_named_once
-from connectors.settings import ConnectorSettings
+from connectors.settings import ErpConnectorSettings
 
 
-class MockErpSettings(ConnectorSettings):
+class MockErpSettings(ErpConnectorSettings):
     """The mock ERP (``syncd sandbox mock_erp``).
 
     Warehouses: on-hand is a SKU's units summed over ``warehouses`` (all of them when unset); a

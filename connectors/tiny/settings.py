@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, model_validator
 
 from connectors.locations import check_named_once
-from connectors.settings import ConnectorSettings, Duration
+from connectors.settings import Duration, ErpConnectorSettings
 
 API_URL = "https://api.tiny.com.br/public-api/v3"
 AUTH_URL = "https://accounts.tiny.com.br/realms/tiny/protocol/openid-connect"
 
 
-class TinySettings(ConnectorSettings):
+class TinySettings(ErpConnectorSettings):
     """One Tiny (Olist ERP) account through API v3. On-hand is `disponivel` (each counted
     deposit's `saldo` minus what Tiny's open orders reserve). Sales are recorded as sales orders
     carrying the movement key as `numeroPedidoEcommerce` (they reserve the units at once);

@@ -26,6 +26,7 @@ from syncd.engine.health import ConnectorHealth, Health
 from syncd.engine.intake import Intake
 from syncd.engine.kits import KitListings
 from syncd.engine.mapping import ListingSkus, held_by_mapping
+from syncd.engine.outage import ErpOutage
 from syncd.engine.planner import LowStock, Plan, Planner
 from syncd.engine.reconcile import Reconciler
 from syncd.engine.reports import CycleReport, Key, Propagation, finish
@@ -106,6 +107,8 @@ class Engine(EngineStatus):
             now,
         )
         self.settlement = Settlement(store, erp, self.health, now)
+        self.outage = ErpOutage(self.health, erp.name, config.erp.max_staleness, now)
+        self.planner.outage = self.outage.active
         self.intake = Intake(
             config,
             store,
@@ -319,8 +322,16 @@ class Engine(EngineStatus):
         """ERP poll: restocks and manual ERP edits reach the channels."""
         report = CycleReport("erp")
         await self.settlement.post_movements(report)
+        was_out = self.outage.since is not None
         changed = await self.settlement.read_erp(report, full=False)
-        if changed:
+        if self.outage.recovered():
+            # Orders the channels took meanwhile are in the ledger before any quantity is raised.
+            await self.intake.pull_orders(report)
+            self.outage.end()
+            await self.replan_all()
+        elif self.outage.active() and not was_out:
+            await self.replan_all()  # outage mode just began: low-stock SKUs come down
+        elif changed:
             await self.plan_and_push(changed, report)
         return finish(report, self.metrics)
 

@@ -90,6 +90,8 @@ class Planner:
         }
         self.events = self._load_events()
         self.kits: KitListings | None = None  # wired by the Engine when the mapping has kits
+        # Wired by the Engine: whether the ERP is in outage mode (outage.py).
+        self.outage: Callable[[], bool] = lambda: False
 
     def plan(
         self,
@@ -193,6 +195,8 @@ class Planner:
                 targets[(channel, sku)] = target
         if kits is not None:
             targets = kits.targets(targets, policies, result.unmapped)
+        if self.outage():
+            targets = outage_targets(targets, believed, {s.sku for s in result.low_stock})
         effective = {k: pending.get(k, believed[k]) for k in targets}
         result.pushes = [
             replace(p, compare=believed[(p.channel, p.sku)]) if (p.channel, p.sku) in pending else p
@@ -273,3 +277,18 @@ def shown_in_split(
     if channel in unavailable or queued is None:
         return now
     return queued if now is None else min(now, queued)
+
+
+def outage_targets(
+    targets: Mapping[Key, int], believed: Mapping[Key, int | None], low_stock: set[str]
+) -> dict[Key, int]:
+    """ERP outage mode: low-stock SKUs at 0 everywhere, and nothing raised above what a listing
+    shows as far as syncd knows (a listing it knows nothing of is left alone)."""
+    out: dict[Key, int] = {}
+    for key, target in targets.items():
+        shown = believed.get(key)
+        if key[1] in low_stock:
+            out[key] = 0
+        elif shown is not None:
+            out[key] = min(target, shown)
+    return out

@@ -10,6 +10,7 @@ from typing import Any
 from connectors.base import ChannelConnector, ErpConnector
 from syncd.config import EventSettings
 from syncd.engine.health import Health
+from syncd.engine.outage import ErpOutage
 from syncd.engine.planner import LowStock, Planner
 from syncd.engine.reports import Propagation
 from syncd.errors import StoreError
@@ -25,6 +26,7 @@ class EngineStatus:
     erp: ErpConnector
     channels: Mapping[str, ChannelConnector]
     low_stock: list[LowStock]
+    outage: ErpOutage
     clock: Callable[[], datetime]
 
     # ------------------------------------------------------------------ events
@@ -62,6 +64,7 @@ class EngineStatus:
                 for s in self.low_stock
             ],
             "quarantine": self.quarantine_status(),
+            "erp_outage": self.outage.status(),
         }
 
     def quarantine_status(self, latest: int = 5) -> dict[str, Any]:
@@ -86,6 +89,6 @@ class EngineStatus:
         }
 
     def readiness(self, max_age: timedelta) -> list[str]:
-        """Reasons the daemon is not ready (empty when ready)."""
-        return self.health.readiness(max_age)
+        """Reasons the daemon is not ready (empty when ready), ERP outage mode included."""
+        return self.health.readiness(max_age) + self.outage.readiness()
 
