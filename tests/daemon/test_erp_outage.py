@@ -15,7 +15,15 @@ import pytest
 from connectors.mock_erp.sandbox import create_app as erp_app
 from connectors.woocommerce.sandbox import create_app as woo_app
 from syncd.daemon import Daemon
-from tests.daemon.conftest import ERP_KEY, WC_KEY, WC_SECRET, WEBHOOK_SECRET, SwitchableTransport, World, make_config
+from tests.daemon.conftest import (
+    ERP_KEY,
+    WC_KEY,
+    WC_SECRET,
+    WEBHOOK_SECRET,
+    SwitchableTransport,
+    World,
+    make_config,
+)
 
 STALENESS = 1.0  # seconds
 
