@@ -25,6 +25,11 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 # Any fixed number works; it only has to be the same for every replica migrating one database.
 _PG_MIGRATION_LOCK = 0x73796E6364
 _WRITE = "syncd_write"
+# A PostgreSQL session left idle inside a transaction this long is ended by the server: a replica
+# frozen mid-transaction (a paused VM, SIGSTOP) would otherwise hold its row locks, the lease row's
+# among them, until it wakes, and no other replica could take over. No transaction of syncd's
+# waits on its client anywhere near this long.
+PG_IDLE_IN_TRANSACTION = "30s"
 
 
 def normalize_url(raw: str) -> URL:
@@ -67,6 +72,7 @@ class Database:
                 self.engine = self._sqlite_engine(memory)
             else:
                 self.engine = create_engine(self.url, pool_pre_ping=True)
+                event.listen(self.engine, "connect", _pg_session)
 
     def _sqlite_engine(self, memory: bool) -> Engine:
         if memory:
@@ -143,3 +149,13 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _pg_session(dbapi_connection: Any, _record: Any) -> None:
+    """Session settings of every PostgreSQL connection (outside any transaction)."""
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        dbapi_connection.execute(f"SET idle_in_transaction_session_timeout = '{PG_IDLE_IN_TRANSACTION}'")
+    finally:
+        dbapi_connection.autocommit = autocommit

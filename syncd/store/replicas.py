@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 
 from syncd.store import models as t
 from syncd.store.models import UtcDateTime
@@ -40,6 +40,12 @@ class ReplicaTables:
         differ still agree on when a lease expires."""
         le = t.lease
         with self._db.transaction("acquire lease") as conn:
+            if conn.dialect.name == "postgresql":
+                # A quarter of the lease, in ms: a try never waits long on a row another replica
+                # is renewing, and a holder frozen mid-renewal releases the row soon.
+                quarter = max(100, int(ttl.total_seconds() * 250))
+                conn.execute(text(f"SET LOCAL lock_timeout = {quarter}"))
+                conn.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {quarter}"))
             at = _database_now(conn) if now is None else now
             stmt = insert(conn, le).values(name=name, holder=holder, expires_at=at + ttl)
             upsert = stmt.on_conflict_do_update(

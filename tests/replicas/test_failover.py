@@ -230,7 +230,9 @@ async def test_failover_with_three_replicas_loses_no_order_and_sends_no_push_twi
         left = [r for r in replicas if r not in (active, successor)]
         successor.pause()
         try:
-            await until(lambda: syncers(left), 4 * LEASE_SECONDS, "a syncer while the last one is frozen")
+            # Not bound to two periods: should it freeze inside a transaction, its row locks stay
+            # until the server ends the idle session (PG_IDLE_IN_TRANSACTION, 30 s).
+            await until(lambda: syncers(left), 45, "a syncer while the last one is frozen")
         finally:
             successor.resume()
         body = await until(successor.ready, 30, "the frozen replica to answer again")
