@@ -137,7 +137,10 @@ class Allocations:
             channel, requests, sent_at, racing_since=racing_since, read=read, read_outcomes=told
         )
         if told and self.read_judged is not None:
-            self.read_judged(channel, told, {sku: g.quantity for sku, g in grants.items()})
+            try:
+                self.read_judged(channel, told, {sku: g.quantity for sku, g in grants.items()})
+            except Exception as exc:  # drift reporting never holds up a write
+                log.error("drift.report_failed", channel=channel, error=f"{type(exc).__name__}: {exc}")
         self.short |= {r.sku for r in requests if grants[r.sku].quantity < r.target}
         return {**kept, **grants}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -179,10 +180,19 @@ class Intake:
         if self.allocations is not None:
             self.allocations.polled(name, asked, since)
         if self.shortfalls is not None:
-            self.shortfalls.polled(name, asked, own)
+            self._report_drift(functools.partial(self.shortfalls.polled, name, asked, own))
         if on_channel is not None:
             on_channel(name, result)
         return result
+
+    @staticmethod
+    def _report_drift(step: Callable[[], None]) -> None:
+        """Drift reporting rides along with intake and must never hold it up: a failure there is
+        logged, and the sales go on to be counted and propagated."""
+        try:
+            step()
+        except Exception as exc:
+            log.error("drift.report_failed", error=f"{type(exc).__name__}: {exc}")
 
     def ingest(self, lines: Sequence[OrderLine], report: CycleReport | None = None) -> IngestResult:
         """Record order lines in the ledger, idempotently; count what was new."""
@@ -195,7 +205,7 @@ class Intake:
         """What follows lines recorded in the ledger: their sales are timed and counted."""
         now = self.clock()
         if self.shortfalls is not None:
-            self.shortfalls.sold(result.new)
+            self._report_drift(functools.partial(self.shortfalls.sold, result.new))
         for line in result.new:
             self.propagation.ingested(line.sku, now)
             sold = listing_sold(line)  # a kit's sale explains what reads of the kit listing missed
