@@ -217,10 +217,17 @@ class Reconciler:
             if sold is not None:
                 explained[(line.channel, sold[0])] += sold[1]
         meanwhile = self.store.sold_since(self.read_from)
-        baselines = [
-            o.baseline_at for outcomes in self.reads.values() for o in outcomes.values() if o.baseline_at is not None
-        ]
-        near = self.store.sold_since(min(baselines) - NEAR_BASELINE) if baselines else {}
+        # Sales stamped near each listing's own baseline (a whole-second stamp may put a sale on
+        # the wrong side of it), only for the listings read below their range: they excuse that
+        # many units, no more (a kit listing by its components' sales).
+        moments = []
+        for name, outcomes in self.reads.items():
+            for sku, o in outcomes.items():
+                if o.baseline_at is None or o.shown is None or o.low is None or o.shown >= o.low:
+                    continue
+                parts = self.kits.components(name, sku) if self.kits is not None else None
+                moments += [(name, c.sku, o.baseline_at) for c in parts] if parts else [(name, sku, o.baseline_at)]
+        near = self.store.sold_around(moments, NEAR_BASELINE) if moments else {}
         if self.kits is not None:
             # A kit listing is judged in kits: the sales the ledger keeps by component, in kits.
             read = [(name, sku) for name, outcomes in self.reads.items() for sku in outcomes]

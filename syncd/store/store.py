@@ -1027,6 +1027,28 @@ class Store(TokenStore, ErpRecordStore, AccountTables, ReplicaTables, FaultTable
         with self._db.transaction("count drift", write=False) as conn:
             return {(channel, sku): int(n) for channel, sku, n in conn.execute(query)}
 
+    def sold_around(
+        self, moments: Sequence[tuple[str, str, datetime]], slack: timedelta
+    ) -> dict[tuple[str, str], int]:
+        """Units per (channel, sku) of order lines first recorded within ``slack`` of the moment
+        given for that listing, cancelled ones left out (the sales near a listing's baseline; the
+        ledger keeps when it learnt of a sale, not the channel's whole-second stamp)."""
+        ol = t.order_line
+        out: dict[tuple[str, str], int] = {}
+        with self._db.transaction("read sales near baselines", write=False) as conn:
+            for channel, sku, moment in moments:
+                query = select(func.sum(ol.c.quantity)).where(
+                    ol.c.channel == channel,
+                    ol.c.sku == sku,
+                    ol.c.created_at >= moment - slack,
+                    ol.c.created_at <= moment + slack,
+                    ol.c.state.not_in(("released", "compensate")),
+                )
+                units = conn.execute(query).scalar()
+                if units:
+                    out[(channel, sku)] = out.get((channel, sku), 0) + int(units)
+        return out
+
     def sold_since(self, since: datetime) -> dict[tuple[str, str], int]:
         """Units per (channel, sku) of order lines first recorded at or after ``since``, cancelled
         ones left out."""

@@ -213,3 +213,14 @@ def test_sale_made_before_the_last_push_is_not_counted_against_it(store: Store) 
     store.ingest_lines([early, late], t0 + timedelta(seconds=6))
     assert store.listings("web")[0].sold_since_push == 1
     assert store.reserved_by_sku() == {"A": 3}  # both still reserve stock
+
+
+def test_sales_near_a_listings_baseline_are_counted(store: Store) -> None:
+    """The sales the ledger learnt of within the slack of each listing's own moment, per listing;
+    cancelled ones, later ones and other listings' are left out."""
+    store.ingest_lines([line("1", qty=2), line("3", qty=4, cancelled=True)], T0 + timedelta(seconds=1))
+    store.ingest_lines([line("2", qty=1)], T0 + timedelta(seconds=9))
+    store.ingest_lines([line("4", sku="B", qty=5)], T0)
+    near = store.sold_around([("shop", "A", T0), ("web", "A", T0)], timedelta(seconds=3))
+    assert near == {("shop", "A"): 2}
+    assert store.sold_around([], timedelta(seconds=3)) == {}
