@@ -120,9 +120,17 @@ class Reconciler:
             ]
             # A level below the range that no order explained yet waits for the orders: a missed
             # order if one comes, a manual edit if a poll covering the read finds none.
+            since_read: dict[str, dict[Key, int]] = {}
             for d in drifts:
                 if self.shortfalls.below(d) and (d.channel, d.sku) in self.judged:
-                    self.shortfalls.hold(d, *self.judged[(d.channel, d.sku)], corrections.get((d.channel, d.sku)))
+                    read_at, baseline = self.judged[(d.channel, d.sku)]
+                    if d.channel not in since_read:
+                        # Sales taken in since the read (a webhook meanwhile) explain it already.
+                        since_read[d.channel] = self.store.sold_since(read_at)
+                    self.shortfalls.hold(
+                        d, read_at, baseline, corrections.get((d.channel, d.sku)),
+                        explained=since_read[d.channel].get((d.channel, d.sku), 0),
+                    )
             drifts = [d for d in drifts if (d.channel, d.sku) not in self.shortfalls.held]
             report.drift = drifts
             self._report(drifts, corrections)

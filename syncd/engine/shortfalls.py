@@ -47,8 +47,18 @@ class Shortfalls:
             and drift.observed < drift.expected
         )
 
-    def hold(self, drift: Drift, read_at: datetime, baseline_at: datetime | None, correction: int | None) -> None:
-        self.held[(drift.channel, drift.sku)] = Short(drift, read_at, baseline_at, correction)
+    def hold(
+        self,
+        drift: Drift,
+        read_at: datetime,
+        baseline_at: datetime | None,
+        correction: int | None,
+        *,
+        explained: int = 0,
+    ) -> None:
+        """Hold ``drift`` until a poll covering its read; ``explained``: units of the listing's
+        sales taken in since the read, before it is held (they were not known when it was made)."""
+        self.held[(drift.channel, drift.sku)] = Short(drift, read_at, baseline_at, correction, explained)
 
     def sold(self, lines: Iterable[OrderLine]) -> None:
         """New order lines taken in: a sale of a held listing made before its read explains it."""

@@ -87,6 +87,14 @@ def test_the_next_reconcile_decides_what_is_left() -> None:
     assert len(recorder.drifts) == 1
 
 
+def test_sales_taken_in_before_it_was_held_explain_it() -> None:
+    recorder = Recorder()
+    shortfalls = Shortfalls(recorder)
+    shortfalls.hold(Drift("web", "A", 9, 6, DriftCause.MANUAL_EDIT), READ, at(0), 9, explained=2)
+    shortfalls.polled("web", at(12), None)
+    assert [d.cause for d, _ in recorder.drifts] == [DriftCause.MISSED_ORDER]
+
+
 def test_only_a_level_below_the_range_waits() -> None:
     assert not Shortfalls.below(Drift("web", "A", 6, 9, DriftCause.MANUAL_EDIT))
     assert not Shortfalls.below(Drift("web", "A", 9, 6, DriftCause.MISSED_ORDER))

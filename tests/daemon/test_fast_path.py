@@ -103,6 +103,7 @@ async def test_event_reserve_ring_fences_units_and_expires(make_shops: Any) -> N
     await restarted.engine.aclose()
     restarted.store.close()
     shops.engine.clock = lambda: now + timedelta(hours=2)
+    await shops.engine.poll_erp()  # two hours on, the ERP has been read meanwhile (no outage mode)
     await shops.engine.replan_all()
     assert await shops.listings("main") == {"A": 10}
 
