@@ -217,7 +217,9 @@ def judge_read(
         shortfall = outcome.low - shown
         if explained_later > 0:
             return Drift(channel, sku, outcome.low, shown, DriftCause.MISSED_ORDER)
-        if shortfall > sold_near_baseline:
+        # A cancellation the channel restocked counts back at once, but the read may have been
+        # taken before the restock: that many units below is still in range.
+        if shortfall > sold_near_baseline + max(0, cancelled):
             return Drift(channel, sku, outcome.low, shown, DriftCause.MANUAL_EDIT)
     return None
 

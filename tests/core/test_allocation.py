@@ -195,6 +195,8 @@ def test_a_read_begun_before_the_confirmed_level_tells_nothing() -> None:
         (3, 0, 2, 0, 0, DriftCause.MISSED_ORDER),  # the orders found right after explain it
         (4, 0, 0, 1, 0, None),  # a sale on the baseline's second may sit on the wrong side of it
         (3, 0, 0, 0, 0, DriftCause.MANUAL_EDIT),  # nothing explains it
+        (4, 0, 0, 0, 1, None),  # read before the restock of a cancellation counted since
+        (3, 0, 0, 0, 1, DriftCause.MANUAL_EDIT),  # more below than the restock explains
     ],
 )
 def test_drift_is_judged_against_the_range_of_legitimate_levels(
