@@ -31,8 +31,9 @@ Matching rules (``score`` implements them; times are wall-clock UTC, one machine
   and no other manual edit of the listing comes before that read (else ``superseded``: nobody
   could see it); it is *found* when a ``manual_edit`` drift of that listing has it in its
   window. A purchase (cancellation) is a real miss when syncd had not stored its order (its
-  cancellation) by the next read of its channel; it is found when a ``missed_order``
-  (``missed_cancellation``) drift of that listing has it in its window.
+  cancellation) by the end of the read of the first reconcile that began after it (a read begun
+  before it may have read the listing before the purchase, and could not show it); it is found
+  when a ``missed_order`` (``missed_cancellation``) drift of that listing has it in its window.
 
 Run ``python bench/drift.py --json bench/results/drift.json`` (10 minutes) or ``--quick`` (~60 s).
 """
@@ -160,6 +161,11 @@ def score(
         end = runs[own].reads.get(drift.channel, drift.at) if own >= 0 else drift.at
         return (runs[own - 1].started if own >= 1 else EPOCH), end
 
+    def read_begun_after(change: Change) -> datetime | None:
+        """The end of the channel's read in the first reconcile that began after the change."""
+        index = bisect.bisect_right(starts, change.at)
+        return read_at(index, change.channel) if index < len(runs) else None
+
     def next_read(change: Change) -> datetime | None:
         """The first reconcile read of the change's channel after it."""
         for index in range(max(0, bisect.bisect_right(starts, change.at) - 1), len(runs)):
@@ -218,9 +224,9 @@ def score(
             read = next_read(change)
             if change.cause == "manual_edit":
                 edits.append(_edit_verdict(change, journal[i + 1 :], read, found_by(change, "manual_edit")))
-            elif change.cause in ("purchase", "cancellation") and read is not None:
+            elif change.cause in ("purchase", "cancellation") and (begun := read_begun_after(change)):
                 cause = "missed_order" if change.cause == "purchase" else "missed_cancellation"
-                if not stored_by(change, read):
+                if not stored_by(change, begun):
                     misses[cause]["real"] += 1
                     misses[cause]["found"] += found_by(change, cause)
     statuses = Counter(e["status"] for e in edits)

@@ -189,6 +189,17 @@ def test_missed_orders_recall_counts_only_orders_syncd_had_not_stored_by_the_nex
     assert result["recall"]["missed_order"] == {"real": 1, "found": 1, "recall": 1.0}
 
 
+def test_a_purchase_made_while_a_reconcile_was_reading_is_no_miss_of_that_read() -> None:
+    """The read (100 s to 102 s) may have read the listing before the purchase at 101 s: only the
+    next reconcile, begun after it, could show it, and by then the order was stored."""
+    changes = [bought(101, "during"), bought(90, "before")]
+    known = {("web", "during"): Known(at(150)), ("web", "before"): Known(at(150))}
+
+    result = score(changes, [], READ_RUNS, known)
+
+    assert result["recall"]["missed_order"] == {"real": 1, "found": 0, "recall": 0.0}
+
+
 def test_the_table_shows_each_cause_and_the_share_without_cause() -> None:
     """The Markdown table has a row per cause and the share of drifts with no real cause."""
     text = table(
