@@ -97,6 +97,18 @@ class Demand:
             return self._auto_threshold(sku, now, latency)
         return threshold
 
+    def split_at(self, sku: str, ats: int, now: datetime) -> None:
+        """The SKU was just planned split, at ``ats`` units: its auto threshold stays at least
+        there for a burst window from now. Otherwise the in-flight estimate falling back to 0 (no
+        sale for a few seconds) can lift a SKU a unit above the floor out of low-stock mode in the
+        middle of a burst, and every channel is shown all its units again."""
+        if self.config.stock.threshold_for(sku) != "auto":
+            return
+        window = self.config.stock.auto_threshold.burst_window
+        peak = self._threshold_peaks.get(sku)
+        held = peak[1] if peak is not None and now - peak[0] <= window else 0
+        self._threshold_peaks[sku] = (now, max(ats, held))
+
     def _auto_threshold(self, sku: str, now: datetime, latency: float) -> int:
         auto = self.config.stock.auto_threshold
         sales = self._sales.get(sku, ())

@@ -179,6 +179,7 @@ class Planner:
                     unreported=unreported,
                 )
                 result.low_stock.append(LowStock(sku, ats, threshold, per_channel))
+                self.demand.split_at(sku, ats, now)
                 log.debug(
                     "plan.low_stock",
                     sku=sku,

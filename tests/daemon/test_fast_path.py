@@ -196,3 +196,28 @@ async def test_the_last_units_are_split_where_the_sku_sells(make_shops: Any) -> 
         assert sum(shown[split_by].values()) <= 7, split_by
     assert shown["demand"]["main"] > shown["weight"]["main"], shown
     assert shown["demand"]["outlet"] < shown["weight"]["outlet"], shown
+
+
+async def test_a_sku_split_in_a_burst_stays_split_when_the_estimate_falls(make_shops: Any) -> None:
+    """Shipped threshold (auto, floor 5): two quick sales leave 6 units with one more likely on
+    its way, so the SKU is split. Seconds later the in-flight estimate is back at 0, 6 is above the
+    floor, but the SKU stays split for the burst window: shown again in full on both shops, the
+    last units could be bought on both at once."""
+    from datetime import timedelta
+
+    shops: Shops = await make_shops({"safety_stock": 0, "hold_in_flight": True}, {"A": 8})
+    await shops.engine.reconcile()
+    await asyncio.sleep(1.1)  # past the second of the reconcile's writes (orders are stamped in seconds)
+    for _ in range(2):
+        assert (await shops.buy("main", "A")).status_code == 201
+    shops.engine.touch(shops.engine.ingest(await sale_lines(shops, "main")).touched_skus)
+    await shops.engine.drain_fast_path()
+    shown = [(await shops.listings(name))["A"] for name in ("main", "outlet")]
+    assert sum(shown) <= 6, shown
+
+    now = shops.engine.clock()
+    shops.engine.clock = lambda: now + timedelta(seconds=10)
+    await shops.engine.replan_all()
+    await shops.engine.drain_fast_path()
+    shown = [(await shops.listings(name))["A"] for name in ("main", "outlet")]
+    assert sum(shown) <= 6, shown
