@@ -3,6 +3,7 @@ SQLite, and a Daemon wired to them through ASGI transports (no sockets)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,11 +102,13 @@ class World:
         return await self.shop.post("/_sandbox/purchase", json={"sku": sku, "quantity": quantity})
 
 
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+@contextlib.asynccontextmanager
+async def open_world(tmp_path: Path, **overrides: Any) -> AsyncIterator[World]:
+    """The mock ERP and a web store sandbox with a daemon over them (config ``overrides`` as for
+    ``make_config``); closes what it opened."""
     erp = erp_app(api_key=ERP_KEY, db_path=str(tmp_path / "erp.db"))
     shop = woo_app(consumer_key=WC_KEY, consumer_secret=WC_SECRET, webhook_secret=WEBHOOK_SECRET)
-    config = make_config(tmp_path)
+    config = make_config(tmp_path, **overrides)
     erp_wire = SwitchableTransport(httpx.ASGITransport(app=erp))
     shop_wire = SwitchableTransport(httpx.ASGITransport(app=shop))
     daemon = Daemon(config, transports={"erp": erp_wire, "webstore": shop_wire})
@@ -116,6 +119,12 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         yield World(daemon, e, s, erp, shop, erp_wire, shop_wire)
     await daemon.engine.aclose()
     daemon.store.close()
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with open_world(tmp_path) as opened:
+        yield opened
 
 
 @dataclass

@@ -12,47 +12,20 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.mock_erp.sandbox import create_app as erp_app
-from connectors.woocommerce.sandbox import create_app as woo_app
-from syncd.daemon import Daemon
-from tests.daemon.conftest import (
-    ERP_KEY,
-    WC_KEY,
-    WC_SECRET,
-    WEBHOOK_SECRET,
-    SwitchableTransport,
-    World,
-    make_config,
-)
+from tests.daemon.conftest import ERP_KEY, World, open_world
 
 STALENESS = 1.0  # seconds
 
 
 @pytest.fixture
 async def outage_world(tmp_path: Path) -> AsyncIterator[World]:
-    erp = erp_app(api_key=ERP_KEY, db_path=str(tmp_path / "erp.db"))
-    shop = woo_app(consumer_key=WC_KEY, consumer_secret=WC_SECRET, webhook_secret=WEBHOOK_SECRET)
-    config = make_config(
+    erp = {"type": "mock_erp", "base_url": "http://erp.test", "api_key": ERP_KEY, "retry_attempts": 1}
+    async with open_world(
         tmp_path,
         stock={"safety_stock": 0, "low_stock_threshold": 5},
-        erp={
-            "type": "mock_erp",
-            "base_url": "http://erp.test",
-            "api_key": ERP_KEY,
-            "retry_attempts": 1,
-            "max_staleness": f"{STALENESS}s",
-        },
-    )
-    erp_wire = SwitchableTransport(httpx.ASGITransport(app=erp))
-    shop_wire = SwitchableTransport(httpx.ASGITransport(app=shop))
-    daemon = Daemon(config, transports={"erp": erp_wire, "webstore": shop_wire})
-    async with (
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=erp), base_url="http://erp.test") as e,
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=shop), base_url="http://shop.test") as s,
-    ):
-        yield World(daemon, e, s, erp, shop, erp_wire, shop_wire)
-    await daemon.engine.aclose()
-    daemon.store.close()
+        erp={**erp, "max_staleness": f"{STALENESS}s"},
+    ) as world:
+        yield world
 
 
 async def get(world: World, path: str) -> Any:
